@@ -1,0 +1,100 @@
+"""What a run may spend (Budget) and what it has spent (Ledger).
+
+The ledger is saved in the run directory and inside every checkpoint. On resume the checkpoint's copy wins,
+so work done after the last checkpoint is redone and counted once, never twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import atomic
+from .errors import UserError
+
+PHASES = ("selection", "train", "eval", "inference")
+
+
+@dataclass
+class Budget:
+    """Limits on a run; any limit left as None is not enforced."""
+
+    max_flops: float | None = None
+    max_tokens: int | None = None
+    max_seconds: float | None = None
+    max_memory_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_flops", "max_tokens", "max_seconds", "max_memory_bytes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UserError(f"budget field '{name}' is {value}; give a positive number or leave it unset")
+
+    def exhausted(self, ledger: "Ledger") -> str | None:
+        """The reason the budget is spent, or None while something is left."""
+        if self.max_flops is not None and ledger.total_flops >= self.max_flops:
+            return f"flop budget spent ({ledger.total_flops:.3g} of {self.max_flops:.3g} FLOPs)"
+        if self.max_tokens is not None and ledger.tokens.get("train", 0) >= self.max_tokens:
+            return f"token budget spent ({ledger.tokens['train']} of {self.max_tokens} tokens)"
+        if self.max_seconds is not None and ledger.seconds >= self.max_seconds:
+            return f"time budget spent ({ledger.seconds:.0f} of {self.max_seconds:.0f} s)"
+        return None
+
+    def fraction_spent(self, ledger: "Ledger") -> float:
+        """Largest fraction spent over the limits that are set (0 when none is set)."""
+        fractions = [0.0]
+        if self.max_flops:
+            fractions.append(ledger.total_flops / self.max_flops)
+        if self.max_tokens:
+            fractions.append(ledger.tokens.get("train", 0) / self.max_tokens)
+        if self.max_seconds:
+            fractions.append(ledger.seconds / self.max_seconds)
+        return min(1.0, max(fractions))
+
+    def remaining_flops(self, ledger: "Ledger") -> float | None:
+        return None if self.max_flops is None else max(0.0, self.max_flops - ledger.total_flops)
+
+
+@dataclass
+class Ledger:
+    """FLOPs and tokens spent by phase, optimizer steps taken, and wall seconds of work."""
+
+    flops: dict[str, float] = field(default_factory=lambda: {p: 0.0 for p in PHASES})
+    tokens: dict[str, int] = field(default_factory=lambda: {p: 0 for p in PHASES})
+    steps: int = 0
+    seconds: float = 0.0
+
+    def charge(self, phase: str, flops: float, tokens: int = 0) -> None:
+        if phase not in PHASES:
+            raise ValueError(f"unknown ledger phase {phase!r}; one of {PHASES}")
+        self.flops[phase] = self.flops.get(phase, 0.0) + float(flops)
+        self.tokens[phase] = self.tokens.get(phase, 0) + int(tokens)
+
+    @property
+    def total_flops(self) -> float:
+        return float(sum(self.flops.values()))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["total_flops"] = self.total_flops
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Ledger":
+        return cls(
+            flops={p: float(d.get("flops", {}).get(p, 0.0)) for p in PHASES},
+            tokens={p: int(d.get("tokens", {}).get(p, 0)) for p in PHASES},
+            steps=int(d.get("steps", 0)),
+            seconds=float(d.get("seconds", 0.0)),
+        )
+
+    def save(self, path: str | Path) -> None:
+        atomic.write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Ledger":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path}: cannot read the ledger ({e}); remove the run directory to start over") from None

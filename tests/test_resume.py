@@ -1,0 +1,97 @@
+"""A run killed mid-way and resumed ends with the same weights and ledger as one that was never interrupted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from budgetune.train.loop import train
+from helpers import small_split, tiny_run_config
+
+
+class Killed(Exception):
+    pass
+
+
+def _kill_at(step_to_die: int):
+    def on_step(step, ledger):
+        if step == step_to_die:
+            raise Killed()
+    return on_step
+
+
+def _weights(run_dir, method):
+    name = "adapter/adapter_model.safetensors" if method == "lora" else "model/model.safetensors"
+    return load_file(str(run_dir / name))
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_resume_equals_uninterrupted(tmp_path, tiny_config_path, tokenizer, method):
+    data = small_split(tokenizer)
+    straight = tiny_run_config(tiny_config_path, tmp_path / "straight", method=method, max_steps=6)
+    a = train(straight, tokenizer=tokenizer, data=data, progress=False)
+
+    broken = tiny_run_config(tiny_config_path, tmp_path / "broken", method=method, max_steps=6)
+    with pytest.raises(Killed):
+        train(broken, tokenizer=tokenizer, data=data, on_step=_kill_at(5), progress=False)
+    resumed_cfg = tiny_run_config(tiny_config_path, tmp_path / "broken", method=method, max_steps=6)
+    resumed_cfg.resume = True
+    b = train(resumed_cfg, tokenizer=tokenizer, data=data, progress=False)
+
+    wa, wb = _weights(a.run_dir, method), _weights(b.run_dir, method)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], rtol=0, atol=0)
+    assert a.ledger.flops == b.ledger.flops
+    assert a.ledger.tokens == b.ledger.tokens
+    assert a.ledger.steps == b.ledger.steps == 6
+    assert a.after_loss == b.after_loss
+    steps = [json.loads(x)["step"] for x in (b.run_dir / "metrics.jsonl").read_text().splitlines()
+             if json.loads(x)["kind"] == "train"]
+    assert steps == list(range(1, 7))  # nothing logged twice after the resume
+
+
+def test_budget_stops_and_records_reason(tmp_path, tiny_config_path, tokenizer):
+    cfg = tiny_run_config(tiny_config_path, tmp_path / "run", max_steps=None)
+    cfg.budget.max_tokens = 600
+    result = train(cfg, tokenizer=tokenizer, data=small_split(tokenizer), progress=False)
+    assert "token budget" in result.stop_reason
+    assert 600 <= result.ledger.tokens["train"] < 600 + 4 * 64
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["stop_reason"] == result.stop_reason
+
+
+def test_flop_budget_is_never_exceeded(tmp_path, tiny_config_path, tokenizer):
+    cfg = tiny_run_config(tiny_config_path, tmp_path / "run")
+    cfg.budget.max_flops = 4e10
+    result = train(cfg, tokenizer=tokenizer, data=small_split(tokenizer), progress=False)
+    assert result.ledger.total_flops <= 4e10
+    assert result.ledger.steps >= 1 and "flop budget" in result.stop_reason
+
+
+def test_lora_result_opens_with_peft(tmp_path, tiny_config_path, tokenizer):
+    from peft import PeftModel
+
+    from budgetune.models import load_model
+
+    cfg = tiny_run_config(tiny_config_path, tmp_path / "run", max_steps=2)
+    result = train(cfg, tokenizer=tokenizer, data=small_split(tokenizer), progress=False)
+    model = PeftModel.from_pretrained(load_model(tiny_config_path, seed=0), str(result.artefact))
+    trained = _weights(result.run_dir, "lora")
+    loaded = {k: v for k, v in model.state_dict().items() if "lora_B" in k}
+    assert loaded and all(v.abs().sum() > 0 for v in loaded.values())  # B starts at zero: training moved it
+    assert any("lora_B" in k for k in trained)
+
+
+def test_full_result_opens_with_transformers(tmp_path, tiny_config_path, tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    cfg = tiny_run_config(tiny_config_path, tmp_path / "run", method="full", max_steps=2)
+    result = train(cfg, tokenizer=tokenizer, data=small_split(tokenizer), progress=False)
+    model = AutoModelForCausalLM.from_pretrained(result.artefact)
+    batch = torch.tensor([[1, 2, 3, 4]])
+    trained_model = result.extra["model"]
+    torch.testing.assert_close(model(batch).logits, trained_model(batch).logits)
