@@ -133,3 +133,11 @@ def test_cli_bad_input_exits_2_without_traceback(tmp_path, case, tiny_config_pat
     assert len(lines) == 1 and BAD[case][1] in lines[0]
     assert "Traceback" not in proc.stderr
     assert not (out / "adapter").exists() and not (out / "checkpoints").exists()
+
+
+def test_plain_text_corpus_blocks(tokenizer, tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"text": "To be, or not to be, that is the question. " * 40, "category": "play"}) + "\n")
+    examples = load_examples(str(path), tokenizer, _cfg(data_kind="text", max_seq_len=64))
+    assert len(examples) >= 5 and all(e.n_tokens <= 64 for e in examples)
+    assert all(e.labels == e.input_ids for e in examples) and examples[0].category == "play"

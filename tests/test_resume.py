@@ -95,3 +95,28 @@ def test_full_result_opens_with_transformers(tmp_path, tiny_config_path, tokeniz
     batch = torch.tensor([[1, 2, 3, 4]])
     trained_model = result.extra["model"]
     torch.testing.assert_close(model(batch).logits, trained_model(batch).logits)
+
+
+def test_gradient_accumulation_matches_a_larger_batch(tmp_path, tiny_config_path, tokenizer):
+    data = small_split(tokenizer, 16, 4)
+    big = tiny_run_config(tiny_config_path, tmp_path / "big", method="full", max_steps=2, micro_batch_size=4,
+                          checkpoint_every=0)
+    acc = tiny_run_config(tiny_config_path, tmp_path / "acc", method="full", max_steps=2, micro_batch_size=2,
+                          grad_accum=2, checkpoint_every=0)
+    a = train(big, tokenizer=tokenizer, data=data, progress=False)
+    b = train(acc, tokenizer=tokenizer, data=data, progress=False)
+    wa, wb = _weights(a.run_dir, "full"), _weights(b.run_dir, "full")
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], rtol=1e-4, atol=1e-5)
+    assert a.ledger.tokens["train"] == b.ledger.tokens["train"]
+
+
+def test_report_command(tmp_path, tiny_config_path, tokenizer):
+    from budgetune import cli
+
+    cfg = tiny_run_config(tiny_config_path, tmp_path / "run", max_steps=2)
+    train(cfg, tokenizer=tokenizer, data=small_split(tokenizer), progress=False)
+    assert cli.main(["report", str(tmp_path / "run")]) == 0
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "held-out loss" in page and "<table>" in page
+    assert cli.main(["report", str(tmp_path / "nothing")]) == 2

@@ -237,14 +237,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     _save(run, stepper, state, ledger, governor, cfg)
     artefact = None
     if accelerator.is_main_process:
-        from .. import atomic
-
-        name = "adapter" if cfg.train.method in ("lora", "qlora") else "model"
-        with atomic.atomic_dir(run.path / name) as tmp:
-            kind = stepper.save_pretrained(tmp, tokenizer)
-        artefact = run.path / name
-        if kind != name:
-            raise RuntimeError(f"method {cfg.train.method} saved a {kind}, expected {name}")
+        artefact = _save_result(run.path, stepper, tokenizer)
     accelerator.wait_for_everyone()
     ledger_dict = ledger.to_dict()
     run.write_json("ledger.json", ledger_dict)
@@ -257,6 +250,24 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     return RunResult(run.path, ledger, evals, state["stop_reason"], artefact, state["before_loss"],
                      evals[-1]["eval_loss"], {"train_seconds": train_seconds, "model": stepper.model,
                                               "tokenizer": tokenizer, "data": data})
+
+
+def _save_result(run_dir: Path, stepper, tokenizer) -> Path:
+    """The method's result ('adapter' or 'model') written to a temporary directory, then renamed into place."""
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".result.", suffix=".tmp"))
+    try:
+        kind = stepper.save_pretrained(tmp, tokenizer)
+        final = run_dir / kind
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
 
 
 def _should_stop(budget: Budget, ledger: Ledger, max_steps, step: int, next_flops: float, eval_cost: float):
