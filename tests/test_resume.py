@@ -120,3 +120,17 @@ def test_report_command(tmp_path, tiny_config_path, tokenizer):
     page = (tmp_path / "run" / "report.html").read_text()
     assert "held-out loss" in page and "<table>" in page
     assert cli.main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_memory_budget_refuses_before_loading(tmp_path, tiny_config_path, tokenizer):
+    from budgetune.errors import Infeasible
+
+    cfg = tiny_run_config(tiny_config_path, tmp_path / "run", method="full", max_steps=2)
+    cfg.budget.max_memory = "1MiB"
+    with pytest.raises(Infeasible, match="binding term"):
+        train(cfg, tokenizer=tokenizer, data=small_split(tokenizer), progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    cfg.train.method = "auto"
+    cfg.budget.max_memory = "8GiB"
+    result = train(cfg, tokenizer=tokenizer, data=small_split(tokenizer), progress=False)
+    assert result.ledger.steps == 2 and cfg.train.method != "auto"

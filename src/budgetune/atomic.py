@@ -32,14 +32,19 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces `path` in one rename."""
+def atomic_dir(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces `path` in one rename.
+
+    With replace=False an existing `path` (written meanwhile by another process) is kept and ours discarded.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         yield tmp
-        if path.exists():
+        if path.exists() and not replace:
+            shutil.rmtree(tmp)
+        elif path.exists():
             old = path.with_name(f".{path.name}.old")
             if old.exists():
                 shutil.rmtree(old)

@@ -50,7 +50,7 @@ def embedded_dir(name: str = "smollm2-135m") -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    with atomic.atomic_dir(target) as tmp:
+    with atomic.atomic_dir(target, replace=False) as tmp:  # parallel first runs: the first one wins
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
     return target

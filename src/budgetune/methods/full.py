@@ -39,7 +39,7 @@ def memory(spec, shape, cfg: Config):
 
     wfmt, _, _, gfmt = T.precision_dtypes(shape.precision)
     matmul = spec.n_layers * sum(l.in_features * l.out_features for l in spec.layer_linears) + spec.vocab * spec.hidden
-    acts = T.activation_bytes(spec, shape, base_trains=True) + T.logits_bytes(spec, shape, head_trains=True)
+    acts = T.training_activation_bytes(spec, shape, base_trains=True)
     return T.first_order_peak(spec, shape, weights=T.weight_bytes(spec.n_params, wfmt), n_trainable=spec.n_params,
                               state_fmt=gfmt, activations=acts,
                               cache=T.autocast_cache_bytes(matmul, shape.precision),

@@ -83,8 +83,7 @@ def memory(spec, shape, cfg: Config):
     base_fmt = "fp32" if shape.precision == "fp32" else "bf16"
     n_adapters = adapter_params(spec, cfg)
     adapters = T.Adapters(int(cfg.r), tuple(cfg.target_modules))
-    acts = (T.activation_bytes(spec, shape, base_trains=False, adapters=adapters)
-            + T.logits_bytes(spec, shape, head_trains=False))
+    acts = T.training_activation_bytes(spec, shape, base_trains=False, adapters=adapters)
     weights = T.weight_bytes(spec.n_params, base_fmt) + T.weight_bytes(n_adapters, "fp32")
     return T.first_order_peak(spec, shape, weights=weights, n_trainable=n_adapters, state_fmt="fp32",
                               activations=acts, cache=T.autocast_cache_bytes(n_adapters, shape.precision),

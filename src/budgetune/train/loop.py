@@ -79,12 +79,18 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
 
     _validate(cfg)
     budget = make_budget(cfg)
-    method = registry.get(cfg.train.method)
-    method_cfg = registry.make_config(cfg.train.method, cfg.train.method_options)
     if budget.max_memory_bytes is not None:
         from ..memory.plan import check_fits  # refuses before any weight is loaded
 
-        check_fits(cfg)
+        plan = check_fits(cfg)
+        if cfg.train.method == "auto":  # the planner's recommendation for this memory budget
+            cfg.train.method = plan["method"]
+            cfg.train.method_options = dict(plan.get("options") or {})
+            cfg.train.gradient_checkpointing = bool(plan.get("gradient_checkpointing"))
+    elif cfg.train.method == "auto":
+        raise UserError("method 'auto' needs a memory budget to plan against; add --max-memory (e.g. 24GiB)")
+    method = registry.get(cfg.train.method)
+    method_cfg = registry.make_config(cfg.train.method, cfg.train.method_options)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     run = RunDir(Path(cfg.out) if cfg.out else default_out(cfg), writer=accelerator.is_main_process)
     cfg.out = str(run.path)

@@ -1,0 +1,159 @@
+"""`budgetune plan`: what fits on a GPU, for every method, from the model's config alone."""
+
+from __future__ import annotations
+
+HELP = ("which training methods fit in a GPU's memory, with their binding term, FLOPs per token and time per "
+        "step, from the model's config alone (--exact traces the real step on fake tensors)")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", default="smollm2-135m",
+                        help="config.json, model directory, cached Hugging Face id or 'smollm2-135m'")
+    parser.add_argument("--gpu-memory", required=True, help="memory of one GPU, e.g. 24GiB or 80GB")
+    parser.add_argument("--seq-len", type=int, default=512, help="tokens per sequence (default: 512)")
+    parser.add_argument("--batch-size", type=int, default=1, help="micro-batch per GPU (default: 1)")
+    parser.add_argument("--gpus", type=int, default=1, help="data-parallel GPUs (default: 1)")
+    parser.add_argument("--sharding", default="auto", choices=["auto", "none", "zero2", "zero3", "fsdp"],
+                        help="how model states are split over GPUs (auto: none on 1 GPU, fsdp on several)")
+    parser.add_argument("--precision", default="amp_bf16", choices=["amp_bf16", "bf16", "fp32"],
+                        help="amp_bf16: fp32 weights with bf16 autocast (default); bf16: pure bf16; fp32")
+    parser.add_argument("--attention", default="sdpa", choices=["sdpa", "eager"],
+                        help="sdpa (fused, default) or eager (keeps the s×s attention matrix)")
+    parser.add_argument("--method", action="append", default=None,
+                        help="only this method (repeatable); default: every registered method")
+    parser.add_argument("--overhead", default="512MiB",
+                        help="fixed runtime overhead per GPU: CUDA context, cuBLAS workspace (default: 512MiB)")
+    parser.add_argument("--fragmentation", type=float, default=0.05,
+                        help="allocator slack as a share of the tensor bytes (default: 0.05)")
+    parser.add_argument("--device", default="a100", help="device for the time estimate: " +
+                        "h200, h100, a100, l40s, a10g, l4, rtx4090, rtx3090, v100, t4 (default: a100)")
+    parser.add_argument("--tflops", type=float, default=None, help="override the device's peak bf16 TFLOP/s")
+    parser.add_argument("--mfu", type=float, default=0.4, help="share of peak FLOP/s reached (default: 0.4)")
+    parser.add_argument("--exact", action="store_true",
+                        help="also trace the real training step on fake tensors (recommended plan first)")
+    parser.add_argument("--inference", action="store_true", help="also plan inference (batch × context) capacity")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def main(args) -> int:
+    import json
+    import sys
+
+    from ..config import parse_bytes
+    from ..errors import UserError
+    from ..memory import plan as P
+    from ..memory.spec import UnsupportedArchitecture, spec_from_model_name
+    from ..memory.terms import Shape
+
+    budget = parse_bytes(args.gpu_memory, "--gpu-memory")
+    if budget <= 0:
+        raise UserError(f"--gpu-memory {args.gpu_memory} must be positive")
+    device = args.device.lower()
+    if args.tflops is None and device not in P.DEVICE_TFLOPS:
+        raise UserError(f"--device {args.device} is not in the table ({', '.join(P.DEVICE_TFLOPS)}); "
+                        f"give its peak with --tflops")
+    tflops = args.tflops or P.DEVICE_TFLOPS[device]
+    if not 0 < args.mfu <= 1:
+        raise UserError(f"--mfu {args.mfu} must be in (0, 1]")
+    sharding = args.sharding if args.sharding != "auto" else ("fsdp" if args.gpus > 1 else "none")
+    shape = Shape(micro_batch=args.batch_size, seq_len=args.seq_len, precision=args.precision,
+                  attention=args.attention, ranks=args.gpus, sharding=sharding,
+                  overhead_bytes=parse_bytes(args.overhead, "--overhead"), fragmentation=args.fragmentation)
+    notes: list[str] = []
+    try:
+        spec = spec_from_model_name(args.model)
+    except UnsupportedArchitecture as e:
+        spec = None
+        print(f"budgetune: {e}; falling back to the tracer", file=sys.stderr)
+    if spec is not None:
+        plans = P.enumerate_plans(spec, shape, budget, methods=args.method, tflops=tflops, mfu=args.mfu,
+                                  notes=notes)
+        params = spec.n_params
+    else:
+        plans, params = _traced_only(args.model, shape, budget, notes)
+    if not plans:
+        raise UserError("no method could be planned; " + "; ".join(notes))
+    recommended = P.recommend(plans)
+    if args.exact and spec is not None:
+        notes += P.trace_plans(args.model, plans, shape, budget, spec=spec, recommended=recommended)
+        recommended = P.recommend(plans)
+    inference = _inference(spec, budget, args, notes) if args.inference else None
+
+    if args.json:
+        out = {"model": {"name": args.model, "params": params}, "plans": [p.to_json() for p in plans],
+               "recommended": recommended}
+        if inference is not None:
+            out["inference"] = inference[1]
+        print(json.dumps(out, indent=2))
+    else:
+        _print_table(args, spec, params, plans, recommended, budget, shape, tflops, notes, inference)
+    if recommended is None:
+        print(f"budgetune: {P.advice(plans, shape, budget)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _traced_only(model: str, shape, budget: int, notes: list[str]):
+    """Plans for an architecture without an analytic model: the tracer measures full and LoRA directly."""
+    from ..memory import plan as P
+    from ..memory.terms import runtime_overhead
+    from ..memory.trace import trace_step
+    from ..models import load_config
+
+    config = load_config(model)
+    plans = []
+    params = None
+    for method in ("full", "lora"):
+        r = trace_step(config, shape, method, None)
+        total = r.peak + runtime_overhead(shape, r.peak)
+        options = {"r": 16, "target_modules": "all"} if method == "lora" else {}
+        plans.append(P.Plan(method, options, False, r.breakdown, fits=total <= budget, traced_total=total))
+        params = r.n_params if method == "full" else params
+    notes.append("traced only (no analytic model): FLOPs per token not estimated")
+    return plans, params
+
+
+def _inference(spec, budget: int, args, notes: list[str]):
+    """(text, JSON) of inference capacity from budgetune.infer.capacity, or None where it is not installed."""
+    try:
+        from ..infer.capacity import plan_inference
+    except ImportError:
+        notes.append("inference planning is not available in this installation (budgetune.infer.capacity)")
+        return None
+    if spec is None:
+        notes.append("inference planning needs an analytic model spec")
+        return None
+    return plan_inference(spec, budget, args)
+
+
+def _gib(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**30:.2f}"
+
+
+def _print_table(args, spec, params, plans, recommended, budget, shape, tflops, notes, inference) -> None:
+    name = spec.name if spec is not None else args.model
+    print(f"model {name}: {params / 1e9:.3f}B parameters; GPU memory {budget / 2**30:.1f} GiB × {args.gpus}; "
+          f"batch {shape.micro_batch} × seq {shape.seq_len}; {shape.precision}, {shape.attention}"
+          + (f", {shape.sharding}" if shape.sharding != "none" else ""))
+    head = (f"{'':2}{'method':10}{'options':22}{'ckpt':>5}{'weights':>9}{'grads':>8}{'optim':>8}{'activ':>8}"
+            f"{'other':>8}{'total':>9}{'traced':>9}  {'fits':5}{'binding':12}{'GFLOP/tok':>10}{'s/step':>8}")
+    print(head)
+    for i, p in enumerate(plans):
+        b = p.breakdown
+        opts = ",".join(f"{k}={'all' if k == 'target_modules' and spec and v == spec.linear_names else v}"
+                        for k, v in p.options.items()) or "-"
+        mark = "* " if i == recommended else "  "
+        print(f"{mark}{p.method:10}{opts[:21]:22}{'yes' if p.gradient_checkpointing else 'no':>5}"
+              f"{_gib(b.weights):>9}{_gib(b.gradients):>8}{_gib(b.optimizer):>8}{_gib(b.activations):>8}"
+              f"{_gib(b.other):>8}{_gib(b.total):>9}{_gib(p.traced_total):>9}  {'yes' if p.fits else 'no':5}"
+              f"{b.binding_term:12}{p.flops_per_token / 1e9:>10.2f}{p.seconds_per_step:>8.3f}")
+    print(f"(GiB; time per step at {tflops:.0f} TFLOP/s × {args.mfu:.0%} MFU; * = recommended: the most "
+          f"quality-preserving plan that fits, then the fastest)")
+    if recommended is not None:
+        p = plans[recommended]
+        print(f"recommended: {p.method}" + (" with gradient checkpointing" if p.gradient_checkpointing else ""))
+    for n in notes:
+        print(f"note: {n}")
+    if inference is not None:
+        print()
+        print(inference[0])

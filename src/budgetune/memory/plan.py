@@ -1,0 +1,258 @@
+"""The planner: every registered method and option set, its memory on one device (each method's own memory()),
+whether it fits, its binding term, FLOPs per token and time per step, and the best plan that fits.
+
+`check_fits(run_cfg)` is the same computation for one configured run; the training loop calls it before any
+weight is loaded and it raises Infeasible (exit 1) with the binding term and what to change.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..errors import Infeasible, UserError
+from .spec import ModelSpec
+from .terms import MemoryBreakdown, Shape
+
+GIB = 2**30
+
+# Most quality-preserving first (the order the planner recommends in when several fit). Full fine-tuning and
+# 8-bit Adam match in quality (Dettmers et al. 2022); GaLore is close to full (Zhao et al. 2024); LoRA and the
+# block-wise optimizers trail full fine-tuning slightly (Biderman et al. 2024 "LoRA Learns Less and Forgets Less";
+# BAdam, Luo et al. 2024; HiFT, Liu et al. 2024); QLoRA adds quantisation error to LoRA (Dettmers et al. 2023);
+# zeroth-order methods need far more steps for less (Malladi et al. 2023; Addax and LOZO improve on MeZO).
+QUALITY_ORDER = ("full", "adamw8bit", "galore", "lora", "badam", "hift", "qlora", "addax", "lozo", "mezo")
+
+# Option sets the planner tries per method; a method not listed is tried with its defaults. "all" LoRA targets
+# are the model's linear layers (memory/spec.py names them per family).
+OPTION_SETS: dict[str, list[dict]] = {
+    "lora": [{"r": 16, "target_modules": "all"}, {"r": 64, "target_modules": "all"}],
+    "qlora": [{"r": 16, "target_modules": "all"}],
+    "galore": [{"rank": 128}],
+    "badam": [{}],
+    "hift": [{}],
+}
+
+# Dense bf16 tensor-core peak TFLOP/s (vendor data sheets); time per step assumes `mfu` of it.
+DEVICE_TFLOPS = {"h200": 989.0, "h100": 989.0, "a100": 312.0, "l40s": 362.0, "a10g": 125.0, "l4": 121.0,
+                 "rtx4090": 165.0, "rtx3090": 71.0, "v100": 125.0, "t4": 65.0}
+
+ZEROTH_ORDER = {"mezo", "lozo"}  # forward passes only: two per step (per sampled direction)
+ADAPTERS = {"lora", "qlora"}
+
+
+@dataclass
+class Plan:
+    method: str
+    options: dict
+    gradient_checkpointing: bool
+    breakdown: MemoryBreakdown
+    fits: bool = False
+    traced_total: int | None = None
+    flops_per_token: float = 0.0
+    seconds_per_step: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.traced_total if self.traced_total is not None else self.breakdown.total
+
+    def to_json(self) -> dict:
+        return {"method": self.method, "options": self.options, "gradient_checkpointing": self.gradient_checkpointing,
+                "bytes": self.breakdown.to_dict(), "traced_total": self.traced_total, "fits": self.fits,
+                "binding_term": self.breakdown.binding_term, "flops_per_token": self.flops_per_token}
+
+
+def resolve_options(name: str, options: dict, spec: ModelSpec | None) -> dict:
+    """Replace planner shorthands ("all" LoRA targets) by the model's own names."""
+    out = dict(options)
+    if out.get("target_modules") == "all" and spec is not None:
+        out["target_modules"] = spec.linear_names
+    return out
+
+
+def flops_per_token(spec: ModelSpec, method: str, cfg, shape: Shape) -> float:
+    """Training FLOPs per token from budgetune.flops (Kaplan et al. 2020; Narayanan et al. 2021), the trainable
+    share per method: all matrices (full, 8-bit Adam, GaLore), adapters only (LoRA, QLoRA; backward still runs
+    through every layer), one block (BAdam, HiFT), or forward passes only (two per direction: MeZO, LOZO)."""
+    from ..flops import FlopProfile, backward_flops_per_token, forward_flops_per_token, recompute_flops_per_token
+
+    layer = sum(l.in_features * l.out_features for l in spec.layer_linears)
+    matmul = spec.n_layers * layer + spec.vocab * spec.hidden
+    if method in ADAPTERS:
+        targets = list(getattr(cfg, "target_modules", []))
+        r = int(getattr(cfg, "r", 16))
+        adapters = spec.n_layers * sum(r * (spec.linear(t).in_features + spec.linear(t).out_features)
+                                       for t in targets if t in spec.linear_names)
+        trainable, total = adapters, matmul + adapters
+    elif method in ("badam", "hift"):
+        per_block = int(getattr(cfg, "layers_per_block", getattr(cfg, "layers_per_group", 1)) or 1)
+        trainable, total = min(spec.n_layers, per_block) * layer, matmul
+    else:
+        trainable, total = matmul, matmul
+    p = FlopProfile(total, trainable, total, spec.n_layers * layer, spec.n_layers, spec.n_heads * spec.head_dim)
+    s = shape.seq_len
+    if method in ZEROTH_ORDER:
+        return 2.0 * forward_flops_per_token(p, s) * int(getattr(cfg, "samples", 1) or 1)
+    f = forward_flops_per_token(p, s) + backward_flops_per_token(p, s)
+    if shape.gradient_checkpointing:
+        f += recompute_flops_per_token(p, s)
+    return f
+
+
+def method_memory(spec: ModelSpec, shape: Shape, name: str, options: dict):
+    """(Config, MemoryBreakdown) of one method from its own module's memory(), or (cfg, None) when it has none."""
+    from ..methods import registry
+
+    module = registry.get(name)
+    cfg = registry.make_config(name, resolve_options(name, options, spec))
+    memory = getattr(module, "memory", None)
+    if memory is None:
+        return cfg, None
+    return cfg, memory(spec, shape, cfg)
+
+
+def enumerate_plans(spec: ModelSpec, shape: Shape, budget: int, *, methods: list[str] | None = None,
+                    tflops: float = 312.0, mfu: float = 0.4, notes: list[str] | None = None) -> list[Plan]:
+    from ..methods import registry
+
+    plans: list[Plan] = []
+    names = methods or registry.names()
+    for name in names:
+        for options in OPTION_SETS.get(name, [{}]):
+            for ckpt in (False, True):
+                s = shape.with_(gradient_checkpointing=ckpt)
+                rank = int(options.get("r", 0))
+                smallest = min(min(l.in_features, l.out_features) for l in spec.layer_linears)
+                if rank > smallest:
+                    break  # a rank above the layers' width is not a low-rank adapter
+                try:
+                    cfg, breakdown = method_memory(spec, s, name, options)
+                except UserError as e:
+                    if notes is not None:
+                        notes.append(f"{name} {options}: skipped ({e})")
+                    break
+                if breakdown is None:
+                    if notes is not None:
+                        notes.append(f"{name}: skipped (its module has no memory() model yet)")
+                    break
+                fpt = flops_per_token(spec, name, cfg, s)
+                seconds = fpt * s.tokens / (tflops * 1e12 * mfu)
+                plans.append(Plan(name, resolve_options(name, options, spec), ckpt, breakdown,
+                                  fits=breakdown.total <= budget, flops_per_token=fpt, seconds_per_step=seconds))
+    return plans
+
+
+def recommend(plans: list[Plan]) -> int | None:
+    """Index of the most quality-preserving plan that fits; among equals the fastest."""
+    def rank(i: int):
+        p = plans[i]
+        q = QUALITY_ORDER.index(p.method) if p.method in QUALITY_ORDER else len(QUALITY_ORDER)
+        return (q, p.seconds_per_step, p.total)
+
+    feasible = [i for i, p in enumerate(plans) if p.fits]
+    return min(feasible, key=rank) if feasible else None
+
+
+def advice(plans: list[Plan], shape: Shape, budget: int) -> str:
+    """What to change when nothing fits: the smallest footprint, its binding term and the levers."""
+    smallest = min(plans, key=lambda p: p.total)
+    b = smallest.breakdown
+    over = smallest.total - budget
+    levers = []
+    if b.binding_term == "activations" or b.activations > over:
+        levers.append(f"shorter sequences or a smaller micro-batch (activations {b.activations / GIB:.1f} GiB "
+                      f"at seq-len {shape.seq_len} × batch {shape.micro_batch})")
+    if b.binding_term in ("weights", "optimizer", "gradients"):
+        levers.append(f"more GPUs with sharding (model states {(b.weights + b.gradients + b.optimizer) / GIB:.1f}"
+                      f" GiB divide over ranks under ZeRO-3/FSDP)")
+    levers.append("a GPU with more memory")
+    ck = " with gradient checkpointing" if smallest.gradient_checkpointing else ""
+    return (f"nothing fits in {budget / GIB:.1f} GiB; the smallest footprint is {smallest.method}{ck} at "
+            f"{smallest.total / GIB:.1f} GiB (binding term: {b.binding_term}); try " + "; or ".join(levers))
+
+
+def trace_plans(model: str, plans: list[Plan], shape: Shape, budget: int, *, time_budget: float = 60.0,
+                margin: float = 0.25, spec: ModelSpec | None = None, recommended: int | None = None) -> list[str]:
+    """Fill traced_total for the recommended plan first, then for borderline ones (analytic total within `margin`
+    of the budget: the ones a few percent could flip) while `time_budget` seconds last."""
+    from ..models import load_config
+    from .terms import runtime_overhead
+    from .trace import TRACEABLE, trace_step
+
+    config = load_config(model)
+    notes = []
+    borderline = [i for i in range(len(plans))
+                  if i != recommended and abs(plans[i].breakdown.total - budget) <= margin * budget]
+    order = ([recommended] if recommended is not None else []) + sorted(
+        borderline, key=lambda i: abs(plans[i].breakdown.total - budget))
+    start = time.perf_counter()
+    traced = 0
+    for i in order:
+        p = plans[i]
+        if p.method not in TRACEABLE:
+            continue
+        if time.perf_counter() - start > time_budget:
+            notes.append("tracing stopped at its time limit; untraced plans keep traced_total null")
+            break
+        from ..methods.registry import make_config
+
+        cfg = make_config(p.method, p.options) if p.options.get("target_modules") != "all" else None
+        try:
+            r = trace_step(config, shape.with_(gradient_checkpointing=p.gradient_checkpointing), p.method, cfg)
+        except UserError as e:
+            notes.append(f"{p.method} {p.options}: not traced ({e})")
+            continue
+        p.traced_total = r.peak + runtime_overhead(shape, r.peak)
+        traced += 1
+        p.fits = p.traced_total <= budget
+        if spec is None:
+            p.breakdown = r.breakdown
+    notes.append(f"traced {traced} plan(s): the recommended one and those within {margin:.0%} of the budget that "
+                 f"the tracer reproduces ({', '.join(TRACEABLE)}); traced totals include the runtime overhead")
+    return notes
+
+
+def check_fits(run_cfg) -> dict:
+    """Refuse a run whose method cannot fit cfg.budget.max_memory (before any weight is loaded).
+
+    Returns the plan as JSON (method, options, gradient_checkpointing, bytes, fits, ...); with train.method "auto"
+    it is the planner's recommendation, which the caller applies. Raises Infeasible naming the binding term and
+    what to change."""
+    from ..config import parse_bytes
+    from .spec import spec_from_model_name
+
+    budget = parse_bytes(run_cfg.budget.max_memory, "budget field 'max_memory'")
+    spec = spec_from_model_name(run_cfg.model.model)
+    precision = {"float32": "fp32", "bfloat16": "bf16", "float16": "bf16"}.get(run_cfg.model.dtype, "fp32")
+    shape = Shape(micro_batch=int(run_cfg.train.micro_batch_size), seq_len=int(run_cfg.data.max_seq_len),
+                  precision=precision, gradient_checkpointing=bool(run_cfg.train.gradient_checkpointing))
+    name = run_cfg.train.method
+    if name == "auto":  # the planner picks: the most quality-preserving method that fits, then the fastest
+        plans = enumerate_plans(spec, shape, budget)  # with and without checkpointing
+        best = recommend(plans)
+        if best is None:
+            raise Infeasible(f"budget max_memory {run_cfg.budget.max_memory}: {advice(plans, shape, budget)}")
+        out = plans[best].to_json()
+        out["budget"] = budget
+        return out
+    cfg, breakdown = method_memory(spec, shape, name, dict(run_cfg.train.method_options or {}))
+    if breakdown is None:
+        return {"method": name, "checked": False, "note": f"method '{name}' has no memory model; not checked"}
+    plan = Plan(name, dict(run_cfg.train.method_options or {}), shape.gradient_checkpointing, breakdown,
+                fits=breakdown.total <= budget)
+    if not plan.fits:
+        b = breakdown
+        fixes = {"activations": "lower micro_batch_size or max_seq_len, or turn on gradient_checkpointing",
+                 "weights": "a quantised base (method qlora) or a smaller model",
+                 "optimizer": "a lower-memory optimizer (adamw8bit, galore) or an adapter method (lora)",
+                 "gradients": "an adapter or block-wise method (lora, badam, hift)",
+                 "other": "a smaller batch or fewer trainable tensors"}
+        raise Infeasible(
+            f"method '{name}' needs {b.total / GIB:.2f} GiB but budget max_memory is {budget / GIB:.2f} GiB; "
+            f"binding term: {b.binding_term} ({getattr(b, b.binding_term) / GIB:.2f} GiB); try "
+            f"{fixes[b.binding_term]} (`budgetune plan --model {run_cfg.model.model} --gpu-memory "
+            f"{run_cfg.budget.max_memory}` lists what fits)")
+    out = plan.to_json()
+    out["budget"] = budget
+    return out

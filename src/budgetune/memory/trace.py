@@ -1,0 +1,259 @@
+"""Exact memory of real training steps without weights: the real transformers architecture runs forward, backward
+and the optimizer step on fake tensors (torch._subclasses.FakeTensorMode: shapes and dtypes, no storage), and a
+dispatch mode counts every storage that comes alive or dies, keeping only the global peak and what was alive then.
+
+Why our own TorchDispatchMode rather than torch.distributed._tools.mem_tracker.MemTracker: MemTracker installs
+gradient hooks on every parameter (it fails on frozen ones) and keeps per-module peaks, which crawls with peft's
+thousands of modules; the planner needs only the global peak and its split into weights / gradients / optimizer /
+activations / other, which we classify once, at the peak.
+
+How the model is built: on the meta device (no initialisation cost, peft can wrap it there), then every parameter
+and buffer is swapped for a fake CPU tensor of the same shape and dtype (tied weights stay tied). The meta device
+itself is not used for the step: it takes other attention paths and fails under checkpointing.
+
+What it mirrors: budgetune's loss (methods.base.token_loss), AdamW with the foreach implementation (PyTorch's
+default on GPU; on CPU the default is a per-tensor loop with smaller temporaries), in steady state (the optimizer
+states exist before the traced step). What it cannot run: bitsandbytes' quantised kernels and 8-bit optimizers (no fake-tensor kernels), so
+QLoRA and 8-bit Adam are checked analytically and on a GPU (bench/gpu_memory_check.py) only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import weakref
+from dataclasses import dataclass
+
+from ..errors import UserError
+from .terms import MemoryBreakdown, Shape
+
+
+TRACEABLE = ("full", "lora")  # methods whose training step the tracer reproduces
+
+
+@dataclass
+class TraceResult:
+    peak: int  # bytes of all live tensors at the global peak
+    breakdown: MemoryBreakdown  # that peak, by term
+    phase: str  # forward / backward / optimizer: where the peak fell
+    seconds: float
+    n_params: int
+
+
+class _PeakTracker:
+    """Counts live storages through a TorchDispatchMode; snapshots the live set when a new global peak ends."""
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        tracker = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                tracker._register_tree(out)
+                return out
+
+        self.mode = Mode()
+        self.live: dict[int, tuple[int, str]] = {}  # id(storage) -> (bytes, phase at allocation)
+        self._refs: dict[int, weakref.ref] = {}
+        self.current = 0
+        self.peak = 0
+        self.phase = "setup"
+        self.peak_phase = "setup"
+        self.snapshot: dict[int, tuple[int, str]] | None = None
+        self._stale = False
+        self.classify = None  # callable(live) -> breakdown, set by the caller
+
+    def _register_tree(self, out) -> None:
+        import torch
+        from torch.utils._pytree import tree_leaves
+
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self.register(t)
+
+    def register(self, t) -> None:
+        try:
+            st = t.untyped_storage()
+        except (RuntimeError, NotImplementedError):
+            return  # sparse or other storage-less tensors
+        key = id(st)
+        if key in self.live:
+            return
+        nbytes = int(st.nbytes())
+        self.live[key] = (nbytes, self.phase)
+        self._refs[key] = weakref.ref(st, lambda _, k=key: self._free(k))
+        self.current += nbytes
+        if self.current > self.peak:
+            self.peak = self.current
+            self.peak_phase = self.phase
+            self._stale = True
+
+    def _free(self, key: int) -> None:
+        if self._stale and self.current == self.peak and self.classify is not None:
+            self.snapshot = self.classify(self.live)  # the live set at the moment the peak ends
+            self._stale = False
+        nbytes, _ = self.live.pop(key, (0, ""))
+        self._refs.pop(key, None)
+        self.current -= nbytes
+
+    def finish(self) -> None:
+        if self._stale and self.classify is not None:
+            self.snapshot = self.classify(self.live)
+            self._stale = False
+
+
+def _materialize_fake(model, fake_mode) -> None:
+    """Swap every meta parameter and buffer for a fake CPU tensor, keeping shared (tied) tensors shared.
+    With fake_mode a nullcontext the tensors are real (uninitialised): the tests compare both."""
+    import torch
+
+    made: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        for name, p in list(module._parameters.items()):
+            if p is None:
+                continue
+            if id(p) not in made:
+                with fake_mode:
+                    data = torch.empty(p.shape, dtype=p.dtype, device="cpu")
+                made[id(p)] = torch.nn.Parameter(data, requires_grad=p.requires_grad)
+            module._parameters[name] = made[id(p)]
+        for name, b in list(module._buffers.items()):
+            if b is None:
+                continue
+            if id(b) not in made:
+                with fake_mode:
+                    made[id(b)] = torch.zeros(b.shape, dtype=b.dtype, device="cpu")
+            module._buffers[name] = made[id(b)]
+
+
+def _build(config, shape: Shape, method: str, method_cfg):
+    """The model on the meta device, set up for `method` (which parameters train), in the shape's precision."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    # A frozen base needs no fp32 master copy, so under AMP it is loaded in bf16 (the usual GPU practice);
+    # full fine-tuning under AMP keeps fp32 weights. peft keeps adapters in fp32 either way.
+    low = shape.precision == "bf16" or (shape.precision == "amp_bf16" and method != "full")
+    dtype = torch.bfloat16 if low else torch.float32
+    config._attn_implementation = shape.attention
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=shape.attention)
+    if method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+    elif method == "lora":
+        from peft import get_peft_model
+
+        from ..methods.lora import Config, lora_config
+
+        if method_cfg is None:  # every linear layer inside the decoder layers (any architecture)
+            names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                            if isinstance(m, torch.nn.Linear) and (".layers." in n or ".h." in n)})
+            method_cfg = Config(r=16, target_modules=names)
+
+        with torch.device("meta"):
+            model = get_peft_model(model, lora_config(method_cfg, model))
+        # peft keeps adapters in fp32 when the base is bf16 unless told otherwise; mirror the training code.
+    else:
+        raise UserError(f"the tracer has no setup for method '{method}'; it traces full and lora "
+                        f"(other methods are estimated analytically)")
+    if shape.gradient_checkpointing:
+        from ..methods.base import enable_checkpointing
+
+        enable_checkpointing(model)
+    return model
+
+
+def _loss(model, batch):
+    """methods.base.token_loss's tensor operations (its token count reads data, which fake tensors have none of)."""
+    import torch.nn.functional as F
+
+    # No attention mask: a causal batch without padding (packed sequences). With a mask, transformers checks the
+    # mask's values to skip it, which fake tensors cannot answer, and would build an s×s mask and copy K/V per head.
+    logits = model(input_ids=batch["input_ids"]).logits
+    labels = batch["labels"][:, 1:]
+    logits = logits[:, :-1]
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100,
+                           reduction="sum")
+    return loss / labels.numel()
+
+
+def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, steps: int = 2,
+               fake: bool = True) -> TraceResult:
+    """Peak memory of training `method` on the architecture of `config` (a transformers config) in steady state:
+    an optimizer step that creates the optimizer states, then `steps - 1` full training steps."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    start = time.perf_counter()
+    model = _build(config, shape, method, method_cfg)
+    model.train()
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext()
+    _materialize_fake(model, fake_mode)
+    params = list(model.parameters())
+    trainable = [p for p in params if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-5, foreach=True)
+    with fake_mode:
+        ids = torch.zeros(shape.micro_batch, shape.seq_len, dtype=torch.long)
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+
+    tracker = _PeakTracker()
+    weight_ids = {id(t.untyped_storage()) for t in list(params) + list(model.buffers())}
+
+    def classify(live: dict) -> MemoryBreakdown:
+        grads = {id(p.grad.untyped_storage()) for p in trainable if p.grad is not None}
+        states = {id(v.untyped_storage()) for s in optimizer.state.values() for v in s.values()
+                  if isinstance(v, torch.Tensor)}
+        terms = dict(weights=0, gradients=0, optimizer=0, activations=0, other=0)
+        for key, (nbytes, phase) in live.items():
+            if key in weight_ids:
+                terms["weights"] += nbytes
+            elif key in grads:
+                terms["gradients"] += nbytes
+            elif key in states:
+                terms["optimizer"] += nbytes
+            elif phase in ("forward", "backward"):
+                terms["activations"] += nbytes
+            else:
+                terms["other"] += nbytes
+        return MemoryBreakdown(**terms)
+
+    for t in list(params) + list(model.buffers()) + list(batch.values()):
+        tracker.register(t)
+    tracker.classify = classify
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if shape.precision == "amp_bf16"
+                else torch.autocast("cpu", enabled=False))
+    with fake_mode, tracker.mode:
+        # Steady state without paying for a first forward/backward: one optimizer step on zero gradients creates
+        # the optimizer states (its own peak is that of a real step's optimizer phase).
+        tracker.phase = "optimizer"
+        for p in trainable:
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        for _ in range(steps - 1):
+            tracker.phase = "forward"
+            with autocast:
+                loss = _loss(model, batch)
+            tracker.phase = "backward"
+            loss.backward()
+            del loss
+            tracker.phase = "optimizer"
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            tracker.phase = "setup"
+    tracker.finish()
+    breakdown = tracker.snapshot or MemoryBreakdown()
+    n_params = sum(p.numel() for p in {id(p): p for p in params}.values())
+    return TraceResult(tracker.peak, breakdown, tracker.peak_phase, time.perf_counter() - start, n_params)
+
+
+def trace_model(name: str, shape: Shape, method: str = "full", options: dict | None = None, **kw) -> TraceResult:
+    """trace_step for a model reference (config.json, directory, embedded name, cached id)."""
+    from ..methods.registry import make_config
+    from ..models import load_config
+
+    cfg = make_config(method, options or {}) if method in ("full", "lora") else None
+    return trace_step(load_config(name), shape, method, cfg, **kw)
