@@ -10,6 +10,10 @@ def governor_from_config(cfg, budget):
     if not spec:
         return FixedBudget()
     name = spec.pop("name", "marginal")
+    if cfg.train.eval_every == 0 and cfg.train.eval_points < 12:
+        cfg.train.eval_points = 12  # a learning-curve fit needs points: the governor cannot act on four
+    if cfg.selection and name == "marginal":
+        spec.setdefault("refresh_probe", True)  # ask the refresher whether fresh scores would buy more
     from . import governor
 
     return governor.make(name, spec, budget)

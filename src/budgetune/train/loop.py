@@ -173,16 +173,21 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         evals.append(first)
         state["before_loss"] = first["eval_loss"]
     eval_cost = evals[0]["eval_flops"] if evals else 0.0
+    if resumed is None:
+        from ..governor import check_inputs  # a budget smaller than one evaluation: one clear line
+
+        check_inputs(budget, eval_flops=eval_cost, heldout_examples=len(data.target))
 
     bar = _progress(progress and accelerator.is_main_process, budget, ledger)
-    last_step_flops, train_seconds = 0.0, 0.0
+    last_step, train_seconds = None, 0.0
     order_cache = (state["epoch"], order(state["epoch"]))
     while state["stop_reason"] is None:
-        reason = _should_stop(budget, ledger, cfg.train.max_steps, state["step"], last_step_flops, eval_cost)
+        reason = _should_stop(budget, ledger, cfg.train.max_steps, state["step"], 0.0, eval_cost)
         if reason:
             state["stop_reason"] = reason
             break
         # The next optimizer step: each process takes its share of the global batch, in a seeded order.
+        position = (state["epoch"], state["cursor"])
         indices = []
         while len(indices) < per_step:
             if order_cache[0] != state["epoch"]:
@@ -196,6 +201,13 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         mbs = cfg.train.micro_batch_size
         micro = [collate([pool[i] for i in mine[j: j + mbs]], pad_id) for j in range(0, len(mine), mbs)]
         micro = [{k: v.to(accelerator.device) for k, v in mb.items()} for mb in micro]
+        # Cost this batch before running it, so a long batch cannot overrun the FLOP budget.
+        shape = _global_shape(accelerator, micro)
+        reason = _should_stop(budget, ledger, None, state["step"], _estimate(last_step, shape), eval_cost)
+        if reason:
+            state["epoch"], state["cursor"] = position  # the batch was not trained on
+            state["stop_reason"] = reason
+            break
         lr = wsd_lr(peak_lr, state["step"], warmup_steps=cfg.train.warmup_steps,
                     progress=_progress_fraction(budget, ledger, cfg.train.max_steps, state["step"]),
                     decay_fraction=cfg.train.decay_fraction, min_ratio=cfg.train.min_lr_ratio)
@@ -209,7 +221,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         ledger.steps += 1
         ledger.seconds += elapsed
         train_seconds += elapsed
-        last_step_flops = step_flops
+        last_step = (step_flops, shape)
         state["step"] += 1
         train_loss = loss_tokens / max(1.0, step_tokens)
         run.append(run.metrics, {"kind": "train", "step": state["step"], "train_loss": train_loss, "lr": lr,
@@ -220,6 +232,8 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
             record["train_loss"] = train_loss
             record["lr"] = lr
             evals.append(record)
+            if refresher is not None and getattr(refresher, "history", None):
+                record["drift"] = refresher.history[-1]  # what a refresh would buy, for the governor
             decision = _decide(accelerator, governor, record, ledger, budget)
             run.append(run.decisions, {"step": state["step"], "flops": ledger.total_flops,
                                        "action": decision.action, "reason": decision.reason, **decision.inputs})
@@ -274,6 +288,26 @@ def _save_result(run_dir: Path, stepper, tokenizer) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _global_shape(accelerator, micro: list[dict]) -> tuple[float, float]:
+    """(padded tokens over all processes, longest sequence) of the next step."""
+    tokens = float(sum(mb["input_ids"].numel() for mb in micro))
+    longest = float(max(mb["input_ids"].shape[1] for mb in micro))
+    if accelerator.num_processes > 1:
+        t = accelerator.reduce(torch.tensor([tokens], dtype=torch.float64, device=accelerator.device), "sum")
+        m = accelerator.reduce(torch.tensor([longest], dtype=torch.float64, device=accelerator.device), "max")
+        tokens, longest = float(t[0]), float(m[0])
+    return tokens, longest
+
+
+def _estimate(last_step, shape: tuple[float, float]) -> float:
+    """Upper estimate of a step's FLOPs from the previous step's: linear in tokens, and in sequence length
+    when sequences grow (the attention term)."""
+    if last_step is None:
+        return 0.0
+    flops, (tokens, longest) = last_step
+    return flops * (shape[0] / tokens) * max(1.0, shape[1] / longest)
 
 
 def _should_stop(budget: Budget, ledger: Ledger, max_steps, step: int, next_flops: float, eval_cost: float):

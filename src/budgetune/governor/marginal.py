@@ -1,0 +1,288 @@
+"""The default governor: continue while the next FLOPs are predicted to buy enough held-out loss, else act.
+
+At each evaluation it estimates the signal (governor/signal.py) and compares the predicted relative loss reduction of
+the next `horizon` share of the budget with a price that rises as the budget runs out:
+
+    price(f) = threshold · (1 + price_rise · f),   f = share of the budget spent
+
+"stop when another 10% of the budget buys less than 1% loss" is horizon=0.1, threshold=0.01. The comparison uses the
+optimistic edge of the prediction (mean + z·sd), so an uncertain curve keeps training; it is capped by the optimistic
+edge of a straight line through the last evaluations, which a flattening curve never undercuts but a loss that turns
+upwards does (a monotone power law cannot show overfitting, and its delta-method sd is meaningless at A ≈ 0). It is damped twice: the
+condition must hold on `confirm` evaluations in a row, and a run that is counting towards a stop is only reset by a
+gain above `resume_threshold` (hysteresis); no action is taken before `min_evals` evaluations or within
+`min_evals_between` evaluations of the previous action. When the data has drifted enough to make a refresh of the
+training subset worth its FLOPs, the action is "refresh" instead of "stop". Drift comes from the data-selection
+side through evaluation["drift"] (the refresher's last report: drift or rank_correlation, refresh_flops, refresh);
+with `refresh_probe` the governor asks the refresher once per data window before it stops, and reads its answer
+(refreshed or declined) at the next evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from ..errors import UserError
+from .protocol import ArmView, Decision
+from .signal import estimate
+
+
+@dataclass(kw_only=True)
+class Config:
+    threshold: float = 0.01  # relative loss reduction the next `horizon` of the budget must buy
+    horizon: float = 0.1  # share of the whole budget the threshold refers to
+    price_rise: float = 1.0  # the price grows by this factor over the budget (1: doubles by the end)
+    resume_threshold: float | None = None  # gain that resets a pending stop; unset: 1.5 × threshold
+    z: float = 1.0  # optimism: standard deviations added to the predicted gain before comparing
+    min_evals: int = 4  # evaluations (since start or refresh) before any action
+    min_evals_between: int = 2  # evaluations between two actions
+    confirm: int = 2  # consecutive evaluations below the price before acting
+    smoothing: float = 0.5  # EMA weight of the past over evaluation points
+    local_points: int = 4  # evaluations in the straight-line check that catches a loss turning upwards
+    trend_cap: bool = True  # cap the curve's optimistic gain by that straight line
+    refresh_min_drift: float = 0.2  # drift (1 − rank correlation of data scores) that makes a refresh worth it
+    refresh_probe: bool = False  # a refresher is attached: before stopping, ask it once whether new data pays
+    max_refreshes: int = 2  # refreshes allowed in one run
+    round_share: float = 0.5  # arms: share of the remaining FLOPs handed out per round while several arms live
+
+    def __post_init__(self):
+        if not 0 < self.threshold < 1:
+            raise UserError(f"governor option threshold={self.threshold} must be a share between 0 and 1, "
+                            f"e.g. 0.01 for 'the next 10% of the budget must buy 1% lower loss'")
+        if not 0 < self.horizon <= 1:
+            raise UserError(f"governor option horizon={self.horizon} must be a share of the budget in (0, 1]")
+        if self.resume_threshold is None:
+            self.resume_threshold = 1.5 * self.threshold
+        if self.resume_threshold < self.threshold:
+            raise UserError(f"governor options contradict: resume_threshold={self.resume_threshold} is below "
+                            f"threshold={self.threshold}; a pending stop must need a larger gain to be cancelled")
+        if self.price_rise < 0 or self.z < 0:
+            raise UserError("governor options price_rise and z must be non-negative")
+        for name in ("min_evals", "confirm"):
+            if getattr(self, name) < 1:
+                raise UserError(f"governor option {name}={getattr(self, name)} must be at least 1")
+        if self.min_evals_between < 0 or self.max_refreshes < 0:
+            raise UserError("governor options min_evals_between and max_refreshes must be non-negative")
+        if self.local_points < 3:
+            raise UserError(f"governor option local_points={self.local_points} must be at least 3")
+        if not 0 <= self.smoothing < 1:
+            raise UserError(f"governor option smoothing={self.smoothing} must be in [0, 1)")
+        if not 0 < self.round_share <= 1:
+            raise UserError(f"governor option round_share={self.round_share} must be in (0, 1]")
+
+
+def budget_axis(budget, ledger, flops_now: float) -> tuple[float, float]:
+    """(whole budget, what is left) in FLOPs; a token or time budget is converted at the rate spent so far."""
+    if budget.max_flops is not None:
+        return float(budget.max_flops), max(0.0, float(budget.max_flops) - ledger.total_flops)
+    spent = budget.fraction_spent(ledger)
+    if spent <= 0:
+        return math.inf, math.inf
+    total = flops_now / spent
+    return total, max(0.0, total - flops_now)
+
+
+class MarginalGain:
+    name = "marginal"
+    Config = Config
+
+    def __init__(self, config: Config | None = None):
+        self.config = config or Config()
+        self.reset()
+
+    def reset(self) -> None:
+        self.flops: list[float] = []
+        self.losses: list[float] = []
+        self.trained: list[bool] = []
+        self.window_start = 0  # index of the first evaluation of the current data (moves on refresh)
+        self.below = 0  # consecutive evaluations under the price
+        self.evals = 0
+        self.last_action = -10**9  # evaluation index of the last non-continue action
+        self.refreshes = 0
+        self.pending_refresh = False  # a refresh was asked for at the previous evaluation
+        self.probed = False  # the refresher was already asked about the current data
+        self.last_inputs: dict = {}
+
+    # -- one run ---------------------------------------------------------------------------------------------
+    def decide(self, evaluation: dict, ledger, budget) -> Decision:
+        c = self.config
+        loss = evaluation.get("eval_loss")
+        if loss is None or not math.isfinite(float(loss)):
+            raise UserError("the marginal-gain governor needs a held-out loss at every evaluation; give --target "
+                            "or a positive --heldout-fraction")
+        flops_now = float(evaluation.get("flops", ledger.total_flops))
+        self.flops.append(flops_now)
+        self.losses.append(float(loss))
+        self.trained.append(float(evaluation.get("train_flops", flops_now)) > 0)
+        self.evals += 1
+        if self.pending_refresh:
+            # The loop called the refresher after our last decision; the training loop reports its answer in
+            # evaluation["drift"] (the refresher's last report). No report: assume the data was swapped.
+            info = evaluation.get("drift")
+            swapped = not isinstance(info, dict) or bool(info.get("refresh", True))
+            if swapped:
+                self.refreshes += 1
+                self.window_start = len(self.losses) - 1  # new data, new curve
+                self.below = 0
+                self.probed = False
+            self.pending_refresh = False
+        total, remaining = budget_axis(budget, ledger, flops_now)
+        if not math.isfinite(total):
+            return self._emit("continue", "no budget has been spent yet", {"eval_loss": loss})
+
+        w = slice(self.window_start, None)
+        offset = self.flops[self.window_start]
+        xs = [f - offset if t else 0.0 for f, t in zip(self.flops[w], self.trained[w])]
+        sig = estimate(xs, self.losses[w], total=total, remaining=remaining, horizon=c.horizon,
+                       beta=c.smoothing, local_points=c.local_points)
+        spent = 1.0 - remaining / total
+        price = c.threshold * (1.0 + c.price_rise * spent)
+        resume = c.resume_threshold * (1.0 + c.price_rise * spent)
+        # The horizon may be cut by the end of the budget; compare per full horizon so the price stays comparable.
+        per_horizon = sig.horizon_flops / (c.horizon * total) if total > 0 else 0.0
+        scale = 1.0 / per_horizon if per_horizon > 0 else 0.0
+        # The curve's optimistic gain, capped by the straight line through the last evaluations: on a flattening
+        # curve the line promises more, so the cap only bites where the loss stops following the curve (rises).
+        optimistic = sig.gain_next + c.z * sig.gain_next_sd
+        if c.trend_cap:
+            optimistic = min(optimistic, sig.local_gain + c.z * sig.local_gain_sd)
+        optimistic *= scale
+        inputs = {"eval_loss": float(loss), **sig.to_inputs(), "optimistic_gain": _finite(optimistic),
+                  "price": price, "resume_price": resume, "budget_spent": spent, "flops_left": remaining,
+                  "below_count": None}
+        n_window = len(self.losses) - self.window_start
+        if n_window < c.min_evals or sig.source != "fit":
+            self.below = 0
+            inputs["below_count"] = 0
+            return self._emit("continue", f"gathering evaluations ({n_window} of {c.min_evals} needed, "
+                                          f"signal from {sig.source})", inputs)
+        if optimistic < price:
+            self.below += 1
+        elif optimistic > resume:
+            self.below = 0
+        inputs["below_count"] = self.below
+        gain_txt = (f"another {c.horizon:.0%} of the budget is predicted to buy {100 * sig.gain_next:.2f}% "
+                    f"(optimistic edge, +{c.z:g} sd{', capped by the recent trend' if c.trend_cap else ''}: "
+                    f"{100 * optimistic:.2f}%) lower loss")
+        if self.below < c.confirm or self.evals - self.last_action <= c.min_evals_between:
+            relation = "below" if optimistic < price else "above"
+            return self._emit("continue", f"{gain_txt}, {relation} the price {100 * price:.2f}% "
+                                          f"({self.below}/{c.confirm} confirmations)", inputs)
+        refresh = self._refresh_value(evaluation, total, remaining, price)
+        inputs.update(refresh)
+        if refresh.get("refresh_worth"):
+            self.pending_refresh, self.probed, self.last_action = True, True, self.evals
+            return self._emit("refresh", f"{gain_txt}, below the price {100 * price:.2f}%; the data drifted "
+                                         f"({refresh['drift']:.2f}) so a refresh is predicted to buy "
+                                         f"{100 * refresh['refresh_gain']:.2f}%", inputs)
+        if c.refresh_probe and not self.probed and refresh.get("drift") is None \
+                and self.refreshes < c.max_refreshes:
+            self.pending_refresh, self.probed = True, True
+            return self._emit("refresh", f"{gain_txt}, below the price {100 * price:.2f}%; before stopping, the "
+                                         f"refresher measures drift and re-selects only if new data pays", inputs)
+        self.last_action = self.evals
+        return self._emit("stop", f"{gain_txt}, below the price {100 * price:.2f}% on {self.below} evaluations "
+                                  f"in a row; {remaining:.3g} FLOPs left for inference", inputs)
+
+    def _refresh_value(self, evaluation: dict, total: float, remaining: float, price: float) -> dict:
+        """Is re-selecting the training data worth its FLOPs? Drift comes from the data-selection side.
+
+        A refresh with drift d is assumed to restore a share d of what the first `horizon` of the current data
+        bought (a fresh subset is as useful as the first one was, to the extent that the scores changed); it pays
+        when that beats the price plus the refresh's own FLOPs priced at the same rate.
+        """
+        c = self.config
+        drift = evaluation.get("drift")
+        if isinstance(drift, dict):
+            cost = float(drift.get("refresh_flops", drift.get("refresh_flops_estimate", 0.0)) or 0.0)
+            drift = drift.get("drift", None if drift.get("rank_correlation") is None
+                              else 1.0 - float(drift["rank_correlation"]))
+        else:
+            cost = float(evaluation.get("refresh_flops", 0.0))
+        if drift is None or self.refreshes >= c.max_refreshes or float(drift) < c.refresh_min_drift:
+            return {"drift": drift, "refresh_worth": False}
+        drift = float(drift)
+        start = self.window_start
+        first = [(f, l) for f, l in zip(self.flops[start:], self.losses[start:])
+                 if f - self.flops[start] <= c.horizon * total]
+        bought = max(0.0, (first[0][1] - first[-1][1]) / first[0][1]) if len(first) >= 2 else 0.0
+        gain = drift * bought
+        cost_price = price * cost / (c.horizon * total) if total > 0 else math.inf
+        worth = cost < remaining and gain > price + cost_price
+        return {"drift": drift, "refresh_flops": cost, "refresh_gain": gain, "refresh_price": price + cost_price,
+                "refresh_worth": bool(worth)}
+
+    def _emit(self, action: str, reason: str, inputs: dict) -> Decision:
+        self.last_inputs = inputs
+        return Decision(action, reason, inputs)
+
+    # -- several arms ----------------------------------------------------------------------------------------
+    def allocate(self, arms: list[ArmView], remaining: float, total: float) -> tuple[dict, Decision]:
+        """Keep the arms whose predicted final loss could still be the best; hand them the next round's FLOPs.
+
+        An arm's value is the loss its curve predicts if it received all the remaining FLOPs. Arms whose optimistic
+        prediction (mean − z·sd) is worse than the best arm's mean are stopped; too short a curve keeps its arm.
+        """
+        c = self.config
+        active = [a for a in arms if a.active]
+        preds = {}
+        for a in active:
+            offset = a.flops[0]
+            xs = [f - offset for f in a.flops]
+            sig = estimate(xs, a.losses, total=total, remaining=remaining, horizon=c.horizon, beta=c.smoothing)
+            if sig.source != "fit":
+                preds[a.name] = (-math.inf, 0.0, None)
+                continue
+            final = sig.loss * (1.0 - sig.gain_rest)
+            sd = sig.gain_rest_sd * sig.loss
+            preds[a.name] = (final, sd if math.isfinite(sd) else math.inf, sig)
+        # Arms too short to fit are kept; the others are compared with the best arm that has a prediction.
+        known = [a for a in active if math.isfinite(preds[a.name][0])] or active
+        best = min(known, key=lambda a: (preds[a.name][0], a.name))
+        best_final = preds[best.name][0]
+        keep = [a for a in active if not math.isfinite(preds[a.name][0])
+                or preds[a.name][0] - c.z * preds[a.name][1] <= best_final]
+        inputs = {"remaining": remaining, "predicted_final": {k: _finite(v[0]) for k, v in preds.items()},
+                  "predicted_sd": {k: _finite(v[1]) for k, v in preds.items()}, "kept": [a.name for a in keep]}
+        sig = preds[best.name][2]
+        if sig is not None and all(math.isfinite(preds[a.name][0]) for a in keep):  # no arm left unmeasured
+            gain = sig.gain_rest + c.z * (sig.gain_rest_sd if math.isfinite(sig.gain_rest_sd) else 0.0)
+            price = c.threshold * (remaining / (c.horizon * total)) if total > 0 else 0.0
+            inputs.update({"best_gain_rest": gain, "price_rest": price})
+            if gain < price:
+                return ({a.name: 0.0 for a in active},
+                        Decision("stop", f"the best arm {best.name} is predicted to buy {100 * gain:.2f}% with all "
+                                         f"{remaining:.3g} FLOPs left, below the price {100 * price:.2f}%; "
+                                         f"they are left for inference", inputs))
+        share = remaining if len(keep) == 1 else c.round_share * remaining / len(keep)
+        amounts = {a.name: (share if a in keep else 0.0) for a in active}
+        stopped = [a.name for a in active if a not in keep]
+        action = "reallocate" if stopped else "continue"
+        best_txt = f"{best_final:.4f}" if math.isfinite(best_final) else "(too few evaluations to fit yet)"
+        reason = (f"stop {', '.join(stopped)}: their best predicted loss cannot beat {best.name}'s "
+                  f"{best_txt}; " if stopped else "") + f"{len(keep)} arm(s) get {share:.3g} FLOPs each"
+        return amounts, Decision(action, reason, inputs)
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"config": asdict(self.config), "flops": list(self.flops), "losses": list(self.losses),
+                "trained": list(self.trained), "window_start": self.window_start, "below": self.below,
+                "evals": self.evals, "last_action": self.last_action, "refreshes": self.refreshes,
+                "pending_refresh": self.pending_refresh, "probed": self.probed}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            self.reset()
+            return
+        self.flops = [float(v) for v in state["flops"]]
+        self.losses = [float(v) for v in state["losses"]]
+        self.trained = [bool(v) for v in state["trained"]]
+        for key in ("window_start", "below", "evals", "last_action", "refreshes"):
+            setattr(self, key, int(state[key]))
+        self.pending_refresh = bool(state.get("pending_refresh", False))
+        self.probed = bool(state.get("probed", False))
+
+
+def _finite(v):
+    return float(v) if v is not None and math.isfinite(v) else None
