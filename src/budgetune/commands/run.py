@@ -62,7 +62,7 @@ def _generation_eval(result, n: int):
     ledger = Ledger.load(result.run_dir / "ledger.json")
     for g in (before, after):
         if g:
-            ledger.charge("inference", g.get("flops", 0.0), g.get("tokens", 0))
+            ledger.charge("eval", g.get("flops", 0.0), g.get("tokens", 0))
     ledger.save(result.run_dir / "ledger.json")
     result.ledger = ledger
     return before, after
