@@ -1,0 +1,102 @@
+"""`budgetune select`: score a pool, keep the budget's worth, write the subset, its scores and a summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HELP = ("score a data pool (random, length, dsir, loss, el2n, grand, ifd, rho, s2l, less) and keep a budgeted "
+        "subset; writes OUT (JSONL), OUT.scores.jsonl and OUT.summary.json, with the scoring FLOPs")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", default="chatterbot",
+                        help="the pool: 'chatterbot' or a JSONL/JSON/CSV/Parquet file (default: chatterbot)")
+    parser.add_argument("--target", default=None,
+                        help="target examples (same formats); unset: the held-out split of --data")
+    parser.add_argument("--scorer", required=True, help="scorer name: random, length, dsir, loss, el2n, grand, "
+                                                        "ifd, rho, s2l, less")
+    parser.add_argument("--budget", required=True, help="5%%, 0.05, 200 (examples) or 20000tok (tokens)")
+    parser.add_argument("--strategy", default=None,
+                        help="topk, bottomk, offset, stratified or balanced (default: the scorer's own)")
+    parser.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                        help="a scorer option, e.g. -o batch_size=8 (repeatable)")
+    parser.add_argument("--dedup", type=float, default=None,
+                        help="drop near-duplicates above this MinHash Jaccard estimate, e.g. 0.8")
+    parser.add_argument("--seed", type=int, default=0, help="seed of tie-breaking and sampling")
+    parser.add_argument("--model", default="smollm2-135m",
+                        help="model the scorer runs (any --model reference; 'none' for none); loaded only when the "
+                             "scorer needs one")
+    parser.add_argument("--max-seq-len", type=int, default=256, help="truncate every example to this many tokens")
+    parser.add_argument("--prompt-field", default="prompt", help="column holding the prompt")
+    parser.add_argument("--response-field", default="response", help="column holding the response")
+    parser.add_argument("--out", required=True, help="subset file to write (JSONL)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _options(pairs: list[str]) -> dict:
+    from ..errors import UserError
+
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"scorer option '{pair}' is not KEY=VALUE; write e.g. -o batch_size=8")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def record(example, score: float | None = None) -> dict:
+    """An example as a JSONL record that `--data` reads back."""
+    row = {"messages": example.messages} if example.messages else {"text": example.text}
+    if example.category is not None:
+        row["category"] = example.category
+    row["uid"] = example.uid
+    if score is not None:
+        row["score"] = score
+    return row
+
+
+def main(args) -> int:
+    from .. import atomic
+    from ..config import DataConfig
+    from ..data import load_data
+    from ..errors import UserError
+    from ..models import load_model, load_tokenizer
+    from ..selection import parse, registry, select
+    from ..selection.sizing import parse_budget
+
+    selection = {"scorer": args.scorer, "budget": args.budget, "options": _options(args.option), "seed": args.seed}
+    if args.strategy:
+        selection["strategy"] = args.strategy
+    if args.dedup is not None:
+        selection["dedup"] = args.dedup
+    parse(selection)
+    parse_budget(args.budget)  # a bad budget fails before anything is loaded
+    module = registry.get(args.scorer)
+    no_model = str(args.model).lower() == "none"
+    if module.NEEDS_MODEL and no_model:
+        raise UserError(f"scorer '{args.scorer}' needs a model to run; drop --model none or choose random, length "
+                        f"or dsir")
+    tokenizer = load_tokenizer("smollm2-135m" if no_model else args.model)
+    cfg = DataConfig(data=args.data, target=args.target, max_seq_len=args.max_seq_len,
+                     prompt_field=args.prompt_field, response_field=args.response_field)
+    split = load_data(cfg, tokenizer)
+    model = None if no_model or not module.NEEDS_MODEL else load_model(args.model)
+    result = select(selection, model, split.train, split.target)
+    out = Path(args.out)
+    values = result.scores.values
+    chosen = set(int(i) for i in result.indices)
+    atomic.write_text(out, "".join(json.dumps(record(split.train[i], float(values[i]))) + "\n"
+                                   for i in result.indices))
+    scores_path = out.with_name(out.name + ".scores.jsonl")
+    atomic.write_text(scores_path, "".join(json.dumps({"uid": e.uid, "score": float(values[i]), "selected": i in chosen})
+                                           + "\n" for i, e in enumerate(split.train)))
+    summary = {**result.summary, "out": str(out), "scores": str(scores_path), "target": len(split.target)}
+    atomic.write_json(out.with_name(out.name + ".summary.json"), summary)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"selected {summary['selected']} of {summary['pool']} examples ({summary['tokens']} tokens) with "
+              f"{summary['scorer']}/{summary['strategy']}; scoring cost {summary['flops']:.3g} FLOPs → {out}")
+    return 0

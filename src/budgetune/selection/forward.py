@@ -1,0 +1,79 @@
+"""Batched forward passes that give per-example statistics, and the FLOPs they cost.
+
+Examples are sorted by length before batching so padding (which costs FLOPs but teaches nothing) stays small.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import IGNORE, Example, collate
+from ..errors import UserError
+from ..flops import forward_flops, profile_from_model
+
+
+def length_batches(examples: list[Example], batch_size: int) -> Iterator[tuple[np.ndarray, dict]]:
+    """(indices into `examples`, collated batch) in order of length."""
+    order = np.argsort([e.n_tokens for e in examples], kind="stable")
+    for start in range(0, len(order), batch_size):
+        idx = order[start: start + batch_size]
+        yield idx, collate([examples[i] for i in idx], 0)  # padding is masked, so its id does not matter
+
+
+def require_model(model, scorer: str) -> None:
+    if model is None:
+        raise UserError(f"scorer '{scorer}' needs a model to run; pass --model (or use random, length or dsir)")
+
+
+@torch.no_grad()
+def token_stats(model, examples: list[Example], *, batch_size: int = 16,
+                el2n: bool = False) -> tuple[np.ndarray, np.ndarray | None, float, int]:
+    """Per example: mean response-token cross-entropy and (optionally) mean EL2N ‖softmax − onehot‖₂.
+
+    Returns (loss, el2n or None, FLOPs, tokens read).
+    """
+    profile = profile_from_model(model)
+    was_training = model.training
+    model.eval()
+    loss = np.zeros(len(examples))
+    err = np.zeros(len(examples)) if el2n else None
+    flops, tokens = 0.0, 0
+    for idx, batch in length_batches(examples, batch_size):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+        labels = batch["labels"][:, 1:]
+        mask = labels != IGNORE
+        safe = labels.clamp(min=0)
+        ce = F.cross_entropy(logits.transpose(1, 2), safe, reduction="none") * mask
+        count = mask.sum(1).clamp(min=1)
+        loss[idx] = (ce.sum(1) / count).numpy()
+        if el2n:
+            # ‖p − e_y‖² = ‖p‖² − 2·p_y + 1 avoids building the one-hot tensor over the vocabulary.
+            probs = logits.softmax(-1)
+            p_y = probs.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+            norm = (probs.pow(2).sum(-1) - 2 * p_y + 1).clamp(min=0).sqrt() * mask
+            err[idx] = (norm.sum(1) / count).numpy()
+        b, s = batch["input_ids"].shape
+        flops += forward_flops(profile, b, s)
+        tokens += int(batch["attention_mask"].sum())
+    if was_training:
+        model.train()
+    return loss, err, flops, tokens
+
+
+def response_only(example: Example) -> Example:
+    """The example without its instruction: the response tokens, led by the one token before them.
+
+    IFD's s(A) is the loss of the answer with no question (Li et al. 2023, Cherry LLM). Keeping the single token
+    before the first response token (the end of the assistant header) scores exactly the same response tokens as
+    s(A|Q), so the two means are comparable.
+    """
+    first = next((i for i, t in enumerate(example.labels) if t != IGNORE), None)
+    if first is None or first < 1:
+        raise UserError(f"example {example.uid}: no instruction before the response (plain text?); IFD needs "
+                        f"prompt/response data")
+    start = first - 1
+    return Example(example.input_ids[start:], [IGNORE] + example.labels[first:], example.category, uid=example.uid)

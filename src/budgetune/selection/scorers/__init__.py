@@ -1,0 +1,1 @@
+"""One file per scorer; registered in budgetune.selection.registry."""

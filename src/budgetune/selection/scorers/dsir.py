@@ -1,0 +1,83 @@
+"""DSIR-style importance weights toward the target (Xie et al. 2023, "Data Selection for Language Models via
+Importance Resampling"): bag-of-hashed-n-gram models of the target and of the pool; an example's log weight is
+Σ_n-grams log p_target − log p_pool, and sampling by weight without replacement is a Gumbel top-k. No model runs."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import UserError
+from ..protocol import Scores
+
+NAME = "dsir"
+NEEDS_MODEL = False
+NEEDS_TARGET = True
+DEFAULT_STRATEGY = "topk"
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(kw_only=True)
+class Config:
+    buckets: int = 10000  # hashed n-gram features (DSIR uses 10000)
+    ngram: int = 2  # unigrams up to this order
+    smoothing: float = 0.1  # add-α smoothing of both n-gram models
+    normalize: bool = True  # mean log ratio per n-gram instead of DSIR's sum (see below)
+    resample: bool = False  # add Gumbel noise: importance resampling (DSIR) rather than a deterministic top-k
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.buckets < 2 or self.ngram < 1 or self.smoothing <= 0:
+            raise UserError(f"{NAME} options need buckets >= 2, ngram >= 1 and smoothing > 0")
+
+
+def words(example) -> list[str]:
+    """Words of the conversation (or plain text); token ids when neither is kept."""
+    if example.messages:
+        text = " ".join(m["content"] for m in example.messages)
+    elif example.text:
+        text = example.text
+    else:
+        return [str(t) for t in example.input_ids]
+    return _WORD.findall(text.lower())
+
+
+def hashed_counts(examples, buckets: int, ngram: int) -> np.ndarray:
+    counts = np.zeros((len(examples), buckets), dtype=np.float32)
+    for row, e in enumerate(examples):
+        w = words(e)
+        for n in range(1, ngram + 1):
+            for i in range(len(w) - n + 1):
+                counts[row, zlib.crc32(" ".join(w[i: i + n]).encode("utf-8")) % buckets] += 1
+    return counts
+
+
+class Scorer:
+    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def score(self, model, pool, target) -> Scores:
+        c = self.config
+        if not target:
+            raise UserError(f"scorer '{NAME}' needs target examples to weigh the pool toward; the target set is empty")
+        pool_counts = hashed_counts(pool, c.buckets, c.ngram)
+        target_counts = hashed_counts(target, c.buckets, c.ngram).sum(0)
+        a = c.smoothing
+        log_target = np.log((target_counts + a) / (target_counts.sum() + a * c.buckets))
+        raw = pool_counts.sum(0)
+        log_pool = np.log((raw + a) / (raw.sum() + a * c.buckets))
+        values = pool_counts @ (log_target - log_pool)
+        if c.normalize:
+            # DSIR sums over an example's n-grams: with a small target set that sum rewards sheer length, so by
+            # default the weight is the mean log ratio per n-gram (how target-like the words are).
+            values = values / np.maximum(pool_counts.sum(1), 1)
+        if c.resample:
+            values = values + np.random.default_rng(c.seed).gumbel(size=len(pool))
+        # 2 FLOPs per bucket per example for the dot product; hashing is not floating point.
+        return Scores(values, 2.0 * len(pool) * c.buckets, meta={"model_free": True})

@@ -1,0 +1,54 @@
+"""EL2N (Paul et al. 2021): mean over response tokens of ‖softmax(f(x)) − onehot(y)‖₂, early in training, averaged
+over several short warm-up runs (each a LoRA copy trained from the current model with its own seed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import UserError
+from .. import warmup
+from ..forward import require_model, token_stats
+from ..protocol import Scores
+
+NAME = "el2n"
+NEEDS_MODEL = True
+DEFAULT_STRATEGY = "offset"  # hard examples first, but not the very hardest, which are often mislabelled
+
+
+@dataclass(kw_only=True)
+class Config:
+    runs: int = 2  # warm-up runs averaged
+    warmup_steps: int = 4  # AdamW steps per run (0: score the model as it is)
+    lr: float = 1e-3  # warm-up learning rate
+    batch_size: int = 16  # examples per forward pass / warm-up step
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.runs < 1 or self.warmup_steps < 0 or self.batch_size < 1:
+            raise UserError(f"{NAME} options need runs >= 1, warmup_steps >= 0, batch_size >= 1")
+
+
+class Scorer:
+    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def score(self, model, pool, target) -> Scores:
+        require_model(model, NAME)
+        c = self.config
+        total = np.zeros(len(pool))
+        cost = {"flops": 0.0, "tokens": 0}
+
+        def on_checkpoint(ck):
+            _, err, flops, tokens = token_stats(ck.model, pool, batch_size=c.batch_size, el2n=True)
+            total[:] += err
+            cost["flops"] += flops
+            cost["tokens"] += tokens
+
+        for run in range(c.runs):
+            cost["flops"] += warmup.run(model, pool, steps=c.warmup_steps, lr=c.lr, batch_size=c.batch_size,
+                                        seed=c.seed + run, on_checkpoint=on_checkpoint)
+        return Scores(total / c.runs, cost["flops"], cost["tokens"], meta={"runs": c.runs})

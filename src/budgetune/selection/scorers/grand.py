@@ -1,0 +1,61 @@
+"""GraNd (Paul et al. 2021): the norm of each example's loss gradient, averaged over short warm-up runs.
+
+The gradient is taken over LoRA adapter weights (a fresh adapter on the current model, or the model's own adapter
+during LoRA training) rather than all weights: it is what a LoRA run will follow, and it keeps per-example gradients
+small enough to compute for a whole pool on a CPU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import UserError
+from .. import pergrad, warmup
+from ..forward import require_model
+from ..protocol import Scores
+
+NAME = "grand"
+NEEDS_MODEL = True
+DEFAULT_STRATEGY = "stratified"
+
+
+@dataclass(kw_only=True)
+class Config:
+    runs: int = 2  # warm-up runs averaged
+    warmup_steps: int = 4  # AdamW steps per run; a fresh LoRA's B is zero, so at least one step gives A a gradient
+    lr: float = 1e-3
+    batch_size: int = 8  # examples per vectorised gradient pass
+    method: str = "hooks"  # per-example gradients: hooks, vmap or loop (see pergrad.py)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.runs < 1 or self.warmup_steps < 0 or self.batch_size < 1:
+            raise UserError(f"{NAME} options need runs >= 1, warmup_steps >= 0, batch_size >= 1")
+        if self.method not in pergrad.METHODS:
+            raise UserError(f"{NAME} option method='{self.method}' is not known; use {', '.join(pergrad.METHODS)}")
+
+
+class Scorer:
+    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def score(self, model, pool, target) -> Scores:
+        require_model(model, NAME)
+        c = self.config
+        total = np.zeros(len(pool))
+        cost = {"flops": 0.0, "tokens": 0}
+
+        def on_checkpoint(ck):
+            for idx, grads, flops in pergrad.per_example_grads(ck.model, pool, batch_size=c.batch_size,
+                                                               method=c.method):
+                total[idx] += grads.norm(dim=1).numpy()
+                cost["flops"] += flops
+            cost["tokens"] += sum(e.n_tokens for e in pool)
+
+        for run in range(c.runs):
+            cost["flops"] += warmup.run(model, pool, steps=c.warmup_steps, lr=c.lr, batch_size=c.batch_size,
+                                        seed=c.seed + run, on_checkpoint=on_checkpoint)
+        return Scores(total / c.runs, cost["flops"], cost["tokens"], meta={"runs": c.runs})

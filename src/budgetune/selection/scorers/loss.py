@@ -1,0 +1,34 @@
+"""Loss (log-perplexity) of each example's response under the current model: what it has not learned yet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...errors import UserError
+from ..forward import require_model, token_stats
+from ..protocol import Scores
+
+NAME = "loss"
+NEEDS_MODEL = True
+DEFAULT_STRATEGY = "topk"
+
+
+@dataclass(kw_only=True)
+class Config:
+    batch_size: int = 16  # examples per forward pass
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise UserError(f"{NAME} option batch_size={self.batch_size} must be at least 1")
+
+
+class Scorer:
+    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def score(self, model, pool, target) -> Scores:
+        require_model(model, NAME)
+        loss, _, flops, tokens = token_stats(model, pool, batch_size=self.config.batch_size)
+        return Scores(loss, flops, tokens)

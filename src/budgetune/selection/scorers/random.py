@@ -1,0 +1,28 @@
+"""Uniform random scores: the baseline every other scorer must beat, at no cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..protocol import Scores
+
+NAME = "random"
+NEEDS_MODEL = False
+DEFAULT_STRATEGY = "topk"
+
+
+@dataclass(kw_only=True)
+class Config:
+    seed: int = 0  # the draw
+
+
+class Scorer:
+    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def score(self, model, pool, target) -> Scores:
+        return Scores(np.random.default_rng(self.config.seed).random(len(pool)), 0.0)

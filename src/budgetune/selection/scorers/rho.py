@@ -1,0 +1,57 @@
+"""RHO-LOSS-style reducible loss (Mindermann et al. 2022): the current model's loss on an example minus the loss of a
+model trained on holdout data (here: a LoRA copy warmed up on the target examples). High reducible loss: learnable
+and relevant; noisy or already-learnt examples score low."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import UserError
+from .. import warmup
+from ..forward import require_model, token_stats
+from ..protocol import Scores
+
+NAME = "rho"
+NEEDS_MODEL = True
+NEEDS_TARGET = True
+DEFAULT_STRATEGY = "topk"
+
+
+@dataclass(kw_only=True)
+class Config:
+    holdout_steps: int = 8  # AdamW steps of the holdout (irreducible-loss) model on the target examples
+    lr: float = 1e-3
+    batch_size: int = 16
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.holdout_steps < 1 or self.batch_size < 1:
+            raise UserError(f"{NAME} options need holdout_steps >= 1 and batch_size >= 1")
+
+
+class Scorer:
+    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def score(self, model, pool, target) -> Scores:
+        require_model(model, NAME)
+        if not target:
+            raise UserError(f"scorer '{NAME}' trains its holdout model on the target examples; the target set is empty")
+        c = self.config
+        current, _, flops, tokens = token_stats(model, pool, batch_size=c.batch_size)
+        irreducible = np.zeros(len(pool))
+        cost = {"flops": flops, "tokens": tokens}
+
+        def on_checkpoint(ck):
+            loss, _, f, t = token_stats(ck.model, pool, batch_size=c.batch_size)
+            irreducible[:] = loss
+            cost["flops"] += f
+            cost["tokens"] += t
+
+        cost["flops"] += warmup.run(model, target, steps=c.holdout_steps, lr=c.lr, batch_size=c.batch_size,
+                                    seed=c.seed, on_checkpoint=on_checkpoint)
+        return Scores(current - irreducible, cost["flops"], cost["tokens"])

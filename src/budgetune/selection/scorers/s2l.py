@@ -1,0 +1,71 @@
+"""S2L (Yang et al. 2024, "SmallToLarge"): loss trajectories of a small proxy model over warm-up checkpoints,
+clustered with k-means (scikit-learn); the `balanced` strategy then samples evenly across clusters, so every kind
+of learning behaviour is represented. The proxy is the model being tuned unless `proxy` names a smaller one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import UserError
+from .. import warmup
+from ..forward import require_model, token_stats
+from ..protocol import Scores
+
+NAME = "s2l"
+NEEDS_MODEL = True
+DEFAULT_STRATEGY = "balanced"
+
+
+@dataclass(kw_only=True)
+class Config:
+    clusters: int = 20  # k-means clusters of trajectories
+    checkpoints: int = 2  # warm-up checkpoints after the starting point (trajectory length = checkpoints + 1)
+    warmup_steps: int = 8  # AdamW steps of the proxy's warm-up in all
+    lr: float = 1e-3
+    batch_size: int = 16
+    proxy: str = ""  # a smaller model to score with (any `--model` reference); empty: the model itself
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.clusters < 1 or self.checkpoints < 1 or self.warmup_steps < self.checkpoints:
+            raise UserError(f"{NAME} options need clusters >= 1, checkpoints >= 1, warmup_steps >= checkpoints")
+
+
+class Scorer:
+    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def score(self, model, pool, target) -> Scores:
+        from sklearn.cluster import KMeans
+
+        c = self.config
+        if c.proxy:
+            from ...models import load_model
+
+            model = load_model(c.proxy, seed=c.seed)
+        require_model(model, NAME)
+        start, _, flops, tokens = token_stats(model, pool, batch_size=c.batch_size)
+        trajectory = [start]
+        cost = {"flops": flops, "tokens": tokens}
+
+        def on_checkpoint(ck):
+            loss, _, f, t = token_stats(ck.model, pool, batch_size=c.batch_size)
+            trajectory.append(loss)
+            cost["flops"] += f
+            cost["tokens"] += t
+
+        cost["flops"] += warmup.run(model, pool, steps=c.warmup_steps, checkpoints=c.checkpoints, lr=c.lr,
+                                    batch_size=c.batch_size, seed=c.seed, on_checkpoint=on_checkpoint)
+        features = np.stack(trajectory, axis=1)
+        k = min(c.clusters, len(pool))
+        groups = KMeans(n_clusters=k, n_init=3, random_state=c.seed).fit_predict(features)
+        # k-means (Lloyd): 2·n·k·d FLOPs per iteration for the distances; counted at the ceiling of 100
+        # iterations × 3 initialisations, an upper bound (it is tiny next to the forward passes anyway).
+        cost["flops"] += 2.0 * len(pool) * k * features.shape[1] * 100 * 3
+        within = np.random.default_rng(c.seed).random(len(pool))  # S2L samples uniformly inside each cluster
+        return Scores(within, cost["flops"], cost["tokens"], groups=groups,
+                      meta={"clusters": int(k), "trajectory_length": int(features.shape[1])})

@@ -1,0 +1,78 @@
+"""Short LoRA warm-up runs on a copy of the model, for scorers that read learning dynamics (EL2N, GraNd, S2L, LESS,
+RHO-LOSS). The caller's model is never changed: the run trains a deep copy, so scoring during training is safe."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..data import Example
+from ..flops import profile_from_model, train_step_flops
+from .forward import length_batches
+
+ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    lr: float
+    model: torch.nn.Module  # the warmed copy at this step (the same object for every checkpoint of a run)
+    adam: dict = field(default_factory=dict)  # parameter name → (exp_avg, exp_avg_sq), for Adam-preconditioning
+
+
+def with_lora(model, *, r: int = 8, target_modules: list | None = None, seed: int = 0):
+    """A deep copy of `model` with trainable LoRA adapters (an existing peft model keeps its own adapters)."""
+    from peft import LoraConfig, get_peft_model
+
+    clone = copy.deepcopy(model)
+    if hasattr(clone, "peft_config"):
+        return clone
+    for p in clone.parameters():
+        p.requires_grad_(False)
+    names = {n.rsplit(".", 1)[-1] for n, m in clone.named_modules() if isinstance(m, torch.nn.Linear)}
+    targets = [t for t in (target_modules or ATTENTION) if t in names]
+    torch.manual_seed(seed)
+    return get_peft_model(clone, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=targets,
+                                            task_type="CAUSAL_LM"))
+
+
+def run(model, examples: list[Example], *, steps: int, checkpoints: int = 1, lr: float = 1e-3,
+        batch_size: int = 8, seed: int = 0, r: int = 8, on_checkpoint: Callable[[Checkpoint], None]) -> float:
+    """Train a LoRA copy for `steps` AdamW steps on `examples`; call `on_checkpoint` `checkpoints` times, evenly
+    spaced (the last one at the end; with steps=0, once on the untrained copy). Returns the training FLOPs."""
+    from ..methods.base import token_loss
+
+    warm = with_lora(model, r=r, seed=seed)
+    params = {n: p for n, p in warm.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=0.0)
+    profile = profile_from_model(warm)
+    rng = np.random.default_rng(seed)
+    marks = sorted({max(0, round(steps * (c + 1) / checkpoints)) for c in range(checkpoints)})
+    flops, step = 0.0, 0
+    warm.train()
+    if steps == 0:
+        on_checkpoint(Checkpoint(0, lr, warm, {}))
+        return 0.0
+    while step < steps:
+        shuffled = [examples[i] for i in rng.permutation(len(examples))]
+        for _, batch in length_batches(shuffled[:batch_size], batch_size):
+            loss_sum, n = token_loss(warm, batch)
+            (loss_sum / max(1, n)).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            b, s = batch["input_ids"].shape
+            flops += train_step_flops(profile, b, s)
+        step += 1
+        if step in marks:
+            state = optimizer.state
+            adam = {n: (state[p]["exp_avg"].clone(), state[p]["exp_avg_sq"].clone())
+                    for n, p in params.items() if p in state}
+            warm.eval()
+            on_checkpoint(Checkpoint(step, lr, warm, adam))
+            warm.train()
+    return flops
