@@ -84,13 +84,13 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("gpu_memory_check: skipped (no CUDA device)")
         return 0
+    from memory_accuracy import MODELS
     from transformers import AutoConfig
 
     from budgetune.memory.spec import spec_from_dict
     from budgetune.memory.terms import Shape
     from budgetune.memory.trace import trace_step
     from budgetune.methods import full, lora
-    from memory_accuracy import MODELS
 
     rows = []
     for name, method, precision, b, s, ckpt, attn in CASES:

@@ -6,9 +6,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from budgetune.models import load_tokenizer  # noqa: E402
-from budgetune.train.loop import train  # noqa: E402
-from helpers import small_split, tiny_run_config  # noqa: E402
+from helpers import small_split, tiny_run_config
+
+from budgetune.models import load_tokenizer
+from budgetune.train.loop import train
 
 out, config_path = sys.argv[1], sys.argv[2]
 world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -88,7 +88,7 @@ def test_split_is_deterministic_and_by_prompt(tokenizer):
     a_train, a_target = split(examples, 0.1, 0)
     b_train, b_target = split(examples, 0.1, 0)
     assert [e.uid for e in a_target] == [e.uid for e in b_target]
-    prompts = lambda xs: {e.messages[0]["content"] for e in xs}  # noqa: E731
+    prompts = lambda xs: {e.messages[0]["content"] for e in xs}
     assert not prompts(a_train) & prompts(a_target)
     assert 0.04 < len(a_target) / len(examples) < 0.2
 

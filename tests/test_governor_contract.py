@@ -1,7 +1,6 @@
 """One contract for every registered governor: valid decisions, JSON state, exact resume, determinism, arms."""
 
 import json
-import math
 
 import numpy as np
 import pytest

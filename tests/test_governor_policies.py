@@ -1,6 +1,5 @@
 """Behaviour of the marginal-gain governor and the baselines on controlled learning curves."""
 
-import math
 
 import numpy as np
 import pytest

@@ -8,8 +8,13 @@ import json
 import pytest
 
 from budgetune.errors import Infeasible, UserError
-from budgetune.infer.capacity import (draft_spec_layerskip, inference_bytes, max_batch, max_context,
-                                      plan_inference)
+from budgetune.infer.capacity import (
+    draft_spec_layerskip,
+    inference_bytes,
+    max_batch,
+    max_context,
+    plan_inference,
+)
 from budgetune.memory.spec import spec_from_dict
 from budgetune.memory.terms import kv_cache_bytes
 

@@ -6,7 +6,12 @@ import pytest
 
 from budgetune.budget import Ledger
 from budgetune.data import Example
-from budgetune.infer.evaluate import generation_eval, normalize_answer, samples_html, token_f1
+from budgetune.infer.evaluate import (
+    generation_eval,
+    normalize_answer,
+    samples_html,
+    token_f1,
+)
 
 
 def test_token_f1_follows_squad():

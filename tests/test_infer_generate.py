@@ -8,8 +8,13 @@ import torch
 from budgetune.budget import Ledger
 from budgetune.errors import UserError
 from budgetune.flops import profile_from_model
-from budgetune.infer.accounting import (PassMeter, max_new_tokens_within, model_kv_bytes, pass_flops,
-                                        request_flops)
+from budgetune.infer.accounting import (
+    PassMeter,
+    max_new_tokens_within,
+    model_kv_bytes,
+    pass_flops,
+    request_flops,
+)
 from budgetune.infer.draft import truncated_copy
 from budgetune.infer.generate import Speculation, encode_prompts, generate
 

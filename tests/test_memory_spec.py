@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from budgetune.errors import UserError
-from budgetune.memory.spec import FAMILIES, UnsupportedArchitecture, spec_from_dict, spec_from_model_name
+from budgetune.memory.spec import (
+    FAMILIES,
+    UnsupportedArchitecture,
+    spec_from_dict,
+    spec_from_model_name,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "memory"
 CONFIGS = sorted(FIXTURES.glob("*.json"))

@@ -17,11 +17,10 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_LLAMA
 
 from budgetune.methods import registry
 from budgetune.methods.base import TrainContext, token_loss
-
-from conftest import TINY_LLAMA
 
 TINY = dict(TINY_LLAMA, vocab_size=512)
 B, S = 4, 32

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import small_split, tiny_run_config
 from safetensors.torch import load_file
 
 from budgetune.train.loop import train
-from helpers import small_split, tiny_run_config
 
 
 class Killed(Exception):

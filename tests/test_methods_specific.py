@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_methods_contract import (  # noqa: F401
+    TINY,
+    accelerator,
+    build,
+    measure_step,
+    tiny_paths,
+    toy_batch,
+)
 
 from budgetune.errors import UserError
 from budgetune.flops import forward_flops, profile_from_model, train_step_flops
 from budgetune.methods import registry
 from budgetune.methods.base import TrainContext, token_loss
-
-from test_methods_contract import TINY, accelerator, build, measure_step, tiny_paths, toy_batch  # noqa: F401
 
 
 def changed_names(model, before):

@@ -8,7 +8,12 @@ import torch
 
 from budgetune.data.examples import chat_example
 from budgetune.selection import pergrad, warmup
-from budgetune.selection.projection import BlockProjector, FeatureStore, project_stream, unit_rows
+from budgetune.selection.projection import (
+    BlockProjector,
+    FeatureStore,
+    project_stream,
+    unit_rows,
+)
 
 
 @pytest.fixture(scope="module")

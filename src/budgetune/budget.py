@@ -31,7 +31,7 @@ class Budget:
             if value is not None and value <= 0:
                 raise UserError(f"budget field '{name}' is {value}; give a positive number or leave it unset")
 
-    def exhausted(self, ledger: "Ledger") -> str | None:
+    def exhausted(self, ledger: Ledger) -> str | None:
         """The reason the budget is spent, or None while something is left."""
         if self.max_flops is not None and ledger.total_flops >= self.max_flops:
             return f"flop budget spent ({ledger.total_flops:.3g} of {self.max_flops:.3g} FLOPs)"
@@ -41,7 +41,7 @@ class Budget:
             return f"time budget spent ({ledger.seconds:.0f} of {self.max_seconds:.0f} s)"
         return None
 
-    def fraction_spent(self, ledger: "Ledger") -> float:
+    def fraction_spent(self, ledger: Ledger) -> float:
         """Largest fraction spent over the limits that are set (0 when none is set)."""
         fractions = [0.0]
         if self.max_flops:
@@ -52,7 +52,7 @@ class Budget:
             fractions.append(ledger.seconds / self.max_seconds)
         return min(1.0, max(fractions))
 
-    def remaining_flops(self, ledger: "Ledger") -> float | None:
+    def remaining_flops(self, ledger: Ledger) -> float | None:
         return None if self.max_flops is None else max(0.0, self.max_flops - ledger.total_flops)
 
 
@@ -81,7 +81,7 @@ class Ledger:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Ledger":
+    def from_dict(cls, d: dict) -> Ledger:
         return cls(
             flops={p: float(d.get("flops", {}).get(p, 0.0)) for p in PHASES},
             tokens={p: int(d.get("tokens", {}).get(p, 0)) for p in PHASES},
@@ -93,7 +93,7 @@ class Ledger:
         atomic.write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path) -> "Ledger":
+    def load(cls, path: str | Path) -> Ledger:
         try:
             return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
         except (OSError, ValueError) as e:

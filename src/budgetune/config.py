@@ -114,7 +114,7 @@ def default_run_config() -> RunConfig:
 _SIZE = re.compile(r"^\s*([0-9.]+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 
 
-def parse_bytes(text: str | int | float, what: str = "memory") -> int:
+def parse_bytes(text: str | float, what: str = "memory") -> int:
     """'24GiB' → bytes. GB is taken as GiB's decimal sibling (10^9)."""
     if isinstance(text, (int, float)):
         return int(text)

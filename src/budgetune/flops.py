@@ -72,7 +72,7 @@ _LAYER_INPUT = re.compile(r"(^|\.)(q_proj|k_proj|v_proj|qkv_proj|query_key_value
 
 def profile_from_model(model) -> FlopProfile:
     """Read a FlopProfile off a (possibly peft-wrapped, possibly quantised) causal LM."""
-    import torch.nn as nn
+    from torch import nn
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = base.config
@@ -121,7 +121,7 @@ def profile_from_model(model) -> FlopProfile:
 
 
 def _decoder_layers(model) -> list:
-    import torch.nn as nn
+    from torch import nn
 
     best: list = []
     for _, m in model.named_modules():

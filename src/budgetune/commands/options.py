@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import typing
 from pathlib import Path
 
 from .. import config as config_mod

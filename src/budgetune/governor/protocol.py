@@ -42,7 +42,7 @@ class FixedBudget:
     def load_state_dict(self, state: dict) -> None:
         pass
 
-    def allocate(self, arms: list["ArmView"], remaining: float, total: float) -> tuple[dict, Decision]:
+    def allocate(self, arms: list[ArmView], remaining: float, total: float) -> tuple[dict, Decision]:
         """Every arm gets an equal share of what is left: no arm is ever stopped early."""
         active = [a for a in arms if a.active]
         share = remaining / max(1, len(active))

@@ -77,7 +77,7 @@ def fit_power_law(flops, losses, scale: float) -> CurveFit | None:
         return None
     p, cov, rmse = best
     cov_t = tuple(map(tuple, cov.tolist())) if len(c) > 3 and np.all(np.isfinite(cov)) else None
-    return CurveFit(float(p[0]), float(p[1]), float(p[2]), float(scale), cov_t, rmse, int(len(c)))
+    return CurveFit(float(p[0]), float(p[1]), float(p[2]), float(scale), cov_t, rmse, len(c))
 
 
 def _fit_starts(f, x, y, lo, hi):

@@ -13,7 +13,13 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ..errors import UserError
 from ..flops import forward_flops, profile_from_model
-from .accounting import (PassMeter, max_new_tokens_within, model_kv_bytes, prefill_flops, request_flops)
+from .accounting import (
+    PassMeter,
+    max_new_tokens_within,
+    model_kv_bytes,
+    prefill_flops,
+    request_flops,
+)
 
 SPECULATIVE_KINDS = ("none", "draft", "prompt-lookup")
 

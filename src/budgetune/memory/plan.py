@@ -75,7 +75,12 @@ def flops_per_token(spec: ModelSpec, method: str, cfg, shape: Shape) -> float:
     """Training FLOPs per token from budgetune.flops (Kaplan et al. 2020; Narayanan et al. 2021), the trainable
     share per method: all matrices (full, 8-bit Adam, GaLore), adapters only (LoRA, QLoRA; backward still runs
     through every layer), one block (BAdam, HiFT), or forward passes only (two per direction: MeZO, LOZO)."""
-    from ..flops import FlopProfile, backward_flops_per_token, forward_flops_per_token, recompute_flops_per_token
+    from ..flops import (
+        FlopProfile,
+        backward_flops_per_token,
+        forward_flops_per_token,
+        recompute_flops_per_token,
+    )
 
     layer = sum(l.in_features * l.out_features for l in spec.layer_linears)
     matmul = spec.n_layers * layer + spec.vocab * spec.hidden

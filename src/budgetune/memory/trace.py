@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from ..errors import UserError
 from .terms import MemoryBreakdown, Shape
 
-
 TRACEABLE = ("full", "lora")  # methods whose training step the tracer reproduces
 
 

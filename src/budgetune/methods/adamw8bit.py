@@ -11,7 +11,13 @@ from ..errors import UserError
 from ..memory import terms as T
 from ..memory.terms import MemoryBreakdown, Shape
 from .base import FirstOrderStepper, TrainContext, save_full_model
-from .spec_parts import formats, matmul_params, state_format, tensor_numels, tied_embedding_grad_bytes
+from .spec_parts import (
+    formats,
+    matmul_params,
+    state_format,
+    tensor_numels,
+    tied_embedding_grad_bytes,
+)
 
 NAME = "adamw8bit"
 DEFAULT_LR = 2e-5

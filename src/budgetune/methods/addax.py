@@ -19,9 +19,23 @@ from ..errors import UserError
 from ..flops import FlopProfile, profile_from_model, train_step_flops
 from ..memory import terms as T
 from ..memory.terms import MemoryBreakdown, Shape
-from .base import StepResult, TrainContext, batch_tokens, enable_checkpointing, save_full_model, token_loss
+from .base import (
+    StepResult,
+    TrainContext,
+    batch_tokens,
+    enable_checkpointing,
+    save_full_model,
+    token_loss,
+)
 from .spec_parts import formats, matmul_params, tensor_numels, tied_embedding_grad_bytes
-from .zeroth_order import CHUNK, SPSA, GaussianPerturbation, SPSAConfig, forward_peak_bytes, mix_seed
+from .zeroth_order import (
+    CHUNK,
+    SPSA,
+    GaussianPerturbation,
+    SPSAConfig,
+    forward_peak_bytes,
+    mix_seed,
+)
 
 NAME = "addax"
 DEFAULT_LR = 2e-4  # plain SGD on every weight: 5e-3 diverged and 1e-3 raised the held-out loss (bench/methods.py)

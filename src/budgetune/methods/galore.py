@@ -16,7 +16,13 @@ from ..flops import _decoder_layers
 from ..memory import terms as T
 from ..memory.terms import MemoryBreakdown, Shape
 from .base import FirstOrderStepper, TrainContext, save_full_model
-from .spec_parts import formats, layer_matrix_params, matmul_params, state_format, tied_embedding_grad_bytes
+from .spec_parts import (
+    formats,
+    layer_matrix_params,
+    matmul_params,
+    state_format,
+    tied_embedding_grad_bytes,
+)
 
 NAME = "galore"
 DEFAULT_LR = 1e-4

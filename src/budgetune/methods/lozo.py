@@ -15,7 +15,13 @@ import torch
 from ..errors import UserError
 from ..memory.terms import MemoryBreakdown, Shape, weight_bytes
 from .spec_parts import formats
-from .zeroth_order import CHUNK, ZerothOrderStepper, _generator, forward_peak_bytes, mix_seed
+from .zeroth_order import (
+    CHUNK,
+    ZerothOrderStepper,
+    _generator,
+    forward_peak_bytes,
+    mix_seed,
+)
 
 NAME = "lozo"
 DEFAULT_LR = 1e-5

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from ..errors import UserError
 from ..memory.terms import MemoryBreakdown, Shape, weight_bytes
 from .spec_parts import formats, tensor_numels
-from .zeroth_order import CHUNK, GaussianPerturbation, ZerothOrderStepper, forward_peak_bytes, mix_seed
+from .zeroth_order import (
+    CHUNK,
+    GaussianPerturbation,
+    ZerothOrderStepper,
+    forward_peak_bytes,
+    mix_seed,
+)
 
 NAME = "mezo"
 DEFAULT_LR = 1e-5  # larger than MeZO's 1e-6/1e-7 for 13B models: a 135M model under a small budget needs it

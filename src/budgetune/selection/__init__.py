@@ -80,7 +80,7 @@ def select(selection: dict, model, pool: list, target: list, ledger=None) -> Sel
     chosen = take(ranked, lengths, budget)
     if len(chosen) == 0:
         raise UserError(f"scorer '{scorer.name}' ruled out every example; relax its options or use another scorer")
-    summary = {"scorer": scorer.name, "strategy": strategy, "budget": str(budget), "selected": int(len(chosen)),
+    summary = {"scorer": scorer.name, "strategy": strategy, "budget": str(budget), "selected": len(chosen),
                "pool": len(pool), "tokens": int(lengths[chosen].sum()), "flops": float(scores.flops),
                "scoring_tokens": int(scores.tokens)}
     return Selection(chosen, scores, scorer.name, strategy, summary)

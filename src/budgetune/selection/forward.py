@@ -5,7 +5,7 @@ Examples are sorted by length before batching so padding (which costs FLOPs but 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

@@ -67,7 +67,7 @@ class Refresher:
             return None
         result = select(self.selection, model, self.pool, self.target, ledger)
         self.reference = result.scores.values[self.probe]
-        report["selected"] = int(len(result.indices))
+        report["selected"] = len(result.indices)
         report["refresh_flops"] = float(result.scores.flops)
         return [self.pool[i] for i in result.indices]
 

@@ -4,8 +4,8 @@ RHO-LOSS). The caller's model is never changed: the run trains a deep copy, so s
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch

@@ -8,11 +8,10 @@ decisions are made on rank 0 and broadcast, so no process branches on a rank-loc
 
 from __future__ import annotations
 
-import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -174,7 +173,9 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         state["before_loss"] = first["eval_loss"]
     eval_cost = evals[0]["eval_flops"] if evals else 0.0
     if resumed is None:
-        from ..governor import check_inputs  # a budget smaller than one evaluation: one clear line
+        from ..governor import (
+            check_inputs,  # a budget smaller than one evaluation: one clear line
+        )
 
         check_inputs(budget, eval_flops=eval_cost, heldout_examples=len(data.target))
 
@@ -388,14 +389,3 @@ class _progress:
         if self.bar is not None:
             self.bar.close()
 
-
-def replace(cfg, **sections):
-    """A copy of a RunConfig with some section fields replaced: replace(cfg, budget={"max_flops": 1e12})."""
-    cfg = dataclasses.replace(cfg)
-    for name, values in sections.items():
-        section = getattr(cfg, name)
-        if isinstance(section, dict) or not dataclasses.is_dataclass(section):
-            setattr(cfg, name, values)
-        else:
-            setattr(cfg, name, dataclasses.replace(section, **values))
-    return cfg
