@@ -66,7 +66,38 @@ def test_lora_targets_every_linear_of_an_unknown_layout():
 
 def test_untraceable_method_is_refused():
     with pytest.raises(UserError, match="tracer"):
-        trace_step(config(), Shape(), "mezo")
+        trace_step(config(), Shape(), "hift")
+
+
+@pytest.mark.parametrize("method, precision, ckpt", [
+    ("badam", "amp_bf16", False), ("badam", "fp32", False), ("badam", "amp_bf16", True),
+    ("galore", "fp32", False), ("mezo", "amp_bf16", False), ("mezo", "fp32", False)])
+def test_method_memory_models_match_their_traces(method, precision, ckpt):
+    """Each traced method's analytic memory model is within 10% of its fake-tensor trace on the tiny Llama,
+    at a sequence length where activations matter (the 40+ case grid is bench/memory_accuracy.py)."""
+    from budgetune.memory.spec import spec_from_model_name
+    from budgetune.methods.registry import get, make_config
+
+    spec = spec_from_model_name(str(FIXTURES / "llama.json"))
+    shape = Shape(micro_batch=2, seq_len=256, precision=precision, gradient_checkpointing=ckpt)
+    cfg = make_config(method, {"rank": 8} if method == "galore" else {})
+    traced = trace_step(config(), shape, method, cfg)
+    estimate = get(method).memory(spec, shape, cfg)
+    assert abs(estimate.total - traced.peak) / traced.peak < 0.10, (estimate.to_dict(), traced.breakdown.to_dict())
+
+
+def test_badam_trains_one_block_and_mezo_keeps_no_state():
+    """BAdam's trace holds Adam moments for one block only; MeZO's holds no gradients and no optimizer state."""
+    from budgetune.memory.spec import spec_from_model_name
+
+    spec = spec_from_model_name(str(FIXTURES / "llama.json"))
+    shape = Shape(micro_batch=1, seq_len=16, precision="fp32")
+    full = trace_step(config(), shape, "full")
+    badam = trace_step(config(), shape, "badam")
+    assert 0 < badam.breakdown.optimizer <= 8 * spec.layer_params * 1.01 < full.breakdown.optimizer
+    mezo = trace_step(config(), shape, "mezo")
+    assert mezo.breakdown.gradients == 0 and mezo.breakdown.optimizer == 0
+    assert mezo.peak < badam.peak < full.peak
 
 
 @pytest.mark.slow

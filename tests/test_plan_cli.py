@@ -138,3 +138,17 @@ def test_check_fits_auto_picks_the_recommended_method():
     assert check_fits(run_config("auto", "2000GiB"))["method"] == "full"
     with pytest.raises(Infeasible, match="smallest footprint"):
         check_fits(run_config("auto", "1GiB"))
+
+
+def test_analytic_plan_never_imports_torch():
+    """The analytic planner must answer before torch is imported (importing it costs seconds): every method module
+    binds torch lazily, and the plan verb imports nothing heavy."""
+    import subprocess
+    import sys
+
+    code = ("import sys, json; from budgetune.cli import main; rc = main(['plan', '--json', '--model', %r, "
+            "'--gpu-memory', '24GiB']); heavy = [m for m in ('torch', 'transformers', 'peft', 'numpy') "
+            "if m in sys.modules]; print('HEAVY', heavy, rc, file=sys.stderr)") % LLAMA8B
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "HEAVY [] 0" in proc.stderr, proc.stderr[-2000:]
+    assert len(json.loads(proc.stdout)["plans"]) > 10

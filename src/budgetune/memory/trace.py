@@ -13,8 +13,11 @@ itself is not used for the step: it takes other attention paths and fails under 
 
 What it mirrors: budgetune's loss (methods.base.token_loss), AdamW with the foreach implementation (PyTorch's
 default on GPU; on CPU the default is a per-tensor loop with smaller temporaries), in steady state (the optimizer
-states exist before the traced step). What it cannot run: bitsandbytes' quantised kernels and 8-bit optimizers (no fake-tensor kernels), so
-QLoRA and 8-bit Adam are checked analytically and on a GPU (bench/gpu_memory_check.py) only.
+states exist before the traced step). Methods: full, LoRA, BAdam (its lowest block active, the block whose step
+needs the most: backward runs through every layer above it), GaLore (galore_torch's optimizer, projector included)
+and MeZO (two perturbed forward passes under no_grad). What it cannot run: bitsandbytes' quantised kernels and
+8-bit optimizers (no fake-tensor kernels), so QLoRA and 8-bit Adam are checked analytically and on a GPU
+(bench/gpu_memory_check.py) only; HiFT, LOZO and Addax are not mirrored yet.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from dataclasses import dataclass
 from ..errors import UserError
 from .terms import MemoryBreakdown, Shape
 
-TRACEABLE = ("full", "lora")  # methods whose training step the tracer reproduces
+TRACEABLE = ("full", "lora", "badam", "galore", "mezo")  # methods whose training step the tracer reproduces
+UPDATES_BASE = ("full", "badam", "galore", "mezo")  # methods that change the base weights (fp32 under AMP)
 
 
 @dataclass
@@ -134,14 +138,22 @@ def _build(config, shape: Shape, method: str, method_cfg):
 
     # A frozen base needs no fp32 master copy, so under AMP it is loaded in bf16 (the usual GPU practice);
     # full fine-tuning under AMP keeps fp32 weights. peft keeps adapters in fp32 either way.
-    low = shape.precision == "bf16" or (shape.precision == "amp_bf16" and method != "full")
+    low = shape.precision == "bf16" or (shape.precision == "amp_bf16" and method not in UPDATES_BASE)
     dtype = torch.bfloat16 if low else torch.float32
     config._attn_implementation = shape.attention
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=shape.attention)
-    if method == "full":
+    if method in ("full", "galore"):
         for p in model.parameters():
             p.requires_grad_(True)
+    elif method == "badam":
+        from ..methods import badam, blockwise
+
+        method_cfg = method_cfg or badam.Config()
+        blockwise.activate(model, set(badam.blocks_of(model, method_cfg)[0]))
+    elif method == "mezo":
+        for p in model.parameters():
+            p.requires_grad_(False)
     elif method == "lora":
         from peft import get_peft_model
 
@@ -158,7 +170,7 @@ def _build(config, shape: Shape, method: str, method_cfg):
     else:
         raise UserError(f"the tracer has no setup for method '{method}'; it traces full and lora "
                         f"(other methods are estimated analytically)")
-    if shape.gradient_checkpointing:
+    if shape.gradient_checkpointing and method != "mezo":  # forward-only: nothing to recompute
         from ..methods.base import enable_checkpointing
 
         enable_checkpointing(model)
@@ -179,6 +191,57 @@ def _loss(model, batch):
     return loss / labels.numel()
 
 
+def _optimizer(model, method: str, method_cfg, trainable: list):
+    """The optimizer the method's stepper builds (foreach AdamW, as on GPU; galore_torch's for GaLore)."""
+    import torch
+
+    if method == "mezo":
+        return None  # no optimizer state: z is regenerated from its seed
+    if method == "galore":
+        from galore_torch import GaLoreAdamW
+
+        from ..methods import galore
+
+        cfg = method_cfg or galore.Config()
+        matrices = galore.galore_matrices(model)
+        ids = {id(p) for p in matrices}
+        groups = [{"params": [p for p in trainable if id(p) not in ids]},
+                  {"params": matrices, "rank": int(cfg.rank), "update_proj_gap": int(cfg.update_proj_gap),
+                   "scale": float(cfg.scale), "proj_type": cfg.proj_type}]
+        return GaLoreAdamW(groups, lr=1e-5, no_deprecation_warning=True)
+    return torch.optim.AdamW(trainable, lr=1e-5, foreach=True)
+
+
+def _zeroth_order_steps(model, batch, tracker, autocast, steps: int) -> None:
+    """MeZO's step (methods.zeroth_order): θ+εz, forward, θ−2εz, forward, θ+εz, θ−lr·g·z, all in place."""
+    import torch
+
+    from ..methods.zeroth_order import GaussianPerturbation
+
+    params = list(dict(model.named_parameters()).values())
+    perturbation = GaussianPerturbation(seed=0)
+    model.eval()
+
+    def probe():
+        tracker.phase = "forward"
+        with autocast:
+            loss = _loss(model, batch)
+        del loss
+
+    with torch.no_grad():
+        for step in range(steps):
+            tracker.phase = "optimizer"
+            perturbation.apply(params, step, 1e-3, step)
+            probe()
+            tracker.phase = "optimizer"
+            perturbation.apply(params, step, -2e-3, step)
+            probe()
+            tracker.phase = "optimizer"
+            perturbation.apply(params, step, 1e-3, step)
+            perturbation.apply(params, step, -1e-6, step)  # the update: lr·g along the same z
+            tracker.phase = "setup"
+
+
 def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, steps: int = 2,
                fake: bool = True) -> TraceResult:
     """Peak memory of training `method` on the architecture of `config` (a transformers config) in steady state:
@@ -193,7 +256,7 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
     _materialize_fake(model, fake_mode)
     params = list(model.parameters())
     trainable = [p for p in params if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-5, foreach=True)
+    optimizer = _optimizer(model, method, method_cfg, trainable)
     with fake_mode:
         ids = torch.zeros(shape.micro_batch, shape.seq_len, dtype=torch.long)
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
@@ -203,7 +266,7 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
 
     def classify(live: dict) -> MemoryBreakdown:
         grads = {id(p.grad.untyped_storage()) for p in trainable if p.grad is not None}
-        states = {id(v.untyped_storage()) for s in optimizer.state.values() for v in s.values()
+        states = {id(v.untyped_storage()) for s in (optimizer.state.values() if optimizer else ()) for v in s.values()
                   if isinstance(v, torch.Tensor)}
         terms = dict(weights=0, gradients=0, optimizer=0, activations=0, other=0)
         for key, (nbytes, phase) in live.items():
@@ -224,6 +287,13 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
     tracker.classify = classify
     autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if shape.precision == "amp_bf16"
                 else torch.autocast("cpu", enabled=False))
+    if method == "mezo":
+        with fake_mode, tracker.mode:
+            _zeroth_order_steps(model, batch, tracker, autocast, steps)
+        tracker.finish()
+        n_params = sum(p.numel() for p in {id(p): p for p in params}.values())
+        return TraceResult(tracker.peak, tracker.snapshot or MemoryBreakdown(), tracker.peak_phase,
+                           time.perf_counter() - start, n_params)
     with fake_mode, tracker.mode:
         # Steady state without paying for a first forward/backward: one optimizer step on zero gradients creates
         # the optimizer states (its own peak is that of a real step's optimizer phase).
@@ -254,5 +324,5 @@ def trace_model(name: str, shape: Shape, method: str = "full", options: dict | N
     from ..methods.registry import make_config
     from ..models import load_config
 
-    cfg = make_config(method, options or {}) if method in ("full", "lora") else None
+    cfg = make_config(method, options or {}) if method in TRACEABLE else None
     return trace_step(load_config(name), shape, method, cfg, **kw)

@@ -11,12 +11,10 @@ Written here: the authors' code is a research trainer, not a package.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
-import torch
 
 from ..errors import UserError
 from ..flops import FlopProfile, profile_from_model, train_step_flops
+from ..lazy import lazy
 from ..memory import terms as T
 from ..memory.terms import MemoryBreakdown, Shape
 from .base import (
@@ -24,7 +22,6 @@ from .base import (
     TrainContext,
     batch_tokens,
     enable_checkpointing,
-    save_full_model,
     token_loss,
 )
 from .spec_parts import formats, matmul_params, tensor_numels, tied_embedding_grad_bytes
@@ -33,9 +30,12 @@ from .zeroth_order import (
     SPSA,
     GaussianPerturbation,
     SPSAConfig,
+    WholeModelWeights,
     forward_peak_bytes,
     mix_seed,
 )
+
+torch = lazy("torch")
 
 NAME = "addax"
 DEFAULT_LR = 2e-4  # plain SGD on every weight: 5e-3 diverged and 1e-3 raised the held-out loss (bench/methods.py)
@@ -69,7 +69,7 @@ def split_by_length(batch: dict, max_len: int) -> tuple[dict | None, dict | None
     return out[0], out[1]
 
 
-class AddaxStepper:
+class AddaxStepper(WholeModelWeights):
     def __init__(self, model, cfg: Config, ctx: TrainContext):
         self.cfg, self.ctx = cfg, ctx
         self.accelerator = ctx.accelerator
@@ -136,17 +136,6 @@ class AddaxStepper:
         self.step_count = int(state["step"])
         self.spsa.seed = int(state["seed"])
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in self.named}
-
-    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        params = dict(self.named)
-        with torch.no_grad():
-            for name, value in state.items():
-                params[name].copy_(value)
-
-    def save_pretrained(self, directory: Path, tokenizer) -> str:
-        return save_full_model(self.model, directory, tokenizer)
 
 
 def prepare(model, cfg: Config, ctx: TrainContext) -> AddaxStepper:

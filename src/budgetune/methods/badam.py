@@ -13,14 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..errors import UserError
+from ..lazy import lazy
 from ..memory import terms as T
 from ..memory.terms import MemoryBreakdown, Shape
 from . import blockwise
 from .base import FirstOrderStepper, TrainContext, save_full_model
-from .spec_parts import formats, tied_embedding_grad_bytes
+from .spec_parts import formats, layer_matrix_params, tied_embedding_grad_bytes
+
+torch = lazy("torch")
 
 NAME = "badam"
 DEFAULT_LR = 1e-4
@@ -129,9 +130,21 @@ def group_peak(spec, shape: Shape, kind: str, params: int, layers: int, above: i
     if layers and not shape.gradient_checkpointing:
         acts += (T.activation_bytes(spec, shape, base_trains=True, grad_layers=layers)
                  - T.activation_bytes(spec, shape, base_trains=False, grad_layers=layers))
+    acts += frozen_cast_bytes(spec, shape, layers + above)
     _, gfmt = formats(shape.precision)
     peak = T.first_order_peak(spec, shape, weights=weights, n_trainable=params, state_fmt=gfmt, activations=acts)
     return peak.plus(other=tied_embedding_grad_bytes(spec, shape.precision, trains=kind == "embedding"))
+
+
+def frozen_cast_bytes(spec, shape: Shape, span: int) -> int:
+    """Under AMP the fp32 weights each matmul casts to bf16 stay alive until backward: the trained group's in the
+    autocast cache, the frozen layers' above it and the head's as tensors autograd saves to compute the input
+    gradient (measured by the tracer: 2 B per matrix parameter of the `span` layers backward runs through, and of
+    the head, trained or not). With checkpointing only the head's cast and one recomputed layer's remain."""
+    if shape.precision != "amp_bf16":
+        return 0
+    span = min(span, 1) if shape.gradient_checkpointing else span
+    return 2 * (span * layer_matrix_params(spec) + spec.vocab * spec.hidden)
 
 
 def worst_group(spec, shape: Shape, groups: list[tuple[str, int, int]], weights: int) -> tuple[MemoryBreakdown, int]:

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
-import torch.nn.functional as F
-
 from ..flops import FlopProfile, profile_from_model, train_step_flops
+from ..lazy import lazy
+
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
 
 
 @dataclass

@@ -6,10 +6,11 @@ the FLOP profile is recomputed whenever the active group changes.
 
 from __future__ import annotations
 
-import torch
-
 from ..errors import UserError
 from ..flops import _decoder_layers
+from ..lazy import lazy
+
+torch = lazy("torch")
 
 
 def layer_groups(model, layers_per_group: int, *, what: str) -> list[tuple[str, list[str]]]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from ..lazy import lazy
 from .base import FirstOrderStepper, TrainContext, save_full_model
+
+torch = lazy("torch")
 
 NAME = "full"
 DEFAULT_LR = 2e-5

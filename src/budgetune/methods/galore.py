@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..errors import UserError
 from ..flops import _decoder_layers
+from ..lazy import lazy
 from ..memory import terms as T
 from ..memory.terms import MemoryBreakdown, Shape
 from .base import FirstOrderStepper, TrainContext, save_full_model
@@ -23,6 +22,8 @@ from .spec_parts import (
     state_format,
     tied_embedding_grad_bytes,
 )
+
+torch = lazy("torch")
 
 NAME = "galore"
 DEFAULT_LR = 1e-4
@@ -155,43 +156,56 @@ def prepare(model, cfg: Config, ctx: TrainContext) -> GaLoreStepper:
     return GaLoreStepper(model, optimizer, ctx, cfg, matrices)
 
 
-def matrix_state_values(m: int, n: int, rank: int, proj_type: str) -> int:
-    """Values GaLore keeps for an m×n (out×in) weight: the projector and two rank-r moments (galore_projector.py:
-    'std' projects the larger side's gradient onto the smaller side's singular vectors)."""
-    r = min(rank, m, n)
+def matrix_state_values(m: int, n: int, rank: int, proj_type: str, fp32: bool = True) -> int:
+    """Values GaLore keeps for an m×n (out×in) weight: two rank-r moments and the projector. galore_projector.py
+    slices the projector out of the SVD factor (Vh[:r] or U[:, :r]) and casts it only when the gradient is not
+    fp32; a slice is a view, so with fp32 gradients the whole k-row factor stays alive (k = min(m, n); measured by
+    the tracer), with 16-bit ones a rank-r copy."""
+    r, k = min(rank, m, n), min(m, n)
     right = {"std": m >= n, "reverse_std": m < n, "right": True, "left": False}[proj_type]
-    # right: moments m×r, projector r×n; left: moments r×n, projector m×r.
-    return (2 * m * r + r * n) if right else (2 * r * n + m * r)
-
-
-def matrix_state_values(m: int, n: int, rank: int, proj_type: str) -> int:
-    """Values GaLore keeps for an m×n (out×in) weight: two rank-r moments and the r-wide projector
-    (galore_projector.py: 'std' projects onto the smaller side's singular vectors)."""
-    r = min(rank, m, n)
-    right = {"std": m >= n, "reverse_std": m < n, "right": True, "left": False}[proj_type]
-    # right: moments m×r, projector r×n; left: moments r×n, projector m×r.
-    return (2 * m * r + r * n) if right else (2 * r * n + m * r)
+    # right: moments m×r, projector r×n (of Vh, k×n); left: moments r×n, projector m×r (of U, m×k).
+    projector = (k if fp32 else r) * (n if right else m)
+    return (2 * m * r if right else 2 * r * n) + projector
 
 
 def optimizer_bytes(spec, cfg: Config, precision: str = "fp32") -> int:
     sfmt = state_format(precision)
     projected = spec.n_layers * layer_matrix_params(spec)
-    low_rank = spec.n_layers * sum(matrix_state_values(l.out_features, l.in_features, int(cfg.rank), cfg.proj_type)
+    low_rank = spec.n_layers * sum(matrix_state_values(l.out_features, l.in_features, int(cfg.rank), cfg.proj_type,
+                                                       fp32=sfmt != "bf16")
                                    for l in spec.layer_linears)
     return T.adam_state_bytes(spec.n_params - projected, sfmt) + (2 if sfmt == "bf16" else 4) * low_rank
 
 
+def step_temp_bytes(spec, cfg: Config, precision: str) -> int:
+    """galore_torch's AdamW updates one tensor at a time: an unprojected tensor of N values needs sqrt(v) and m/sqrt(v)
+    (2N); a projected m×n matrix needs its projected gradient, sqrt(v) and m/sqrt(v) (rank-r each) and the m×n
+    update projected back. The step's peak is the largest of these."""
+    width = 2 if state_format(precision) == "bf16" else 4
+    unprojected = spec.vocab * spec.hidden  # the embedding (and an untied head): the largest tensor not projected
+
+    def projected(m: int, n: int) -> int:
+        r = min(int(cfg.rank), m, n)
+        right = {"std": m >= n, "reverse_std": m < n, "right": True, "left": False}[cfg.proj_type]
+        return m * n + 3 * r * (m if right else n)
+
+    projected = max(projected(l.out_features, l.in_features) for l in spec.layer_linears)
+    return width * max(2 * unprojected, projected)
+
+
 def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
-    """As full fine-tuning (all weights, gradients and activations; the peak of the backward and optimizer phases),
-    with rank-r moments on the decoder matrices. Other: the larger of the thin SVD of the largest matrix at a
-    projector refresh and the tied embedding's gradient accumulation at the end of backward."""
+    """As full fine-tuning (all weights, gradients and activations), with rank-r moments and projectors on the
+    decoder matrices. The peak is the larger of two moments: the start of backward (activations and the autocast
+    cache) and the time gradients exist (the end of backward, with the tied embedding's gradient accumulation, and the
+    optimizer step, with the thin SVD of the largest matrix at a projector refresh or step_temp_bytes' temporaries)."""
     wfmt, gfmt = formats(shape.precision)
-    peak = T.first_order_peak(spec, shape, weights=T.weight_bytes(spec.n_params, wfmt), n_trainable=spec.n_params,
-                              state_fmt=gfmt, activations=T.training_activation_bytes(spec, shape), adam=False,
-                              cache=T.autocast_cache_bytes(matmul_params(spec), shape.precision),
-                              notes=(f"rank-{cfg.rank} projected Adam moments on the decoder matrices",))
-    _, _, states = T.shard(shape, weights=0, gradients=0, optimizer=optimizer_bytes(spec, cfg, shape.precision))
+    kw = dict(weights=T.weight_bytes(spec.n_params, wfmt), n_trainable=spec.n_params, state_fmt=gfmt, adam=False,
+              notes=(f"rank-{cfg.rank} projected Adam moments on the decoder matrices",))
+    backward = T.first_order_peak(spec, shape, activations=T.training_activation_bytes(spec, shape),
+                                  cache=T.autocast_cache_bytes(matmul_params(spec), shape.precision), **kw)
     largest = max((l.in_features * l.out_features, min(l.in_features, l.out_features)) for l in spec.layer_linears)
     svd = 4 * (largest[0] + largest[1] * largest[1] + largest[1])
-    # The SVD runs in the optimizer step, the tied embedding's gradient accumulation at the end of backward.
-    return peak.plus(optimizer=states, other=max(svd, tied_embedding_grad_bytes(spec, shape.precision)))
+    step = T.first_order_peak(spec, shape, activations=0, **kw).plus(
+        other=max(svd, step_temp_bytes(spec, cfg, shape.precision), tied_embedding_grad_bytes(spec, shape.precision)))
+    _, _, states = T.shard(shape, weights=0, gradients=0, optimizer=optimizer_bytes(spec, cfg, shape.precision))
+    return (backward if backward.total >= step.total else step).plus(optimizer=states)

@@ -13,14 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..errors import UserError
+from ..lazy import lazy
 from ..memory import terms as T
 from ..memory.terms import MemoryBreakdown, Shape
 from . import blockwise
 from .base import FirstOrderStepper, TrainContext, enable_checkpointing, save_full_model
 from .spec_parts import formats, state_format
+
+torch = lazy("torch")
 
 NAME = "hift"
 DEFAULT_LR = 1e-4
@@ -141,8 +142,8 @@ def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
     wfmt, _ = formats(shape.precision)
     peak, _ = worst_group(spec, shape, _groups(spec, cfg), T.weight_bytes(spec.n_params, wfmt))
     return MemoryBreakdown(**{k: v for k, v in peak.to_dict().items() if k != "total"},
-                           notes=(f"{len(_groups(spec, cfg))} groups; plus {host_bytes(spec, shape, cfg) / 2**20:.0f} "
-                                  f"MiB of offloaded moments in host memory",))
+                           notes=((f"{len(_groups(spec, cfg))} groups; plus {host_bytes(spec, shape, cfg) / 2**20:.0f} "
+                                   f"MiB of offloaded moments in host memory"),))
 
 
 def host_bytes(spec, shape: Shape, cfg: Config) -> int:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from ..errors import UserError
+from ..lazy import lazy
 from .base import FirstOrderStepper, TrainContext
+
+torch = lazy("torch")
 
 NAME = "lora"
 DEFAULT_LR = 2e-4

@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-
 from ..errors import UserError
+from ..lazy import lazy
 from ..memory.terms import MemoryBreakdown, Shape, weight_bytes
 from .spec_parts import formats
 from .zeroth_order import (
@@ -22,6 +21,8 @@ from .zeroth_order import (
     forward_peak_bytes,
     mix_seed,
 )
+
+torch = lazy("torch")
 
 NAME = "lozo"
 DEFAULT_LR = 1e-5

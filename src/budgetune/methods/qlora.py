@@ -7,13 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from ..errors import UserError
+from ..lazy import lazy
 from ..memory import terms as T
 from ..memory.terms import MemoryBreakdown, Shape
 from . import lora
 from .base import FirstOrderStepper, TrainContext
+
+torch = lazy("torch")
 
 NAME = "qlora"
 DEFAULT_LR = 2e-4

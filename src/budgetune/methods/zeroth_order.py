@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import torch
-
 from ..flops import FlopProfile, forward_flops, profile_from_model
+from ..lazy import lazy
 from .base import StepResult, batch_tokens, save_full_model, token_loss
+
+torch = lazy("torch")
 
 # z is generated this many elements at a time, so the largest transient is 4 MiB (fp32), not a whole
 # embedding matrix; the chunking is fixed, so the same seed always gives the same z.
@@ -138,13 +139,13 @@ class SPSA:
             self._profile = profile_from_model(self.model)
         return self._profile
 
-    @torch.no_grad()
     def mean_loss(self, batches: list[dict]) -> float:
         total, count = 0.0, 0
-        for mb in batches:
-            loss_sum, n = token_loss(self.model, mb)
-            total += float(loss_sum)
-            count += n
+        with torch.no_grad():
+            for mb in batches:
+                loss_sum, n = token_loss(self.model, mb)
+                total += float(loss_sum)
+                count += n
         if self.accelerator is not None and self.accelerator.num_processes > 1:
             # Every process must take the same step: the projected gradient is a global scalar.
             both = self.accelerator.reduce(torch.tensor([total, float(count)], dtype=torch.float64,
@@ -178,7 +179,26 @@ class SPSA:
                         p.mul_(1 - lr * self.weight_decay)
 
 
-class ZerothOrderStepper:
+class WholeModelWeights:
+    """What steppers that change every weight in place share: `self.named` (each weight once) and `self.model`."""
+
+    named: list
+    model: object
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in self.named}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        params = dict(self.named)
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value)
+
+    def save_pretrained(self, directory: Path, tokenizer) -> str:
+        return save_full_model(self.model, directory, tokenizer)
+
+
+class ZerothOrderStepper(WholeModelWeights):
     """Drives SPSA for the loop: forward passes only, no gradients, no optimizer state beyond a step counter."""
 
     def __init__(self, model, perturbation: Perturbation, *, eps: float, samples: int, seed: int,
@@ -211,14 +231,3 @@ class ZerothOrderStepper:
         self.spsa.seed = int(state["seed"])
         self.spsa.perturbation.load_state_dict(state.get("perturbation", {}))
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in self.named}
-
-    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        params = dict(self.named)
-        with torch.no_grad():
-            for name, value in state.items():
-                params[name].copy_(value)
-
-    def save_pretrained(self, directory: Path, tokenizer) -> str:
-        return save_full_model(self.model, directory, tokenizer)
