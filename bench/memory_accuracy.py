@@ -139,6 +139,8 @@ def run(quick: bool) -> dict:
         config = AutoConfig.for_model(d["model_type"], **kw)
         largest = max(l.in_features * l.out_features for l in spec.layer_linears)
         for method, precision, b, s, ckpt, attn in cases:
+            if d["model_type"] == "gemma2":
+                attn = "eager"  # transformers has no SDPA path for Gemma-2 (its attention logits are soft-capped)
             shape = Shape(micro_batch=b, seq_len=s, precision=precision, gradient_checkpointing=ckpt, attention=attn)
             options = {"r": 16, "target_modules": spec.linear_names} if method == "lora" else {}
             mcfg = make_config(method, options)

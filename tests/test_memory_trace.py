@@ -111,3 +111,25 @@ def test_llama3_8b_traces_and_matches_the_estimate():
     r = trace_step(config("llama3_8b"), shape, "full")
     assert r.n_params == spec.n_params
     assert abs(full.memory(spec, shape, full.Config()).total - r.peak) / r.peak < 0.05
+
+
+def test_attention_path_transformers_lacks_is_a_clear_error():
+    """transformers builds Gemma-2 with eager attention only: the tracer says so and what to use instead."""
+    with pytest.raises(UserError, match="--attention eager"):
+        trace_step(config("gemma2"), Shape(micro_batch=1, seq_len=16, attention="sdpa"), "lora")
+    assert trace_step(config("gemma2"), Shape(micro_batch=1, seq_len=16, attention="eager"), "lora").peak > 0
+
+
+@pytest.mark.parametrize("method, ckpt", [("full", False), ("lora", False), ("lora", True)])
+def test_gemma2_soft_capping_terms_match_the_trace(method, ckpt):
+    """Gemma-2's tanh soft-capping keeps one logits-sized and (eager) one s×s tensor per layer more than Llama's
+    path; the analytic terms must follow the trace, with and without checkpointing."""
+    from budgetune.memory.spec import spec_from_model_name
+    from budgetune.methods.registry import get, make_config
+
+    spec = spec_from_model_name(str(FIXTURES / "gemma2.json"))
+    shape = Shape(micro_batch=2, seq_len=128, precision="amp_bf16", gradient_checkpointing=ckpt, attention="eager")
+    cfg = make_config(method, {"r": 4, "target_modules": spec.linear_names} if method == "lora" else {})
+    traced = trace_step(config("gemma2"), shape, method, cfg)
+    estimate = get(method).memory(spec, shape, cfg)
+    assert abs(estimate.total - traced.peak) / traced.peak < 0.03, (estimate.to_dict(), traced.breakdown.to_dict())

@@ -39,7 +39,7 @@ FAMILIES: dict[str, dict] = {
     "gemma2": dict(defaults=dict(vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
                                  num_attention_heads=8, num_key_value_heads=4, head_dim=256,
                                  tie_word_embeddings=True, hidden_activation="gelu_pytorch_tanh",
-                                 final_logit_softcapping=30.0),
+                                 final_logit_softcapping=30.0, attn_logit_softcapping=50.0),
                    attn="split", mlp="gated", norm="rmsnorm", norms=4, scaled_embedding=True),
     "phi3": dict(defaults=dict(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
                                num_attention_heads=32, tie_word_embeddings=False, hidden_act="silu"),
@@ -86,6 +86,7 @@ class ModelSpec:
     qk_norm: bool = False  # per-head RMSNorm on queries and keys (Qwen3)
     scaled_embedding: bool = False  # embeddings multiplied by sqrt(hidden) (Gemma): one more activation buffer
     final_logit_softcapping: float | None = None  # tanh soft-capping of logits (Gemma2): more logits buffers
+    attn_logit_softcapping: float | None = None  # tanh soft-capping of attention scores (Gemma2): eager keeps s×s more
     layer_linears: tuple[Linear, ...] = field(default=())  # the linear layers of one decoder layer
 
     @property
@@ -182,12 +183,14 @@ def spec_from_dict(cfg: dict, name: str = "config") -> ModelSpec:
     if family == "gpt_neox":
         linears = [Linear(_NEOX_NAMES[l.name], l.in_features, l.out_features, l.bias) for l in linears]
     cap = cfg.get("final_logit_softcapping", d.get("final_logit_softcapping")) if family == "gemma2" else None
+    attn_cap = cfg.get("attn_logit_softcapping", d.get("attn_logit_softcapping")) if family == "gemma2" else None
     return ModelSpec(
         name=name, family=family, n_layers=layers, hidden=hidden, intermediate=inter, n_heads=n_heads,
         n_kv_heads=n_kv, head_dim=head_dim, vocab=vocab, tied_embeddings=tied, mlp_kind=fam["mlp"],
         norm_kind=fam["norm"], norms_per_layer=fam["norms"], qk_norm=fam.get("qk_norm", False),
         scaled_embedding=fam.get("scaled_embedding", False),
-        final_logit_softcapping=float(cap) if cap else None, layer_linears=tuple(linears))
+        final_logit_softcapping=float(cap) if cap else None,
+        attn_logit_softcapping=float(attn_cap) if attn_cap else None, layer_linears=tuple(linears))
 
 
 def read_config_json(path: str | Path) -> dict:

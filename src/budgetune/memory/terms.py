@@ -229,6 +229,8 @@ def _layer_saved_bytes(spec: ModelSpec, shape: Shape, base_trains: bool, adapter
         per_token += E * (2 * qd + 2 * kvd) + 4 * spec.n_heads
     else:
         per_token += E * 3 * qd + (4 + (E if E != 4 else 0)) * spec.n_heads * s
+        if spec.attn_logit_softcapping:  # Gemma2: tanh(scores / cap) keeps its s×s output for backward
+            per_token += E * spec.n_heads * s
     # MLP: gated keeps gate (for the activation's backward), act(gate) and up (for the product); plain keeps the
     # up-projection output. The down projection's input is counted with the linear inputs.
     per_token += E * i * (3 if spec.mlp_kind != "plain" else 1)
@@ -266,11 +268,12 @@ def logits_bytes(spec: ModelSpec, shape: Shape, *, head_trains: bool = True) -> 
     copy (the shifted slice is not contiguous), the fp32 upcast and log_softmax's fp32 output (kept for backward)
     = 12 B per token per vocabulary entry with 16-bit or fp32 logits alike (E + E + 4 + 4, or 4 + 4 + 4). Backward
     starts with the fp32 gradient of log_softmax's output and its input gradient next to the kept output: again
-    3 × 4 B. Gemma2's tanh soft-capping keeps two more logits-sized tensors.
+    3 × 4 B. Gemma2's tanh soft-capping keeps one more logits-sized tensor (tanh's output, for its backward; the
+    scaled logits around it are not saved, measured by the tracer).
     """
     T, V = shape.tokens, spec.vocab
     _, E, R, _ = precision_dtypes(shape.precision)
-    per_token = 12 * V + (2 * E * V if spec.final_logit_softcapping else 0)
+    per_token = 12 * V + (E * V if spec.final_logit_softcapping else 0)
     # Final norm: fp32 input, normalised value when its weight trains, and its output when the LM head trains.
     per_token += 4 * spec.hidden + ((R + R) * spec.hidden if head_trains else 0)
     return per_token * T

@@ -142,7 +142,11 @@ def _build(config, shape: Shape, method: str, method_cfg):
     dtype = torch.bfloat16 if low else torch.float32
     config._attn_implementation = shape.attention
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=shape.attention)
+        try:
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=shape.attention)
+        except ValueError as e:  # e.g. Gemma-2 has no SDPA path in transformers
+            raise UserError(f"transformers cannot build {config.model_type} with {shape.attention} attention "
+                            f"({str(e).split('.')[0]}); plan with --attention eager") from None
     if method in ("full", "galore"):
         for p in model.parameters():
             p.requires_grad_(True)
