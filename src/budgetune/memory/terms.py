@@ -307,16 +307,22 @@ def training_activation_bytes(spec: ModelSpec, shape: Shape, *, base_trains: boo
 
 
 def forward_only_bytes(spec: ModelSpec, shape: Shape) -> int:
-    """Peak live activations of a forward without autograd (zeroth-order methods, evaluation): the residual
-    stream, one layer's largest intermediates, and the logits with the loss's fp32 buffers."""
+    """Peak live activations of a forward without autograd (zeroth-order methods, evaluation; no K/V cache): the
+    residual stream, and the largest of one layer's intermediates, the LM head's matmul and the loss's buffers.
+    Under AMP the fp32 weights (zeroth-order methods update them) are cast to bf16 at each use and, without
+    autograd, not cached: one weight's cast is alive at a time, the head's (V×h) the largest (measured by the
+    tracer)."""
     T = shape.tokens
     _, E, R, _ = precision_dtypes(shape.precision)
     qd = spec.n_heads * spec.head_dim
+    cast = 2 if shape.precision == "amp_bf16" else 0
     layer = max(2 * E * T * spec.intermediate + E * T * spec.intermediate, 3 * E * T * qd)
+    layer += cast * max(l.in_features * l.out_features for l in spec.layer_linears) if spec.layer_linears else 0
     if shape.attention == "eager":
         layer = max(layer, (4 + E) * shape.micro_batch * spec.n_heads * shape.seq_len ** 2)
+    head = E * T * spec.vocab + cast * spec.vocab * spec.hidden
     loss = E * T * spec.vocab + (4 * T * spec.vocab if E != 4 else 0) + 4 * T * spec.vocab
-    return 2 * R * T * spec.hidden + max(layer, loss)
+    return 2 * R * T * spec.hidden + max(layer, head, loss)
 
 
 def kv_cache_bytes(spec: ModelSpec, batch: int, context: int, dtype: str = "bf16") -> int:

@@ -181,13 +181,16 @@ def _build(config, shape: Shape, method: str, method_cfg):
     return model
 
 
-def _loss(model, batch):
+def _loss(model, batch, *, no_grad: bool = False):
     """methods.base.token_loss's tensor operations (its token count reads data, which fake tensors have none of)."""
     import torch.nn.functional as F
 
     # No attention mask: a causal batch without padding (packed sequences). With a mask, transformers checks the
     # mask's values to skip it, which fake tensors cannot answer, and would build an s×s mask and copy K/V per head.
-    logits = model(input_ids=batch["input_ids"]).logits
+    # token_loss passes use_cache=False; under fake tensors that alone makes transformers build a mask (on real
+    # tensors it does not), so with autograd (where the cache holds only tensors backward saves anyway) the default
+    # is kept, and without autograd (where the cache would hold every layer's K/V) it is turned off.
+    logits = model(input_ids=batch["input_ids"], **({"use_cache": False} if no_grad else {})).logits
     labels = batch["labels"][:, 1:]
     logits = logits[:, :-1]
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100,
@@ -217,32 +220,40 @@ def _optimizer(model, method: str, method_cfg, trainable: list):
 
 
 def _zeroth_order_steps(model, batch, tracker, autocast, steps: int) -> None:
-    """MeZO's step (methods.zeroth_order): θ+εz, forward, θ−2εz, forward, θ+εz, θ−lr·g·z, all in place."""
+    """MeZO's step (methods.zeroth_order): θ+εz, forward, θ−2εz, forward, θ+εz, θ−lr·g·z, all in place. The
+    perturbation allocates only its pool of z (CHUNK values at most) and adds windows of it to views of each weight;
+    one window per weight allocates exactly what the chunked loop does, without thousands of fake ops per pass."""
     import torch
 
-    from ..methods.zeroth_order import GaussianPerturbation
+    from ..methods.zeroth_order import CHUNK
 
     params = list(dict(model.named_parameters()).values())
-    perturbation = GaussianPerturbation(seed=0)
     model.eval()
 
-    def probe():
+    def perturb(scale: float) -> None:
+        tracker.phase = "optimizer"
+        if "z" not in pools:
+            pools["z"] = torch.randn(min(CHUNK, max(p.numel() for p in params)), dtype=params[0].dtype)
+        pool = pools["z"]
+        for p in params:
+            k = min(p.numel(), pool.numel())
+            p.view(-1)[:k].add_(pool[:k], alpha=scale)
+
+    def probe() -> None:
         tracker.phase = "forward"
         with autocast:
-            loss = _loss(model, batch)
+            loss = _loss(model, batch, no_grad=True)
         del loss
 
+    pools: dict = {}
     with torch.no_grad():
-        for step in range(steps):
-            tracker.phase = "optimizer"
-            perturbation.apply(params, step, 1e-3, step)
+        for _ in range(steps):
+            perturb(1e-3)
             probe()
-            tracker.phase = "optimizer"
-            perturbation.apply(params, step, -2e-3, step)
+            perturb(-2e-3)
             probe()
-            tracker.phase = "optimizer"
-            perturbation.apply(params, step, 1e-3, step)
-            perturbation.apply(params, step, -1e-6, step)  # the update: lr·g along the same z
+            perturb(1e-3)
+            perturb(-1e-6)  # the update: lr·g along the same z
             tracker.phase = "setup"
 
 
@@ -298,6 +309,12 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
         n_params = sum(p.numel() for p in {id(p): p for p in params}.values())
         return TraceResult(tracker.peak, tracker.snapshot or MemoryBreakdown(), tracker.peak_phase,
                            time.perf_counter() - start, n_params)
+    def compact() -> None:  # what GaLoreStepper does after each step
+        if method == "galore":
+            from ..methods.galore import compact_projectors
+
+            compact_projectors(optimizer)
+
     with fake_mode, tracker.mode:
         # Steady state without paying for a first forward/backward: one optimizer step on zero gradients creates
         # the optimizer states (its own peak is that of a real step's optimizer phase).
@@ -306,6 +323,7 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
             p.grad = torch.zeros_like(p)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        compact()
         for _ in range(steps - 1):
             tracker.phase = "forward"
             with autocast:
@@ -316,6 +334,7 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
             tracker.phase = "optimizer"
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            compact()
             tracker.phase = "setup"
     tracker.finish()
     breakdown = tracker.snapshot or MemoryBreakdown()

@@ -56,7 +56,9 @@ class Stepper(Protocol):
 
 def token_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
     """Sum of next-token cross-entropy over the response tokens (labels != -100), and their count."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    # use_cache=False: a no-grad forward (evaluation, zeroth-order probes) would otherwise hold every layer's K/V
+    # until it returns, memory nothing reads.
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
     labels = batch["labels"][:, 1:]
     logits = logits[:, :-1]
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100,

@@ -89,13 +89,7 @@ class GaLoreStepper(FirstOrderStepper):
         return result
 
     def _compact_projectors(self) -> None:
-        # galore-torch keeps its projector as a slice of the SVD's full U or Vh, which holds the whole
-        # min(m, n)-wide matrix alive; keep only the r rows/columns it uses.
-        for state in self._inner().state.values():
-            proj = state.get("projector")
-            m = getattr(proj, "ortho_matrix", None)
-            if torch.is_tensor(m) and m.untyped_storage().nbytes() > m.numel() * m.element_size():
-                proj.ortho_matrix = m.clone()
+        compact_projectors(self._inner())
 
     def _inner(self):
         return getattr(self.optimizer, "optimizer", self.optimizer)
@@ -156,31 +150,46 @@ def prepare(model, cfg: Config, ctx: TrainContext) -> GaLoreStepper:
     return GaLoreStepper(model, optimizer, ctx, cfg, matrices)
 
 
-def matrix_state_values(m: int, n: int, rank: int, proj_type: str, fp32: bool = True) -> int:
-    """Values GaLore keeps for an m×n (out×in) weight: two rank-r moments and the projector. galore_projector.py
-    slices the projector out of the SVD factor (Vh[:r] or U[:, :r]) and casts it only when the gradient is not
-    fp32; a slice is a view, so with fp32 gradients the whole k-row factor stays alive (k = min(m, n); measured by
-    the tracer), with 16-bit ones a rank-r copy."""
+def compact_projectors(optimizer) -> None:
+    """galore-torch keeps its projector as a slice of the SVD's full U or Vh, which holds the whole min(m, n)-wide
+    matrix alive; keep only the r rows/columns it uses (after each step, so only a refresh step holds them all)."""
+    for state in optimizer.state.values():
+        proj = state.get("projector")
+        m = getattr(proj, "ortho_matrix", None)
+        if torch.is_tensor(m) and m.untyped_storage().nbytes() > m.numel() * m.element_size():
+            proj.ortho_matrix = m.clone()
+
+
+def matrix_state_values(m: int, n: int, rank: int, proj_type: str) -> int:
+    """Values GaLore keeps for an m×n (out×in) weight between steps: two rank-r moments and the r-wide projector
+    (galore_projector.py: 'std' projects onto the smaller side's singular vectors)."""
+    r = min(rank, m, n)
+    right = {"std": m >= n, "reverse_std": m < n, "right": True, "left": False}[proj_type]
+    # right: moments m×r, projector r×n; left: moments r×n, projector m×r.
+    return (2 * m * r + r * n) if right else (2 * r * n + m * r)
+
+
+def refresh_excess_values(m: int, n: int, rank: int, proj_type: str) -> int:
+    """At a projector refresh the new projector is a slice of the SVD factor (Vh[:r] or U[:, :r]), cast (copied)
+    only when the gradient is not fp32: with fp32 gradients the whole k-row factor (k = min(m, n)) stays alive
+    until compact_projectors runs after the step, (k − r)·side values more than the projector."""
     r, k = min(rank, m, n), min(m, n)
     right = {"std": m >= n, "reverse_std": m < n, "right": True, "left": False}[proj_type]
-    # right: moments m×r, projector r×n (of Vh, k×n); left: moments r×n, projector m×r (of U, m×k).
-    projector = (k if fp32 else r) * (n if right else m)
-    return (2 * m * r if right else 2 * r * n) + projector
+    return (k - r) * (n if right else m)
 
 
 def optimizer_bytes(spec, cfg: Config, precision: str = "fp32") -> int:
     sfmt = state_format(precision)
     projected = spec.n_layers * layer_matrix_params(spec)
-    low_rank = spec.n_layers * sum(matrix_state_values(l.out_features, l.in_features, int(cfg.rank), cfg.proj_type,
-                                                       fp32=sfmt != "bf16")
+    low_rank = spec.n_layers * sum(matrix_state_values(l.out_features, l.in_features, int(cfg.rank), cfg.proj_type)
                                    for l in spec.layer_linears)
     return T.adam_state_bytes(spec.n_params - projected, sfmt) + (2 if sfmt == "bf16" else 4) * low_rank
 
 
-def step_temp_bytes(spec, cfg: Config, precision: str) -> int:
+def step_temp_bytes(spec, cfg: Config, precision: str) -> tuple[int, int]:
     """galore_torch's AdamW updates one tensor at a time: an unprojected tensor of N values needs sqrt(v) and m/sqrt(v)
     (2N); a projected m×n matrix needs its projected gradient, sqrt(v) and m/sqrt(v) (rank-r each) and the m×n
-    update projected back. The step's peak is the largest of these."""
+    update projected back. Returns the largest of each kind (unprojected, projected)."""
     width = 2 if state_format(precision) == "bf16" else 4
     unprojected = spec.vocab * spec.hidden  # the embedding (and an untied head): the largest tensor not projected
 
@@ -190,14 +199,15 @@ def step_temp_bytes(spec, cfg: Config, precision: str) -> int:
         return m * n + 3 * r * (m if right else n)
 
     projected = max(projected(l.out_features, l.in_features) for l in spec.layer_linears)
-    return width * max(2 * unprojected, projected)
+    return width * 2 * unprojected, width * projected
 
 
 def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
     """As full fine-tuning (all weights, gradients and activations), with rank-r moments and projectors on the
     decoder matrices. The peak is the larger of two moments: the start of backward (activations and the autocast
     cache) and the time gradients exist (the end of backward, with the tied embedding's gradient accumulation, and the
-    optimizer step, with the thin SVD of the largest matrix at a projector refresh or step_temp_bytes' temporaries)."""
+    optimizer step, with the thin SVD of the largest matrix at a projector refresh or step_temp_bytes' temporaries,
+    and at a refresh the full SVD factors the new projectors are slices of)."""
     wfmt, gfmt = formats(shape.precision)
     kw = dict(weights=T.weight_bytes(spec.n_params, wfmt), n_trainable=spec.n_params, state_fmt=gfmt, adam=False,
               notes=(f"rank-{cfg.rank} projected Adam moments on the decoder matrices",))
@@ -205,7 +215,12 @@ def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
                                   cache=T.autocast_cache_bytes(matmul_params(spec), shape.precision), **kw)
     largest = max((l.in_features * l.out_features, min(l.in_features, l.out_features)) for l in spec.layer_linears)
     svd = 4 * (largest[0] + largest[1] * largest[1] + largest[1])
+    refresh = 0 if state_format(shape.precision) == "bf16" else 4 * spec.n_layers * sum(
+        refresh_excess_values(l.out_features, l.in_features, int(cfg.rank), cfg.proj_type) for l in spec.layer_linears)
+    # galore.prepare puts the unprojected tensors in the first parameter group: their temporaries come and go before
+    # the refresh creates the first projector.
+    unprojected, projected = step_temp_bytes(spec, cfg, shape.precision)
     step = T.first_order_peak(spec, shape, activations=0, **kw).plus(
-        other=max(svd, step_temp_bytes(spec, cfg, shape.precision), tied_embedding_grad_bytes(spec, shape.precision)))
+        other=max(unprojected, refresh + max(svd, projected), tied_embedding_grad_bytes(spec, shape.precision)))
     _, _, states = T.shard(shape, weights=0, gradients=0, optimizer=optimizer_bytes(spec, cfg, shape.precision))
     return (backward if backward.total >= step.total else step).plus(optimizer=states)
