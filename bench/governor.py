@@ -9,7 +9,11 @@
 3. Arms: runs that share a target are arms; each arm policy splits one run's budget between them (governor/arms.py
    over the recorded curves; an arm granted F FLOPs sees its evaluations within F).
 
+4. Governed (--governed): chosen runs trained again for real with the governor in the loop and decay on stop
+   (train.cooldown_fraction); the cooldown changes the trajectory after the stop, so it cannot be replayed.
+
     OMP_NUM_THREADS=1 nice -n 5 python bench/governor.py   # records (≈1 h on 2 shared CPU cores), then replays
+    OMP_NUM_THREADS=1 nice -n 5 python bench/governor.py --governed   # + real marginal runs with decay on stop
     (one thread: on a loaded machine, OpenMP threads that wait on each other made steps ~30x slower)
     python bench/governor.py --replay-only         # replays what is recorded
 """
@@ -56,42 +60,51 @@ POLICIES = [
 ARM_POLICIES = [("fixed-split", "fixed", {}), ("halving", "halving", {}), ("marginal", "marginal", {})]
 
 
+
+def _setting(name: str, args, data, out_dir: Path):
+    """The RunConfig and data of suite run `name`, as recorded (governed reruns use the very same)."""
+    from budgetune.config import RunConfig
+    from budgetune.data import DataSplit
+
+    _, cats, pool, method, lr = next(r for r in RUNS if r[0] == name)
+    # A small target set keeps dense evaluation affordable on 2 shared CPU cores; sorted by length so that
+    # evaluation batches carry little padding.
+    target = sorted((e for e in data.target if e.category in cats), key=lambda e: e.uid)[:args.target_size]
+    target.sort(key=lambda e: e.n_tokens)
+    same = [e for e in data.train if e.category in cats]
+    train_pool = {"same": same, "all": list(data.train),
+                  "small": sorted(same, key=lambda e: e.uid)[:SMALL_POOL]}[pool]
+    cfg = RunConfig()
+    cfg.train.method, cfg.train.lr = method, lr
+    cfg.train.micro_batch_size = args.batch
+    long = name.startswith("long-")
+    cfg.train.eval_points = LONG["evals"] if long else args.evals
+    cfg.train.eval_batch_size = 8
+    cfg.train.warmup_steps = 3
+    cfg.train.checkpoint_every = 0
+    cfg.budget.max_flops = args.budget * (LONG["budget"] if long else 1.0)
+    cfg.out = str(out_dir)
+    cfg.report = False
+    return cfg, DataSplit(train_pool, target, data.source)
+
+
 def record(args) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from budgetune.config import RunConfig
-    from budgetune.data import DataSplit, load_data
+    from budgetune.data import load_data
     from budgetune.models import load_model, load_tokenizer
     from budgetune.train.loop import train
 
     tokenizer = load_tokenizer("smollm2-135m")
-    cfg0 = RunConfig()
-    data = load_data(cfg0.data, tokenizer)
-    for name, cats, pool, method, lr in RUNS:
+    data = load_data(RunConfig().data, tokenizer)
+    for name, *_ in RUNS:
         run_dir = OUT / "governor_runs" / name
         if (run_dir / "summary.json").exists():
             print(f"{name}: recorded already", flush=True)
             continue
-        # A small target set keeps dense evaluation affordable on 2 shared CPU cores; sorted by length so that
-        # evaluation batches carry little padding.
-        target = sorted((e for e in data.target if e.category in cats), key=lambda e: e.uid)[:args.target_size]
-        target.sort(key=lambda e: e.n_tokens)
-        same = [e for e in data.train if e.category in cats]
-        train_pool = {"same": same, "all": list(data.train),
-                      "small": sorted(same, key=lambda e: e.uid)[:SMALL_POOL]}[pool]
-        cfg = RunConfig()
-        cfg.train.method, cfg.train.lr = method, lr
-        cfg.train.micro_batch_size = args.batch
-        long = name.startswith("long-")
-        cfg.train.eval_points = LONG["evals"] if long else args.evals
-        cfg.train.eval_batch_size = 8
-        cfg.train.warmup_steps = 3
-        cfg.train.checkpoint_every = 0
-        cfg.budget.max_flops = args.budget * (LONG["budget"] if long else 1.0)
-        cfg.out = str(run_dir)
-        cfg.report = False
+        cfg, split = _setting(name, args, data, run_dir)
         t0 = time.perf_counter()
-        result = train(cfg, model=load_model("smollm2-135m"), tokenizer=tokenizer,
-                       data=DataSplit(train_pool, target, data.source), progress=False)
+        result = train(cfg, model=load_model("smollm2-135m"), tokenizer=tokenizer, data=split, progress=False)
         print(f"{name}: {len(result.evals)} evals, loss {result.before_loss:.4f} -> {result.after_loss:.4f}, "
               f"{result.ledger.steps} steps, {time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -143,15 +156,24 @@ def replay_arms(name: str, options: dict, group: dict) -> dict:
 
 
 def main(argv=None) -> int:
+    import governor_real as real  # part 4; imported here, as it reads this module's suite
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=float, default=3e12, help="FLOP budget of each recorded run")
     ap.add_argument("--evals", type=int, default=10, help="evaluations spread over each run's budget")
     ap.add_argument("--target-size", type=int, default=8, help="held-out examples per target (evaluation cost)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--replay-only", action="store_true")
+    ap.add_argument("--governed", nargs="*", choices=list(real.GOVERNED), default=None, metavar="POLICY",
+                    help=f"also run these policies for real with decay on stop (none given: marginal); "
+                         f"choices: {', '.join(real.GOVERNED)}")
+    ap.add_argument("--runs", nargs="*", default=None, help="suite runs to govern (default: GOVERNED_RUNS)")
     args = ap.parse_args(argv)
+    if args.governed is not None and not args.governed:
+        args.governed = ["marginal + cooldown"]
     if not args.replay_only:
         record(args)
+    if args.governed and not args.replay_only:
+        real.run_governed(args, _setting)
     curves = load_curves()
     if not curves:
         print("nothing recorded yet; run without --replay-only", file=sys.stderr)
@@ -210,10 +232,13 @@ def main(argv=None) -> int:
                      regret=(r["loss"] - best_single) / best_single, budget=max(c["budget"] for c in group.values()))
             arm_rows.append(r)
 
-    md = render(curves, rows, summary, arm_rows)
+    grows = real.load_governed(curves)
+    gsummary = real.governed_summary(grows, rows, curves)
+    md = render(curves, rows, summary, arm_rows, real.render(grows, gsummary), gsummary)
     print(md)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "governor.json").write_text(json.dumps({"rows": rows, "summary": summary, "arms": arm_rows,
+                                                   "governed": grows, "governed_summary": gsummary,
                                                    "runs": {k: {kk: vv for kk, vv in v.items()}
                                                             for k, v in curves.items()}}, indent=1, default=str))
     DOC.parent.mkdir(parents=True, exist_ok=True)
@@ -221,7 +246,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def render(curves, rows, summary, arm_rows) -> str:
+def render(curves, rows, summary, arm_rows, governed_md=(), gsummary=()) -> str:
     out = ["# Benchmark: governor", "",
            "Produced by `bench/governor.py` (numbers as measured; FLOPs include the dense evaluations).", "",
            "## Runs (each to its full fixed budget)", "",
@@ -258,9 +283,16 @@ def render(curves, rows, summary, arm_rows) -> str:
         if r["policy"] == "marginal" and r["decisions"]:
             d = r["decisions"][-1]
             out.append(f"- {r['run']}, eval {d['i']}: **{d['action']}** — {d['reason']}")
-    out += ["", f"Marginal governor over the suite: {100 * (1 - marginal['flops_vs_fixed']):.0f}% fewer FLOPs than "
+    out += list(governed_md)
+    out += ["", f"Marginal governor over the suite (replay, no cooldown): {100 * (1 - marginal['flops_vs_fixed']):.0f}% fewer FLOPs than "
                 f"fixed, mean loss {100 * marginal['mean_loss_vs_fixed']:+.2f}% vs fixed "
-                f"(worst run {100 * marginal['worst_loss_vs_fixed']:+.2f}%).", ""]
+                f"(worst run {100 * marginal['worst_loss_vs_fixed']:+.2f}%)."]
+    for g in gsummary:
+        if g["policy"] == g["set"].split(": ")[0] + " (real)":
+            out.append(f"{g['policy']} over {g['set'].split(': ')[1]} ({g['runs']} runs): "
+                       f"{100 * (1 - g['flops_vs_fixed']):.0f}% fewer FLOPs than fixed, mean loss "
+                       f"{100 * g['mean_loss_vs_fixed']:+.2f}% vs fixed (worst run {100 * g['worst_loss_vs_fixed']:+.2f}%).")
+    out.append("")
     return "\n".join(out)
 
 

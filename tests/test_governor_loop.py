@@ -22,7 +22,9 @@ def test_marginal_governor_in_the_loop_logs_its_inputs(tmp_path, tiny_config_pat
     fitted = [d for d in lines if d.get("source") == "fit"]
     assert fitted and all(d["price"] > 0 and "gain_next" in d and "flops_left" in d for d in fitted)
     if result.stop_reason.startswith("governor"):
-        assert lines[-1]["action"] == "stop" and result.ledger.total_flops < cfg.budget.max_flops
+        # The stop is followed by the learning-rate cooldown's start and end (cooldown_fraction > 0 by default).
+        assert [d["action"] for d in lines[-3:]] == ["stop", "cooldown", "cooldown"]
+        assert result.ledger.total_flops < cfg.budget.max_flops
 
 
 @pytest.mark.slow
@@ -41,3 +43,36 @@ def test_arms_resume_real_runs_with_raised_budgets(tmp_path, tiny_config_path, t
     ledger = json.loads((tmp_path / "arms" / result.best / "ledger.json").read_text())
     assert ledger["total_flops"] > 0.25 * total  # the survivor was resumed with a raised budget
     assert (tmp_path / "arms" / "decisions.jsonl").exists()
+
+
+def test_run_command_gives_a_governed_selecting_run_a_refresher(tmp_path, tiny_config_path, monkeypatch):
+    from budgetune.commands import run as run_command
+    from budgetune.selection.refresh import Refresher
+    from budgetune.train import loop
+
+    class Called(Exception):
+        pass
+
+    seen = {}
+
+    def fake_train(cfg, **kwargs):
+        seen.clear()
+        seen.update(kwargs)
+        raise Called()
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    cfg = tiny_run_config(tiny_config_path, tmp_path / "run")
+    cfg.budget.max_flops = 1e12
+    cfg.governor = {"name": "marginal"}
+    cfg.selection = {"scorer": "length", "budget": "50%"}
+    with pytest.raises(Called):
+        run_command.execute(cfg)
+    refresher = seen["refresher"]
+    assert isinstance(refresher, Refresher) and refresher.budget.max_flops == 1e12
+    assert refresher.pool == list(seen["data"].train) and refresher.target == list(seen["data"].target)
+    assert seen["governor"].config.refresh_probe  # the governor asks it before stopping
+
+    cfg.selection = {}  # a governor alone has nothing to refresh
+    with pytest.raises(Called):
+        run_command.execute(cfg)
+    assert "refresher" not in seen

@@ -68,6 +68,10 @@ class TrainConfig:
         "final share of the budget over which the learning rate decays linearly to min_lr_ratio (0: no decay)", 0.2
     )
     min_lr_ratio: float = doc("learning rate at the end of the decay, as a share of the peak", 0.1)
+    cooldown_fraction: float = doc(
+        "when the governor stops a run, first decay the learning rate linearly to 0 over this share of the training "
+        "FLOPs spent so far (within the budget), then evaluate; 0: stop at once", 0.2
+    )
     weight_decay: float = doc("AdamW weight decay", 0.0)
     gradient_checkpointing: bool = doc("recompute activations in backward: less memory, one more forward", False)
     max_steps: int | None = doc("stop after this many optimizer steps (in addition to the budget)", None)

@@ -32,14 +32,31 @@ def execute(cfg, *, generation_eval: int = 0) -> int:
     from ..train.loop import make_budget, train
 
     started = time.perf_counter()
-    gov = governor_from_config(cfg, make_budget(cfg))
+    budget = make_budget(cfg)
+    gov = governor_from_config(cfg, budget)
     before_gen = after_gen = None
-    result = train(cfg, governor=gov)
+    result = train(cfg, governor=gov, **_refresh_inputs(cfg, budget))
     if generation_eval:
         before_gen, after_gen = _generation_eval(result, generation_eval)
     report = write_report(result.run_dir, generation=(before_gen, after_gen)) if cfg.report else None
     _print_summary(result, report, before_gen, after_gen, time.perf_counter() - started)
     return 0
+
+
+def _refresh_inputs(cfg, budget) -> dict:
+    """With both a governor and data selection, the governor's refresh action re-selects the training data; the
+    refresher re-scores the whole training pool, so the data is loaded here and handed to the loop."""
+    if not (cfg.governor and cfg.selection):
+        return {}
+    from ..data import load_data
+    from ..models import load_tokenizer
+    from ..selection.refresh import make_refresher
+
+    tokenizer = load_tokenizer(cfg.model.model, trust_remote_code=cfg.model.trust_remote_code,
+                               allow_download=cfg.model.allow_download)
+    data = load_data(cfg.data, tokenizer)
+    refresher = make_refresher(cfg.selection, list(data.train), tokenizer, target=list(data.target), budget=budget)
+    return {"tokenizer": tokenizer, "data": data, "refresher": refresher}
 
 
 def _generation_eval(result, n: int):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-COLORS = {"stop": "tab:red", "refresh": "tab:green", "reallocate": "tab:purple"}
+COLORS = {"stop": "tab:red", "refresh": "tab:green", "reallocate": "tab:purple", "cooldown": "tab:orange"}
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -34,6 +34,8 @@ def decision_figure(run_dir):
     ax.plot([e["flops"] for e in evals], [e["eval_loss"] for e in evals], "o-", color="tab:blue", ms=3,
             label="held-out loss")
     for d in decisions:
+        if d.get("action") == "cooldown" and not d.get("done"):
+            continue  # it starts where the stop is marked; its end is marked
         if d.get("action") in COLORS:
             ax.axvline(d["flops"], color=COLORS[d["action"]], ls="--", lw=1)
             ax.annotate(d["action"], (d["flops"], ax.get_ylim()[1]), color=COLORS[d["action"]], fontsize=8,

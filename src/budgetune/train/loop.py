@@ -23,7 +23,7 @@ from ..errors import UserError
 from ..governor.protocol import Decision, FixedBudget
 from ..methods import registry
 from ..methods.base import TrainContext
-from . import checkpoint
+from . import checkpoint, cooldown, pacing
 from .evaluate import heldout_loss
 from .rundir import RunDir, read_jsonl
 from .schedule import wsd_lr
@@ -57,8 +57,9 @@ def _validate(cfg) -> None:
     for name in ("micro_batch_size", "grad_accum", "eval_batch_size", "eval_points"):
         if getattr(t, name) < 1:
             raise UserError(f"train field '{name}' is {getattr(t, name)}; it must be at least 1")
-    if not 0 <= t.decay_fraction <= 1:
-        raise UserError(f"train field 'decay_fraction' is {t.decay_fraction}; give a share between 0 and 1")
+    for name in ("decay_fraction", "cooldown_fraction"):
+        if not 0 <= getattr(t, name) <= 1:
+            raise UserError(f"train field '{name}' is {getattr(t, name)}; give a share between 0 and 1")
     if t.lr is not None and t.lr <= 0:
         raise UserError(f"train field 'lr' is {t.lr}; give a positive learning rate")
     if cfg.budget.max_flops is None and cfg.budget.max_tokens is None and cfg.budget.max_seconds is None \
@@ -127,7 +128,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     pad_id = tokenizer.pad_token_id
 
     state = {"step": 0, "epoch": 0, "cursor": 0, "stop_reason": None, "before_loss": None, "evals_done": 0,
-             "pool_uids": None}
+             "pool_uids": None, "cooldown": None}
     if resumed is not None:
         weights, method_state, saved = resumed
         stepper.load_trainable_state_dict(weights)
@@ -183,7 +184,12 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     last_step, train_seconds = None, 0.0
     order_cache = (state["epoch"], order(state["epoch"]))
     while state["stop_reason"] is None:
-        reason = _should_stop(budget, ledger, cfg.train.max_steps, state["step"], 0.0, eval_cost)
+        cool = state["cooldown"]
+        if cool is not None and cooldown.finished(cool, ledger):
+            run.append(run.decisions, cooldown.record(cool, state["step"], ledger, done=True))
+            state["stop_reason"] = f"governor: {cool['reason']} (after a learning-rate cooldown)"
+            break
+        reason = pacing.should_stop(budget, ledger, cfg.train.max_steps, state["step"], 0.0, eval_cost)
         if reason:
             state["stop_reason"] = reason
             break
@@ -204,14 +210,15 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         micro = [{k: v.to(accelerator.device) for k, v in mb.items()} for mb in micro]
         # Cost this batch before running it, so a long batch cannot overrun the FLOP budget.
         shape = _global_shape(accelerator, micro)
-        reason = _should_stop(budget, ledger, None, state["step"], _estimate(last_step, shape), eval_cost)
+        reason = pacing.should_stop(budget, ledger, None, state["step"], _estimate(last_step, shape), eval_cost)
         if reason:
             state["epoch"], state["cursor"] = position  # the batch was not trained on
             state["stop_reason"] = reason
             break
-        lr = wsd_lr(peak_lr, state["step"], warmup_steps=cfg.train.warmup_steps,
-                    progress=_progress_fraction(budget, ledger, cfg.train.max_steps, state["step"]),
-                    decay_fraction=cfg.train.decay_fraction, min_ratio=cfg.train.min_lr_ratio)
+        lr = cooldown.lr(cool, ledger) if cool is not None else wsd_lr(
+            peak_lr, state["step"], warmup_steps=cfg.train.warmup_steps,
+            progress=pacing.progress_fraction(budget, ledger, cfg.train.max_steps, state["step"]),
+            decay_fraction=cfg.train.decay_fraction, min_ratio=cfg.train.min_lr_ratio)
         t0 = time.perf_counter()
         result = stepper.step(micro, lr)
         totals = accelerator.reduce(torch.tensor([result.flops, float(result.tokens), result.loss * result.tokens],
@@ -228,7 +235,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         run.append(run.metrics, {"kind": "train", "step": state["step"], "train_loss": train_loss, "lr": lr,
                                  "flops": ledger.total_flops, "tokens": ledger.tokens["train"]})
         bar.update(ledger, train_loss)
-        if _eval_due(cfg.train, budget, ledger, state):
+        if cool is None and pacing.eval_due(cfg.train, budget, ledger, state):  # a cooldown ends in the final eval
             record = do_eval()
             record["train_loss"] = train_loss
             record["lr"] = lr
@@ -239,7 +246,14 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
             run.append(run.decisions, {"step": state["step"], "flops": ledger.total_flops,
                                        "action": decision.action, "reason": decision.reason, **decision.inputs})
             if decision.action == "stop":
-                state["stop_reason"] = f"governor: {decision.reason}"
+                state["cooldown"] = cooldown.begin(
+                    fraction=cfg.train.cooldown_fraction, lr=lr, ledger=ledger, budget=budget, eval_cost=eval_cost,
+                    progress=pacing.progress_fraction(budget, ledger, cfg.train.max_steps, state["step"]),
+                    reason=decision.reason)
+                if state["cooldown"] is None:
+                    state["stop_reason"] = f"governor: {decision.reason}"
+                else:
+                    run.append(run.decisions, cooldown.record(state["cooldown"], state["step"], ledger, done=False))
             elif decision.action == "refresh" and refresher is not None:
                 new_pool = refresher(stepper.model, ledger)
                 if new_pool:
@@ -266,7 +280,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
                "stop_reason": state["stop_reason"], "steps": ledger.steps, "ledger": ledger_dict,
                "artefact": str(artefact) if artefact else None, "method": cfg.train.method,
                "model": cfg.model.model, "processes": world, "train_seconds_this_session": train_seconds,
-               "pool_size": len(pool), "target_size": len(data.target)}
+               "pool_size": len(pool), "target_size": len(data.target), "cooldown": state["cooldown"]}
     run.write_json("summary.json", summary)
     return RunResult(run.path, ledger, evals, state["stop_reason"], artefact, state["before_loss"],
                      evals[-1]["eval_loss"], {"train_seconds": train_seconds, "model": stepper.model,
@@ -309,30 +323,6 @@ def _estimate(last_step, shape: tuple[float, float]) -> float:
         return 0.0
     flops, (tokens, longest) = last_step
     return flops * (shape[0] / tokens) * max(1.0, shape[1] / longest)
-
-
-def _should_stop(budget: Budget, ledger: Ledger, max_steps, step: int, next_flops: float, eval_cost: float):
-    if max_steps is not None and step >= max_steps:
-        return f"max_steps reached ({step} steps)"
-    if budget.max_flops is not None and ledger.total_flops + next_flops + eval_cost > budget.max_flops:
-        return (f"flop budget spent ({ledger.total_flops:.3g} of {budget.max_flops:.3g} FLOPs; "
-                f"the final evaluation is reserved)")
-    return budget.exhausted(ledger)
-
-
-def _progress_fraction(budget: Budget, ledger: Ledger, max_steps, step: int) -> float:
-    fraction = budget.fraction_spent(ledger)
-    if max_steps:
-        fraction = max(fraction, step / max_steps)
-    return fraction
-
-
-def _eval_due(t, budget: Budget, ledger: Ledger, state: dict) -> bool:
-    if t.eval_every:
-        return state["step"] % t.eval_every == 0
-    done = _progress_fraction(budget, ledger, t.max_steps, state["step"])
-    # evals_done counts the one before training: evaluation k of eval_points falls at k/(eval_points + 1).
-    return state["evals_done"] <= t.eval_points and done >= state["evals_done"] / (t.eval_points + 1)
 
 
 def _decide(accelerator, governor, record: dict, ledger: Ledger, budget: Budget) -> Decision:
