@@ -217,7 +217,9 @@ def markdown(rows: list[dict], summary: dict, total_seconds: float, methods: dic
              f"slack). {len(rows)} cases, {len({r['family'] for r in rows})} families, methods "
              f"{', '.join(methods)} (LoRA r=16 on every linear layer, the others with their default options), "
              "three precisions, with and without gradient checkpointing, SDPA and eager attention. Produced by "
-             f"`bench/memory_accuracy.py` in {total_seconds / 60:.1f} min on 2 CPU cores.",
+             f"`bench/memory_accuracy.py`; the traces took {sum(r['trace_seconds'] for r in rows) / 60:.0f} min in "
+             "all on 2 shared CPU cores (the slowest "
+             f"{max(r['trace_seconds'] for r in rows):.0f} s; reruns reuse them from bench/out).",
              "", "| tool | median abs. error | worst abs. error | cases under the trace by > 2% |",
              "|---|---:|---:|---:|"]
     for tool, s in summary.items():
@@ -240,7 +242,7 @@ def markdown(rows: list[dict], summary: dict, total_seconds: float, methods: dic
     for r in rows:
         t = r["traced"]
 
-        def cell(k):
+        def cell(k, r=r, t=t):
             return "—" if r[k] is None else f"{r[k] / 2**30:.2f} ({(r[k] - t) / t:+.0%})"
 
         lines.append(f"| {r['model']} | {r['method']} | {r['precision']} | {r['batch']} × {r['seq_len']} | "
