@@ -44,7 +44,10 @@ def with_lora(model, *, r: int = 8, target_modules: list | None = None, seed: in
 def run(model, examples: list[Example], *, steps: int, checkpoints: int = 1, lr: float = 1e-3,
         batch_size: int = 8, seed: int = 0, r: int = 8, on_checkpoint: Callable[[Checkpoint], None]) -> float:
     """Train a LoRA copy for `steps` AdamW steps on `examples`; call `on_checkpoint` `checkpoints` times, evenly
-    spaced (the last one at the end; with steps=0, once on the untrained copy). Returns the training FLOPs."""
+    spaced (the last one at the end; with steps=0, once on the untrained copy). Returns the training FLOPs.
+
+    Add the result to a running total in a statement of its own: `total["flops"] += run(...)` reads the total
+    before the run, so whatever `on_checkpoint` adds to it meanwhile is lost."""
     from ..methods.base import token_loss
 
     warm = with_lora(model, r=r, seed=seed)

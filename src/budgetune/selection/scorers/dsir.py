@@ -1,6 +1,11 @@
 """DSIR-style importance weights toward the target (Xie et al. 2023, "Data Selection for Language Models via
 Importance Resampling"): bag-of-hashed-n-gram models of the target and of the pool; an example's log weight is
-Σ_n-grams log p_target − log p_pool, and sampling by weight without replacement is a Gumbel top-k. No model runs."""
+Σ_n-grams log p_target − log p_pool, and sampling by weight without replacement is a Gumbel top-k. No model runs.
+
+The target model is smoothed toward the pool's (a Dirichlet prior, Zhai & Lafferty 2001), not add-α: a target set of
+a few dozen examples holds a few hundred n-grams, so α over 10000 buckets would be most of its mass and would give
+an n-gram the target never used more probability than the pool gives its rarest ones; the pool's one-off words
+(names, typos) then looked target-like. With the prior, an n-gram absent from the target always lowers the weight."""
 
 from __future__ import annotations
 
@@ -25,14 +30,15 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 class Config:
     buckets: int = 10000  # hashed n-gram features (DSIR uses 10000)
     ngram: int = 2  # unigrams up to this order
-    smoothing: float = 0.1  # add-α smoothing of both n-gram models
+    smoothing: float = 0.1  # add-α smoothing of the pool's n-gram model
+    prior: float = 1000.0  # strength (in n-grams) of the pool model as the target model's Dirichlet prior
     normalize: bool = True  # mean log ratio per n-gram instead of DSIR's sum (see below)
     resample: bool = False  # add Gumbel noise: importance resampling (DSIR) rather than a deterministic top-k
     seed: int = 0
 
     def __post_init__(self):
-        if self.buckets < 2 or self.ngram < 1 or self.smoothing <= 0:
-            raise UserError(f"{NAME} options need buckets >= 2, ngram >= 1 and smoothing > 0")
+        if self.buckets < 2 or self.ngram < 1 or self.smoothing <= 0 or self.prior <= 0:
+            raise UserError(f"{NAME} options need buckets >= 2, ngram >= 1, smoothing > 0 and prior > 0")
 
 
 def words(example) -> list[str]:
@@ -68,11 +74,10 @@ class Scorer:
             raise UserError(f"scorer '{NAME}' needs target examples to weigh the pool toward; the target set is empty")
         pool_counts = hashed_counts(pool, c.buckets, c.ngram)
         target_counts = hashed_counts(target, c.buckets, c.ngram).sum(0)
-        a = c.smoothing
-        log_target = np.log((target_counts + a) / (target_counts.sum() + a * c.buckets))
         raw = pool_counts.sum(0)
-        log_pool = np.log((raw + a) / (raw.sum() + a * c.buckets))
-        values = pool_counts @ (log_target - log_pool)
+        p_pool = (raw + c.smoothing) / (raw.sum() + c.smoothing * c.buckets)
+        p_target = (target_counts + c.prior * p_pool) / (target_counts.sum() + c.prior)
+        values = pool_counts @ (np.log(p_target) - np.log(p_pool))
         if c.normalize:
             # DSIR sums over an example's n-grams: with a small target set that sum rewards sheer length, so by
             # default the weight is the mean log ratio per n-gram (how target-like the words are).

@@ -49,6 +49,7 @@ class Scorer:
             cost["tokens"] += tokens
 
         for run in range(c.runs):
-            cost["flops"] += warmup.run(model, pool, steps=c.warmup_steps, lr=c.lr, batch_size=c.batch_size,
-                                        seed=c.seed + run, on_checkpoint=on_checkpoint)
+            spent = warmup.run(model, pool, steps=c.warmup_steps, lr=c.lr, batch_size=c.batch_size,
+                               seed=c.seed + run, on_checkpoint=on_checkpoint)
+            cost["flops"] += spent
         return Scores(total / c.runs, cost["flops"], cost["tokens"], meta={"runs": c.runs})

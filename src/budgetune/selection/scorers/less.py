@@ -97,7 +97,8 @@ class Scorer:
             for t in range(len(tasks)):
                 influence[:, t] += ck.lr * cosine[:, task_of == t].mean(axis=1)
 
-        cost["flops"] += warmup.run(model, subset, steps=c.warmup_steps, checkpoints=c.checkpoints, lr=c.lr,
-                                    batch_size=c.batch_size, seed=c.seed, on_checkpoint=on_checkpoint)
+        spent = warmup.run(model, subset, steps=c.warmup_steps, checkpoints=c.checkpoints, lr=c.lr,
+                           batch_size=c.batch_size, seed=c.seed, on_checkpoint=on_checkpoint)
+        cost["flops"] += spent
         return Scores(influence.max(axis=1), cost["flops"], cost["tokens"],
                       meta={"tasks": tasks, "warmup_examples": size, "k": c.k})

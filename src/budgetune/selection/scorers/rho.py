@@ -52,6 +52,7 @@ class Scorer:
             cost["flops"] += f
             cost["tokens"] += t
 
-        cost["flops"] += warmup.run(model, target, steps=c.holdout_steps, lr=c.lr, batch_size=c.batch_size,
-                                    seed=c.seed, on_checkpoint=on_checkpoint)
+        spent = warmup.run(model, target, steps=c.holdout_steps, lr=c.lr, batch_size=c.batch_size,
+                           seed=c.seed, on_checkpoint=on_checkpoint)
+        cost["flops"] += spent
         return Scores(current - irreducible, cost["flops"], cost["tokens"])

@@ -58,8 +58,9 @@ class Scorer:
             cost["flops"] += f
             cost["tokens"] += t
 
-        cost["flops"] += warmup.run(model, pool, steps=c.warmup_steps, checkpoints=c.checkpoints, lr=c.lr,
-                                    batch_size=c.batch_size, seed=c.seed, on_checkpoint=on_checkpoint)
+        spent = warmup.run(model, pool, steps=c.warmup_steps, checkpoints=c.checkpoints, lr=c.lr,
+                           batch_size=c.batch_size, seed=c.seed, on_checkpoint=on_checkpoint)
+        cost["flops"] += spent
         features = np.stack(trajectory, axis=1)
         k = min(c.clusters, len(pool))
         groups = KMeans(n_clusters=k, n_init=3, random_state=c.seed).fit_predict(features)
