@@ -219,9 +219,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-seq-len", type=int, default=64)
     p.add_argument("--scorers", nargs="+", default=["dsir", "ifd", "less", "el2n", "loss"],
                    help="scorer or scorer:strategy, run at 5%% on both variants first")
-    p.add_argument("--late-scorers", nargs="+", default=["length", "loss:stratified", "rho", "s2l", "grand"],
+    p.add_argument("--late-scorers", nargs="*", default=["length", "loss:stratified", "rho", "s2l", "grand"],
                    help="run at 5%% after the first scorers (the costliest or least promising)")
-    p.add_argument("--wide-scorers", nargs="+", default=["dsir", "ifd", "less"], help="run at 10%% and 20%% last")
+    p.add_argument("--wide-scorers", nargs="*", default=["dsir", "ifd", "less"], help="run at 10%% and 20%% last")
     p.add_argument("--first", nargs="+", default=["full", "random", "ifd", "dsir"],
                    help="rows whose seeds 1.. run before the other rows' (seed 0 runs first for every row)")
     p.add_argument("--only-seeds", type=int, default=None, help="stop after this many seeds of every job")
