@@ -41,6 +41,26 @@ def with_lora(model, *, r: int = 8, target_modules: list | None = None, seed: in
                                             task_type="CAUSAL_LM"))
 
 
+def averaged(model, pool: list[Example], measure: Callable, *, runs: int, steps: int, lr: float, batch_size: int,
+             seed: int) -> tuple[np.ndarray, float, int]:
+    """Mean over `runs` warm-up runs (seeds seed, seed + 1, ...) of `measure(warmed_model) -> (values per pool
+    example, FLOPs, tokens)`, measured once at the end of each run; returns (mean values, FLOPs, tokens), the
+    warm-ups' training FLOPs included. What EL2N and GraNd share."""
+    total = np.zeros(len(pool))
+    cost = {"flops": 0.0, "tokens": 0}
+
+    def on_checkpoint(ck: Checkpoint) -> None:
+        values, flops, tokens = measure(ck.model)
+        total[:] += values
+        cost["flops"] += flops
+        cost["tokens"] += tokens
+
+    for r in range(runs):
+        spent = run(model, pool, steps=steps, lr=lr, batch_size=batch_size, seed=seed + r, on_checkpoint=on_checkpoint)
+        cost["flops"] += spent
+    return total / runs, cost["flops"], cost["tokens"]
+
+
 def run(model, examples: list[Example], *, steps: int, checkpoints: int = 1, lr: float = 1e-3,
         batch_size: int = 8, seed: int = 0, r: int = 8, on_checkpoint: Callable[[Checkpoint], None]) -> float:
     """Train a LoRA copy for `steps` AdamW steps on `examples`; call `on_checkpoint` `checkpoints` times, evenly

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from ...errors import UserError
 from .. import warmup
 from ..forward import require_model, token_stats
@@ -39,17 +37,11 @@ class Scorer:
     def score(self, model, pool, target) -> Scores:
         require_model(model, NAME)
         c = self.config
-        total = np.zeros(len(pool))
-        cost = {"flops": 0.0, "tokens": 0}
 
-        def on_checkpoint(ck):
-            _, err, flops, tokens = token_stats(ck.model, pool, batch_size=c.batch_size, el2n=True)
-            total[:] += err
-            cost["flops"] += flops
-            cost["tokens"] += tokens
+        def measure(warm):
+            _, err, flops, tokens = token_stats(warm, pool, batch_size=c.batch_size, el2n=True)
+            return err, flops, tokens
 
-        for run in range(c.runs):
-            spent = warmup.run(model, pool, steps=c.warmup_steps, lr=c.lr, batch_size=c.batch_size,
-                               seed=c.seed + run, on_checkpoint=on_checkpoint)
-            cost["flops"] += spent
-        return Scores(total / c.runs, cost["flops"], cost["tokens"], meta={"runs": c.runs})
+        values, flops, tokens = warmup.averaged(model, pool, measure, runs=c.runs, steps=c.warmup_steps, lr=c.lr,
+                                                batch_size=c.batch_size, seed=c.seed)
+        return Scores(values, flops, tokens, meta={"runs": c.runs})

@@ -45,18 +45,14 @@ class Scorer:
     def score(self, model, pool, target) -> Scores:
         require_model(model, NAME)
         c = self.config
-        total = np.zeros(len(pool))
-        cost = {"flops": 0.0, "tokens": 0}
 
-        def on_checkpoint(ck):
-            for idx, grads, flops in pergrad.per_example_grads(ck.model, pool, batch_size=c.batch_size,
-                                                               method=c.method):
-                total[idx] += grads.norm(dim=1).numpy()
-                cost["flops"] += flops
-            cost["tokens"] += sum(e.n_tokens for e in pool)
+        def measure(warm):
+            norms, flops = np.zeros(len(pool)), 0.0
+            for idx, grads, f in pergrad.per_example_grads(warm, pool, batch_size=c.batch_size, method=c.method):
+                norms[idx] = grads.norm(dim=1).numpy()
+                flops += f
+            return norms, flops, sum(e.n_tokens for e in pool)
 
-        for run in range(c.runs):
-            spent = warmup.run(model, pool, steps=c.warmup_steps, lr=c.lr, batch_size=c.batch_size,
-                               seed=c.seed + run, on_checkpoint=on_checkpoint)
-            cost["flops"] += spent
-        return Scores(total / c.runs, cost["flops"], cost["tokens"], meta={"runs": c.runs})
+        values, flops, tokens = warmup.averaged(model, pool, measure, runs=c.runs, steps=c.warmup_steps, lr=c.lr,
+                                                batch_size=c.batch_size, seed=c.seed)
+        return Scores(values, flops, tokens, meta={"runs": c.runs})
