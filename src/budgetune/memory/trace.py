@@ -209,12 +209,7 @@ def _optimizer(model, method: str, method_cfg, trainable: list):
 
         from ..methods import galore
 
-        cfg = method_cfg or galore.Config()
-        matrices = galore.galore_matrices(model)
-        ids = {id(p) for p in matrices}
-        groups = [{"params": [p for p in trainable if id(p) not in ids]},
-                  {"params": matrices, "rank": int(cfg.rank), "update_proj_gap": int(cfg.update_proj_gap),
-                   "scale": float(cfg.scale), "proj_type": cfg.proj_type}]
+        groups = galore.param_groups(model, method_cfg or galore.Config(), galore.galore_matrices(model))
         return GaLoreAdamW(groups, lr=1e-5, no_deprecation_warning=True)
     return torch.optim.AdamW(trainable, lr=1e-5, foreach=True)
 

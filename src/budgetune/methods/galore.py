@@ -141,13 +141,18 @@ def prepare(model, cfg: Config, ctx: TrainContext) -> GaLoreStepper:
     if int(cfg.rank) > smallest:
         raise UserError(f"galore option rank={cfg.rank} is larger than the smallest projected matrix dimension "
                         f"({smallest}); use rank <= {smallest}")
+    optimizer = GaLoreAdamW(param_groups(model, cfg, matrices), lr=DEFAULT_LR, weight_decay=ctx.weight_decay,
+                            no_deprecation_warning=True)
+    return GaLoreStepper(model, optimizer, ctx, cfg, matrices)
+
+
+def param_groups(model, cfg: Config, matrices: list) -> list[dict]:
+    """galore_torch's two groups: the unprojected tensors first (plain Adam), then the projected matrices."""
     ids = {id(p) for p in matrices}
     others = [p for p in dict(model.named_parameters()).values() if id(p) not in ids]
-    groups = [{"params": others},
-              {"params": matrices, "rank": int(cfg.rank), "update_proj_gap": int(cfg.update_proj_gap),
-               "scale": float(cfg.scale), "proj_type": cfg.proj_type}]
-    optimizer = GaLoreAdamW(groups, lr=DEFAULT_LR, weight_decay=ctx.weight_decay, no_deprecation_warning=True)
-    return GaLoreStepper(model, optimizer, ctx, cfg, matrices)
+    return [{"params": others},
+            {"params": matrices, "rank": int(cfg.rank), "update_proj_gap": int(cfg.update_proj_gap),
+             "scale": float(cfg.scale), "proj_type": cfg.proj_type}]
 
 
 def compact_projectors(optimizer) -> None:
