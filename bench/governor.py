@@ -264,8 +264,8 @@ def render(curves, rows, summary, arm_rows, governed_md=(), gsummary=()) -> str:
         out.append(f"| {r['run']} | {r['policy']} | {100 * r['flops_vs_fixed']:.0f}% | {r['loss']:.4f} | "
                    f"{100 * r['regret']:+.2f}% | {r['stop_eval']} |")
     out += ["", "## Summary over the suite", "",
-            "| suite | runs | policy | FLOPs vs fixed (sum) | loss vs fixed (mean) | loss vs fixed (worst run) | "
-            "regret vs oracle (mean) |",
+            ("| suite | runs | policy | FLOPs vs fixed (sum) | loss vs fixed (mean) | loss vs fixed (worst run) | "
+            "regret vs oracle (mean) |"),
             "|---|---|---|---|---|---|---|"]
     for s in summary:
         out.append(f"| {s['suite']} | {s['runs']} | {s['policy']} | {100 * s['flops_vs_fixed']:.0f}% | {100 * s['mean_loss_vs_fixed']:+.2f}% | "
@@ -284,9 +284,9 @@ def render(curves, rows, summary, arm_rows, governed_md=(), gsummary=()) -> str:
             d = r["decisions"][-1]
             out.append(f"- {r['run']}, eval {d['i']}: **{d['action']}** — {d['reason']}")
     out += list(governed_md)
-    out += ["", f"Marginal governor over the suite (replay, no cooldown): {100 * (1 - marginal['flops_vs_fixed']):.0f}% fewer FLOPs than "
+    out += ["", (f"Marginal governor over the suite (replay, no cooldown): {100 * (1 - marginal['flops_vs_fixed']):.0f}% fewer FLOPs than "
                 f"fixed, mean loss {100 * marginal['mean_loss_vs_fixed']:+.2f}% vs fixed "
-                f"(worst run {100 * marginal['worst_loss_vs_fixed']:+.2f}%)."]
+                f"(worst run {100 * marginal['worst_loss_vs_fixed']:+.2f}%).")]
     for g in gsummary:
         if g["policy"] == g["set"].split(": ")[0] + " (real)":
             out.append(f"{g['policy']} over {g['set'].split(': ')[1]} ({g['runs']} runs): "

@@ -150,7 +150,7 @@ def render(grows: list[dict], gsummary: list[dict]) -> list[str]:
     if not grows:
         return out
     out += ["", "## Decay on stop: governed runs for real", "",
-            "The same settings and budget as the recorded runs, trained again with the governor inside the loop "
+            ("The same settings and budget as the recorded runs, trained again with the governor inside the loop "
             "and `train.cooldown_fraction: 0.2` (default): on a stop the learning rate decays linearly from its "
             "current value to 0 over 20% of the training FLOPs spent so far, then the final evaluation. Fixed, "
             "patience and the replayed marginal governor (no cooldown) are the rows above, on the same runs. "
@@ -160,9 +160,9 @@ def render(grows: list[dict], gsummary: list[dict]) -> list[str]:
             "before running it and overran their budget by one step (trivia-full-3e-5, emotion-lora-1e-3, "
             "small-coding-ai-lora-5e-4), so their reruns end a step earlier, which is no saving of the "
             "governor's. \"cheapest stop within 1%\" stops each fixed run at its first evaluation within 1% "
-            "of its final loss: the most any stopping rule without a cooldown could save at the target loss.", "",
-            "| run | policy | FLOPs vs fixed | stop decided at (eval, % of fixed FLOPs) | cooldown steps | final loss "
-            "| loss vs fixed | regret vs oracle | same curve |",
+            "of its final loss: the most any stopping rule without a cooldown could save at the target loss."), "",
+            ("| run | policy | FLOPs vs fixed | stop decided at (eval, % of fixed FLOPs) | cooldown steps | final loss "
+            "| loss vs fixed | regret vs oracle | same curve |"),
             "|---|---|---|---|---|---|---|---|---|"]
     for r in grows:
         stop = (f"eval {r['stop_eval']}, {100 * r['stop_share']:.0f}%" if r["stop_eval"] is not None
@@ -170,8 +170,8 @@ def render(grows: list[dict], gsummary: list[dict]) -> list[str]:
         out.append(f"| {r['run']} | {r['policy']} | {100 * r['flops_vs_fixed']:.0f}% | {stop} | "
                    f"{r['cooldown_steps']} | {r['loss']:.4f} | {100 * r['loss_vs_fixed']:+.2f}% | "
                    f"{100 * r['regret']:+.2f}% | {r['pre_stop_max_diff']:.1e} |")
-    out += ["", "| runs | n | policy | FLOPs vs fixed (sum) | loss vs fixed (mean) | "
-                "loss vs fixed (worst run) | regret vs oracle (mean) |", "|---|---|---|---|---|---|---|"]
+    out += ["", ("| runs | n | policy | FLOPs vs fixed (sum) | loss vs fixed (mean) | "
+                "loss vs fixed (worst run) | regret vs oracle (mean) |"), "|---|---|---|---|---|---|---|"]
     for g in gsummary:
         out.append(f"| {g['set']} | {g['runs']} | {g['policy']} | {100 * g['flops_vs_fixed']:.0f}% | "
                    f"{100 * g['mean_loss_vs_fixed']:+.2f}% | {100 * g['worst_loss_vs_fixed']:+.2f}% | "

@@ -118,8 +118,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_memory_check.json").write_text(json.dumps({"device": torch.cuda.get_device_name(), "rows": rows},
                                                           indent=2))
-    lines = ["# gpu_memory_check", "", f"Device: {torch.cuda.get_device_name()}; torch.cuda.max_memory_allocated "
-             f"over {args.steps} steps against the analytic estimate and the fake-tensor trace (GiB).", "",
+    lines = ["# gpu_memory_check", "", (f"Device: {torch.cuda.get_device_name()}; torch.cuda.max_memory_allocated "
+             f"over {args.steps} steps against the analytic estimate and the fake-tensor trace (GiB)."), "",
              "| model | method | precision | batch × seq | ckpt | attn | CUDA | estimate | trace |",
              "|---|---|---|---|---|---|---:|---:|---:|"]
     for r in rows:

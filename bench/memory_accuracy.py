@@ -212,33 +212,33 @@ def markdown(rows: list[dict], summary: dict, total_seconds: float, methods: dic
     names = {"budgetune": "budgetune (analytic)", "accelerate": "accelerate estimate-memory",
              "deepspeed": "DeepSpeed ZeRO-2 model states", "llama_factory": "LLaMA-Factory table"}
     lines = ["# memory_accuracy", "",
-             "Peak training memory of one step, estimated from the config alone, against the exact fake-tensor trace "
+             ("Peak training memory of one step, estimated from the config alone, against the exact fake-tensor trace "
              "of the real transformers model (`budgetune.memory.trace`; tensor bytes, no CUDA context or allocator "
              f"slack). {len(rows)} cases, {len({r['family'] for r in rows})} families, methods "
              f"{', '.join(methods)} (LoRA r=16 on every linear layer, the others with their default options), "
              "three precisions, with and without gradient checkpointing, SDPA and eager attention. Produced by "
              f"`bench/memory_accuracy.py`; the traces took {sum(r['trace_seconds'] for r in rows) / 60:.0f} min in "
              "all on 2 shared CPU cores (the slowest "
-             f"{max(r['trace_seconds'] for r in rows):.0f} s; reruns reuse them from bench/out).",
+             f"{max(r['trace_seconds'] for r in rows):.0f} s; reruns reuse them from bench/out)."),
              "", "| tool | median abs. error | worst abs. error | cases under the trace by > 2% |",
              "|---|---:|---:|---:|"]
     for tool, s in summary.items():
         lines.append(f"| {names[tool]} | {s['median_abs_error']:.1%} | {s['worst_abs_error']:.1%} | "
                      f"{s['underestimates_over_2pct']}/{s['cases']} |")
-    lines += ["", "budgetune's error by method:", "", "| method | cases | median abs. error | worst abs. error | "
-              "most under the trace |", "|---|---:|---:|---:|---:|"]
+    lines += ["", "budgetune's error by method:", "", ("| method | cases | median abs. error | worst abs. error | "
+              "most under the trace |"), "|---|---:|---:|---:|---:|"]
     for method, m in methods.items():
         lines.append(f"| {method} | {m['cases']} | {m['median_abs_error']:.1%} | {m['worst_abs_error']:.1%} | "
                      f"{m['most_under']:+.1%} |")
     if timing:
         exact = f"; with `--exact` (traces the recommended plan): {timing['exact_s']:.0f} s" if "exact_s" in timing \
             else ""
-        lines += ["", f"`budgetune plan --model <Llama-3-8B config.json> --gpu-memory 24GiB` (every method and option, "
+        lines += ["", (f"`budgetune plan --model <Llama-3-8B config.json> --gpu-memory 24GiB` (every method and option, "
                   f"fresh process): median {timing['analytic_median_s']:.2f} s, slowest "
-                  f"{timing['analytic_max_s']:.2f} s of 5{exact}."]
+                  f"{timing['analytic_max_s']:.2f} s of 5{exact}.")]
     lines += ["", "Per case (GiB; error relative to the trace):", "",
-              "| model | method | precision | batch × seq | ckpt | attn | trace | budgetune | accelerate | DeepSpeed "
-              "| LLaMA-Factory |", "|---|---|---|---|---|---|---:|---:|---:|---:|---:|"]
+              ("| model | method | precision | batch × seq | ckpt | attn | trace | budgetune | accelerate | DeepSpeed "
+              "| LLaMA-Factory |"), "|---|---|---|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         t = r["traced"]
 
@@ -249,10 +249,10 @@ def markdown(rows: list[dict], summary: dict, total_seconds: float, methods: dic
                      f"{'yes' if r['checkpointing'] else 'no'} | {r['attention']} | {t / 2**30:.2f} | "
                      f"{r['budgetune'] / 2**30:.2f} ({(r['budgetune'] - t) / t:+.1%}) | {cell('accelerate')} | "
                      f"{cell('deepspeed')} | {cell('llama_factory')} |")
-    lines += ["", "No other tool gives a figure for MeZO (—). What the trace cannot run: bitsandbytes' 4-bit kernels "
+    lines += ["", ("No other tool gives a figure for MeZO (—). What the trace cannot run: bitsandbytes' 4-bit kernels "
               "and 8-bit optimizers have no fake-tensor implementations, so QLoRA and 8-bit AdamW are not in this "
               "grid; HiFT, LOZO and Addax steps are not mirrored by the tracer yet. Their memory models are checked "
-              "by the unit tests and, where CUDA is present, by `bench/gpu_memory_check.py`.", ""]
+              "by the unit tests and, where CUDA is present, by `bench/gpu_memory_check.py`."), ""]
     return "\n".join(lines)
 
 

@@ -151,13 +151,13 @@ def run_one(name: str, args, tokenizer, data, probe_batch) -> dict:
 
 def table(rows: list[dict], budget: float, n_target: int) -> str:
     mib = 2 ** 20
-    lines = [f"Same budget for every method: {budget:.2g} FLOPs (training + evaluation), SmolLM2-135M fp32 on this CPU, "
+    lines = [(f"Same budget for every method: {budget:.2g} FLOPs (training + evaluation), SmolLM2-135M fp32 on this CPU, "
              f"held-out loss on {n_target} chatterbot prompts. Memory: one step on a fixed batch "
              f"(4 × {rows[0]['probe_seq'] if rows else '?'} tokens); model = the method's memory(); tracked = peak of "
-             f"all live tensors in a real step; RSS = peak process growth over the whole run.",
+             f"all live tensors in a real step; RSS = peak process growth over the whole run."),
              "",
-             "| method | model MiB | tracked MiB | tracked/model | RSS Δ MiB | tokens/s | FLOPs/token | steps | "
-             "held-out before → after | Δ loss |",
+             ("| method | model MiB | tracked MiB | tracked/model | RSS Δ MiB | tokens/s | FLOPs/token | steps | "
+             "held-out before → after | Δ loss |"),
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         delta = r["after_loss"] - r["before_loss"]

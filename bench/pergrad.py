@@ -118,8 +118,8 @@ def main(argv=None) -> int:
                          "tokens": tokens, "seconds_median": med, "seconds_all": times[v],
                          "s_per_example": med / len(examples), "speedup_vs_loop": None if loop is None else loop / med,
                          "rel_error_vs_loop": errors.get(v)})
-    lines = ["| model | method | micro-batch | LoRA dim | examples | s/example (median) | speed-up vs loop | "
-             "rel. error vs loop |", "|---|---|---|---|---|---|---|---|"]
+    lines = [("| model | method | micro-batch | LoRA dim | examples | s/example (median) | speed-up vs loop | "
+             "rel. error vs loop |"), "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['method']} | {r['batch']} | {r['lora_dim']} | {r['examples']} | "
                      f"{r['s_per_example']:.3f} | "

@@ -28,8 +28,8 @@ def test_help_is_fast_and_documents_fields():
     check = _run("--help")
     assert check.returncode == 0
     assert time.perf_counter() - start < 60
-    probe = subprocess.run([sys.executable, "-c", "import sys, budgetune.cli as c; c.build_parser(); "
-                            "print('transformers' in sys.modules, 'peft' in sys.modules)"],
+    probe = subprocess.run([sys.executable, "-c", ("import sys, budgetune.cli as c; c.build_parser(); "
+                            "print('transformers' in sys.modules, 'peft' in sys.modules)")],
                            capture_output=True, text=True, timeout=120)
     assert probe.stdout.strip() == "False False", probe.stderr
 

@@ -61,8 +61,8 @@ def test_bad_model_references(tmp_path):
 def test_missing_hub_model_fails_fast_without_offline_env(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env["HF_HOME"] = str(tmp_path / "hf")
-    proc = subprocess.run([sys.executable, "-c", "from budgetune import models\n"
+    proc = subprocess.run([sys.executable, "-c", ("from budgetune import models\n"
                            "try:\n  models.load_model('someone/missing-model')\n"
-                           "except Exception as e: print(type(e).__name__, e)"],
+                           "except Exception as e: print(type(e).__name__, e)")],
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.stdout.startswith("UserError") and "local Hugging Face cache" in proc.stdout

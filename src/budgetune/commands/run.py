@@ -92,8 +92,8 @@ def _print_summary(result, report, before_gen, after_gen, wall: float) -> None:
     lines = [
         "",
         f"run          {result.run_dir}",
-        f"held-out loss {result.before_loss:.4f} → {result.after_loss:.4f} "
-        f"({(result.after_loss - result.before_loss) / result.before_loss:+.1%})",
+        (f"held-out loss {result.before_loss:.4f} → {result.after_loss:.4f} "
+        f"({(result.after_loss - result.before_loss) / result.before_loss:+.1%})"),
     ]
     if before_gen and after_gen:
         lines.append(f"held-out F1   {before_gen['f1']:.3f} → {after_gen['f1']:.3f}   "

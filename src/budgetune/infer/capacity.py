@@ -140,8 +140,8 @@ def plan_inference(spec, memory_bytes: int, args=None) -> tuple[str, dict]:
            "draft": draft.name, "draft_weights_bytes": draft_weights,
            "max_context_batch1": max_context(spec, memory_bytes, 1, fmt),
            "max_context_batch1_with_draft": max_context(spec, memory_bytes, 1, fmt, draft), "rows": rows}
-    lines = [f"inference capacity of {spec.name} in {_gib(memory_bytes)} ({fmt} weights {_gib(weights)}; "
-             f"draft {draft.name}: {_gib(draft_weights)})",
+    lines = [(f"inference capacity of {spec.name} in {_gib(memory_bytes)} ({fmt} weights {_gib(weights)}; "
+             f"draft {draft.name}: {_gib(draft_weights)})"),
              f"{'context':>8}  {'KV/seq':>10}  {'max batch':>9}  {'with draft':>10}  {'tokens cached':>13}"]
     for r in rows:
         lines.append(f"{r['context']:>8}  {r['kv_bytes_per_sequence'] / 2**20:>7.1f} MiB  {r['max_batch']:>9}  "

@@ -48,11 +48,11 @@ def write_report(run_dir: Path, *, generation=(None, None)) -> Path:
     decisions = read_jsonl(run_dir / "decisions.jsonl")
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     ledger = json.loads((run_dir / "ledger.json").read_text(encoding="utf-8"))
-    parts = [f"<h1>budgetune run</h1><p><code>{html.escape(str(run_dir))}</code> · method "
-             f"<b>{html.escape(str(summary.get('method')))}</b> · model {html.escape(str(summary.get('model')))}</p>",
+    parts = [(f"<h1>budgetune run</h1><p><code>{html.escape(str(run_dir))}</code> · method "
+             f"<b>{html.escape(str(summary.get('method')))}</b> · model {html.escape(str(summary.get('model')))}</p>"),
              "<h2>Held-out loss against compute</h2>", _png(loss_figure(metrics)),
-             f"<p>held-out loss {summary['before_loss']:.4f} → {summary['after_loss']:.4f}; stopped: "
-             f"{html.escape(str(summary['stop_reason']))}</p>"]
+             (f"<p>held-out loss {summary['before_loss']:.4f} → {summary['after_loss']:.4f}; stopped: "
+             f"{html.escape(str(summary['stop_reason']))}</p>")]
     figure = _decision_figure(run_dir)
     if figure is not None:
         parts += ["<h2>Governor</h2>", _png(figure)]
@@ -60,8 +60,8 @@ def write_report(run_dir: Path, *, generation=(None, None)) -> Path:
     if decisions:
         rows = "".join(f"<tr><td>{d['step']}</td><td>{d['flops']:.3g}</td><td>{html.escape(d['action'])}</td>"
                        f"<td>{html.escape(d['reason'])}</td></tr>" for d in decisions)
-        parts += ["<h2>Decisions</h2><table><tr><th>step</th><th>FLOPs</th><th>action</th><th>reason</th></tr>"
-                  f"{rows}</table>"]
+        parts += [("<h2>Decisions</h2><table><tr><th>step</th><th>FLOPs</th><th>action</th><th>reason</th></tr>"
+                  f"{rows}</table>")]
     before, after = generation
     if after:
         parts.append(_generation_section(before, after))
