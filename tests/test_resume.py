@@ -134,3 +134,26 @@ def test_memory_budget_refuses_before_loading(tmp_path, tiny_config_path, tokeni
     cfg.budget.max_memory = "8GiB"
     result = train(cfg, tokenizer=tokenizer, data=small_split(tokenizer), progress=False)
     assert result.ledger.steps == 2 and cfg.train.method != "auto"
+
+
+def test_resume_keeps_charges_made_by_other_commands(tmp_path, tiny_config_path, tokenizer):
+    """Work charged to a run's ledger by another command (here `generate --ledger`) between a kill and the resume is
+    kept by the resumed run, once."""
+    from budgetune.cli import main as cli
+
+    data = small_split(tokenizer)
+    cfg = tiny_run_config(tiny_config_path, tmp_path / "run", max_steps=6)
+    with pytest.raises(Killed):
+        train(cfg, tokenizer=tokenizer, data=data, on_step=_kill_at(5), progress=False)
+    ledger_path = tmp_path / "run" / "ledger.json"
+    assert cli(["generate", "--model", tiny_config_path, "--ledger", str(ledger_path), "--prompt", "Hi",
+                "--max-new-tokens", "3"]) == 0
+    charged = json.loads(ledger_path.read_text())["flops"]["inference"]
+    assert charged > 0
+    cfg.resume = True
+    resumed = train(cfg, tokenizer=tokenizer, data=data, progress=False)
+    assert resumed.ledger.steps == 6 and resumed.ledger.flops["inference"] == charged
+    again = train(cfg, tokenizer=tokenizer, data=data, progress=False)  # resumes from the end: nothing new to fold
+    assert again.ledger.flops["inference"] == charged
+    saved = json.loads(ledger_path.read_text())
+    assert saved["flops"]["inference"] == charged and saved["external"] == 1

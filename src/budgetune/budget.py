@@ -1,7 +1,9 @@
 """What a run may spend (Budget) and what it has spent (Ledger).
 
 The ledger is saved in the run directory and inside every checkpoint. On resume the checkpoint's copy wins,
-so work done after the last checkpoint is redone and counted once, never twice.
+so work done after the last checkpoint is redone and counted once, never twice. Work done on a run by other
+commands (`budgetune eval`, `generate --adapter`) is never redone, so it is also kept apart, one record per
+command in RUN_DIR/charges.json; the ledger counts how many of those it holds and a resumed run folds in the rest.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Ledger:
     tokens: dict[str, int] = field(default_factory=lambda: {p: 0 for p in PHASES})
     steps: int = 0
     seconds: float = 0.0
+    external: int = 0  # records of charges.json (work by other commands) already counted here
 
     def charge(self, phase: str, flops: float, tokens: int = 0) -> None:
         if phase not in PHASES:
@@ -87,6 +90,7 @@ class Ledger:
             tokens={p: int(d.get("tokens", {}).get(p, 0)) for p in PHASES},
             steps=int(d.get("steps", 0)),
             seconds=float(d.get("seconds", 0.0)),
+            external=int(d.get("external", 0)),
         )
 
     def save(self, path: str | Path) -> None:
@@ -98,3 +102,40 @@ class Ledger:
             return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
         except (OSError, ValueError) as e:
             raise UserError(f"{path}: cannot read the ledger ({e}); remove the run directory to start over") from None
+
+
+CHARGES = "charges.json"
+
+
+def charge_outside(ledger_path: str | Path, spent: Ledger, command: str) -> Ledger:
+    """Add `spent`, the work of one command outside the training loop, to the ledger at `ledger_path` and to the
+    charges record beside it; returns the updated ledger. Both files are replaced whole (temp name, then rename)."""
+    path = Path(ledger_path)
+    ledger = Ledger.load(path) if path.exists() else Ledger()
+    records = read_charges(path.parent)
+    records.append({"command": command, "flops": spent.flops, "tokens": spent.tokens})
+    atomic.write_json(path.parent / CHARGES, records)
+    fold_outside(ledger, records)
+    ledger.save(path)
+    return ledger
+
+
+def fold_outside(ledger: Ledger, records: list[dict]) -> None:
+    """Add the charges records the ledger does not hold yet (those past `ledger.external`)."""
+    for r in records[ledger.external:]:
+        for phase in PHASES:
+            ledger.charge(phase, r["flops"].get(phase, 0.0), r["tokens"].get(phase, 0))
+    ledger.external = max(ledger.external, len(records))
+
+
+def read_charges(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / CHARGES
+    if not path.exists():
+        return []
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(records, list) or not all(isinstance(r.get("flops"), dict) for r in records):
+            raise ValueError("not a list of charges")
+    except (OSError, ValueError, AttributeError) as e:
+        raise UserError(f"{path}: cannot read the charges record ({e}); remove it to drop those charges") from None
+    return records

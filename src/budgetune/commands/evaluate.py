@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
 def run_generation_eval(run_dir: str, *, limit: int | None = 32, max_new_tokens: int = 32,
                         batch_size: int = 16) -> dict:
     """Before/after scores of a run on its own held-out target set, charged to the run's ledger (eval phase)."""
-    from ..budget import Ledger
+    from ..budget import Ledger, charge_outside
     from ..config import DataConfig, from_dict
     from ..data import load_data
     from ..errors import UserError
@@ -40,13 +40,12 @@ def run_generation_eval(run_dir: str, *, limit: int | None = 32, max_new_tokens:
     dtype = raw.get("model", {}).get("dtype") or "float32"
     tokenizer = load_tokenizer(name)
     target = load_data(data_cfg, tokenizer).target
-    ledger_path = Path(run_dir) / "ledger.json"
-    ledger = Ledger.load(ledger_path) if ledger_path.exists() else Ledger()
+    spent = Ledger()  # this command's own work, added to the run's ledger at the end
     model = load_model(name, dtype=dtype).eval()
-    kw = dict(max_new_tokens=max_new_tokens, limit=limit or None, batch_size=batch_size, ledger=ledger)
+    kw = dict(max_new_tokens=max_new_tokens, limit=limit or None, batch_size=batch_size, ledger=spent)
     before = generation_eval(model, tokenizer, target, **kw)
     after = generation_eval(apply_run(model, run_dir), tokenizer, target, **kw)
-    ledger.save(ledger_path)
+    charge_outside(Path(run_dir) / "ledger.json", spent, "eval")
     result = {"run_dir": str(run_dir), "model": name, "before": before, "after": after}
     from .. import atomic
 

@@ -35,7 +35,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per batch without speculation")
     parser.add_argument("--dtype", default="float32", help="weight dtype (float32 on CPU)")
     parser.add_argument("--ledger", default=None, metavar="PATH",
-                        help="ledger.json to charge (default: RUN_DIR/ledger.json with --adapter, else none)")
+                        help="ledger.json to charge (default: RUN_DIR/ledger.json with --adapter, else none); the charge "
+                             "is also recorded in charges.json beside it, so a resumed run keeps it")
     parser.add_argument("--json", action="store_true", help="print one JSON object with every request and totals")
 
 
@@ -103,7 +104,7 @@ def main(args) -> int:
     if args.speculative.partition(":")[0] not in ("none", "draft", "prompt-lookup"):
         raise UserError(f"--speculative '{args.speculative}' is not known; use none, draft, draft:PATH or "
                         f"prompt-lookup")
-    from ..budget import Ledger
+    from ..budget import Ledger, charge_outside
     from ..infer.generate import generate, summarize
     from ..infer.load import load_for_inference
 
@@ -111,7 +112,7 @@ def main(args) -> int:
     model, tokenizer, name = load_for_inference(model_name, args.adapter, dtype=args.dtype)
     spec = speculation_from(args.speculative, model, tokenizer, name, args.draft_tokens)
     ledger_path = args.ledger or (str(Path(args.adapter) / "ledger.json") if args.adapter else None)
-    ledger = Ledger.load(ledger_path) if ledger_path and Path(ledger_path).exists() else Ledger()
+    ledger = Ledger()  # this command's own work; added to the ledger at `ledger_path` at the end
     streamer = None
     if len(prompts) == 1 and not args.json:
         from transformers import TextStreamer
@@ -121,7 +122,7 @@ def main(args) -> int:
                        flops_budget=args.flops_budget, speculation=spec, batch_size=args.batch_size,
                        ledger=ledger, streamer=streamer)
     if ledger_path:
-        ledger.save(ledger_path)
+        ledger = charge_outside(ledger_path, ledger, "generate")
     totals = summarize(results)
     if args.json:
         print(json.dumps({"model": name, "speculative": args.speculative, "summary": totals,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .. import config as config_mod
-from ..budget import Budget, Ledger
+from ..budget import CHARGES, Budget, Ledger, fold_outside, read_charges
 from ..data import DataSplit, collate
 from ..errors import UserError
 from ..governor.protocol import Decision, FixedBudget
@@ -136,13 +136,14 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         torch.set_rng_state(method_state["rng"])
         state.update(saved["loop"])
         ledger = Ledger.from_dict(saved["ledger"])
+        fold_outside(ledger, read_charges(run.path))  # eval/generate work done on the run since its checkpoint
         governor.load_state_dict(saved.get("governor", {}))
         if state["pool_uids"] is not None:
             by_uid = {e.uid: e for e in data.train}
             pool = [by_uid[u] for u in state["pool_uids"] if u in by_uid]
         run.truncate_after(state["step"])
     elif run.writer:
-        for f in (run.metrics, run.decisions):
+        for f in (run.metrics, run.decisions, run.path / CHARGES):
             f.unlink(missing_ok=True)
 
     world = accelerator.num_processes
