@@ -67,12 +67,28 @@ def run(model, examples, method, batch):
     from budgetune.selection.pergrad import per_example_grads
 
     rows = [None] * len(examples)
+    flops = 0.0
     t0 = time.perf_counter()
-    for idx, grads, _ in per_example_grads(model, examples, batch_size=batch, method=method):
+    for idx, grads, f in per_example_grads(model, examples, batch_size=batch, method=method):
+        flops += f
         for i, g in zip(idx, grads):
             rows[i] = g
     seconds = time.perf_counter() - t0
-    return seconds, torch.stack(rows)
+    return seconds, torch.stack(rows), flops
+
+
+def peak_matmul_rate(n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a large fp32 matrix product on this machine and thread count: what no gradient path can beat."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best
 
 
 def main(argv=None) -> int:
@@ -98,12 +114,14 @@ def main(argv=None) -> int:
         # The loop is batch-1 by definition; the vectorised paths run at each micro-batch size.
         variants = [(m, 1 if m == "loop" else b) for m in args.methods for b in (args.batch if m != "loop" else [1])]
         times = {v: [] for v in variants}
+        work = {}
         reference = None
         errors = {}
         for r in range(args.repeats):
             for v in variants:
-                seconds, grads = run(model, examples, v[0], v[1])
+                seconds, grads, flops = run(model, examples, v[0], v[1])
                 times[v].append(seconds)
+                work[v] = flops
                 if v[0] == "loop" and reference is None:
                     reference = grads
                 if reference is not None and v not in errors:
@@ -111,28 +129,38 @@ def main(argv=None) -> int:
             print(f"{name} repeat {r}: " + ", ".join(f"{m}/{b} {times[(m, b)][-1]:.1f} s" for m, b in variants),
                   flush=True)
         loop = statistics.median(times[("loop", 1)]) if ("loop", 1) in times else None
+        peak = peak_matmul_rate()
         for v in variants:
             m = v[0]
             med = statistics.median(times[v])
             rows.append({"model": name, "method": m, "batch": v[1], "lora_dim": dimension(model), "examples": len(examples),
                          "tokens": tokens, "seconds_median": med, "seconds_all": times[v],
                          "s_per_example": med / len(examples), "speedup_vs_loop": None if loop is None else loop / med,
-                         "rel_error_vs_loop": errors.get(v)})
+                         "rel_error_vs_loop": errors.get(v), "flops": work[v], "flop_rate": work[v] / med,
+                         "peak_rate": peak, "ceiling_vs_loop": None if loop is None else peak / (work[("loop", 1)] / loop)})
     lines = [("| model | method | micro-batch | LoRA dim | examples | s/example (median) | speed-up vs loop | "
-             "rel. error vs loop |"), "|---|---|---|---|---|---|---|---|"]
+             "rel. error vs loop | GFLOP/s | share of peak |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['method']} | {r['batch']} | {r['lora_dim']} | {r['examples']} | "
                      f"{r['s_per_example']:.3f} | "
-                     f"{r['speedup_vs_loop']:.2f}× | {r['rel_error_vs_loop']:.1e} |")
-    table = "\n".join(lines)
+                     f"{r['speedup_vs_loop']:.2f}× | {r['rel_error_vs_loop']:.1e} | {r['flop_rate'] / 1e9:.1f} | "
+                     f"{r['flop_rate'] / r['peak_rate']:.0%} |")
+    ceilings = "; ".join(f"{r['model']}: peak {r['peak_rate'] / 1e9:.1f} GFLOP/s, so at most "
+                         f"{r['ceiling_vs_loop']:.1f}× over the loop" for r in rows if r["method"] == "loop")
+    table = "\n".join(lines) + ("\n\nCeiling (fp32 matrix-product peak on these threads over the loop's FLOP rate, "
+                                 f"counting the same FLOPs): {ceilings}.")
     print(table)
+    import torch
+
     from budgetune import atomic
 
     OUT.mkdir(parents=True, exist_ok=True)
     atomic.write_json(OUT / "pergrad.json", {"rows": rows, "args": vars(args)})
     atomic.write_text(DOC, "# Benchmark: pergrad\n\nProduced by `bench/pergrad.py` on a shared 2-core CPU; "
                       f"{len(examples)} chatterbot examples ({tokens} tokens), micro-batches {args.batch}, "
-                      f"{args.repeats} interleaved repeats, medians.\n\n" + table + "\n\n" + NOTE)
+                      f"{args.repeats} interleaved repeats, medians, "
+                      f"{torch.get_num_threads()} threads. GFLOP/s counts the FLOPs each path ran "
+                      "(padding included; the hooks path also its per-example products).\n\n" + table + "\n\n" + NOTE)
     return 0
 
 
