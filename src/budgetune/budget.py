@@ -120,6 +120,14 @@ def charge_outside(ledger_path: str | Path, spent: Ledger, command: str) -> Ledg
     return ledger
 
 
+def check_outside(ledger_path: str | Path) -> None:
+    """Read the ledger and charges record `charge_outside` will update, so a bad file fails before any work."""
+    path = Path(ledger_path)
+    if path.exists():
+        Ledger.load(path)
+    read_charges(path.parent)
+
+
 def fold_outside(ledger: Ledger, records: list[dict]) -> None:
     """Add the charges records the ledger does not hold yet (those past `ledger.external`)."""
     for r in records[ledger.external:]:

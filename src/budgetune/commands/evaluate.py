@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
 def run_generation_eval(run_dir: str, *, limit: int | None = 32, max_new_tokens: int = 32,
                         batch_size: int = 16) -> dict:
     """Before/after scores of a run on its own held-out target set, charged to the run's ledger (eval phase)."""
-    from ..budget import Ledger, charge_outside
+    from ..budget import Ledger, charge_outside, check_outside
     from ..config import DataConfig, from_dict
     from ..data import load_data
     from ..errors import UserError
@@ -33,6 +33,7 @@ def run_generation_eval(run_dir: str, *, limit: int | None = 32, max_new_tokens:
     raw = run_config(run_dir)
     name = base_model_name(run_dir)
     artefact(run_dir)  # fail before any work when the run has not finished
+    check_outside(Path(run_dir) / "ledger.json")
     try:
         data_cfg = from_dict({"data": raw.get("data") or {}}, f"{run_dir}/config.json").data
     except UserError:

@@ -104,14 +104,16 @@ def main(args) -> int:
     if args.speculative.partition(":")[0] not in ("none", "draft", "prompt-lookup"):
         raise UserError(f"--speculative '{args.speculative}' is not known; use none, draft, draft:PATH or "
                         f"prompt-lookup")
-    from ..budget import Ledger, charge_outside
+    from ..budget import Ledger, charge_outside, check_outside
     from ..infer.generate import generate, summarize
     from ..infer.load import load_for_inference
 
+    ledger_path = args.ledger or (str(Path(args.adapter) / "ledger.json") if args.adapter else None)
+    if ledger_path:
+        check_outside(ledger_path)
     model_name = args.model or ("smollm2-135m" if args.adapter is None else None)
     model, tokenizer, name = load_for_inference(model_name, args.adapter, dtype=args.dtype)
     spec = speculation_from(args.speculative, model, tokenizer, name, args.draft_tokens)
-    ledger_path = args.ledger or (str(Path(args.adapter) / "ledger.json") if args.adapter else None)
     ledger = Ledger()  # this command's own work; added to the ledger at `ledger_path` at the end
     streamer = None
     if len(prompts) == 1 and not args.json:
