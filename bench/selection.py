@@ -13,7 +13,7 @@ padded as training pads), what a user with a fixed compute budget and no selecti
 A 5% selection is thus seen about four times, the full pool (a random stream) once over its first 20%.
 
 A scorer is named `scorer` (its default strategy) or `scorer:strategy`, so one score can be shown under several
-strategies. To fit a shared 2-core CPU, examples use an empty system prompt (the model's default one is 16 tokens of
+strategies; a `+dedup` suffix drops near-duplicates from the order (MinHash, Jaccard 0.8) before the budget is taken. To fit a shared 2-core CPU, examples use an empty system prompt (the model's default one is 16 tokens of
 every example), the pool is some hundreds of examples, not the whole corpus, and the costly scorers run with one
 warm-up run / checkpoint; the sizes are printed and written to the doc. Scores and finished runs are cached in
 bench/out/ under a fingerprint of the data and training settings, so an interrupted run continues where it stopped
@@ -94,9 +94,13 @@ def build(tokenizer, args, noisy: bool):
 
 
 def split(label: str) -> tuple[str, str | None]:
-    """'loss:stratified' → ('loss', 'stratified'); 'loss' → ('loss', None: the scorer's default strategy)."""
-    name, _, strategy = label.partition(":")
+    """'loss:stratified' → ('loss', 'stratified'); 'loss' → ('loss', None: the scorer's default strategy).
+    A '+dedup' suffix (near-duplicate removal after ordering, MinHash Jaccard 0.8) is not part of either."""
+    name, _, strategy = label.removesuffix(DEDUP).partition(":")
     return name, strategy or None
+
+
+DEDUP = "+dedup"
 
 
 def pick(entry, label, pool, budget, seed):
@@ -114,6 +118,10 @@ def pick(entry, label, pool, budget, seed):
     scores = Scores(values, entry["flops"], keep=None if entry["keep"] is None else np.asarray(entry["keep"]),
                     groups=None if entry["groups"] is None else np.asarray(entry["groups"]))
     ranked = strategies.order(scores, strategy, seed=seed)
+    if label.endswith(DEDUP):
+        from budgetune.selection.dedup import drop_near_duplicates
+
+        ranked = drop_near_duplicates(pool, ranked, 0.8)
     return take(ranked, np.array([e.n_tokens for e in pool]), parse_budget(budget)), strategy
 
 
@@ -218,7 +226,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--max-seq-len", type=int, default=64)
     p.add_argument("--scorers", nargs="+", default=["dsir", "ifd", "less", "el2n", "loss"],
-                   help="scorer or scorer:strategy, run at 5%% on both variants first")
+                   help="scorer, scorer:strategy, optionally +dedup; run at 5%% on both variants first")
     p.add_argument("--late-scorers", nargs="*", default=["length", "loss:stratified", "rho", "s2l", "grand"],
                    help="run at 5%% after the first scorers (the costliest or least promising)")
     p.add_argument("--wide-scorers", nargs="*", default=["dsir", "ifd", "less"], help="run at 10%% and 20%% last")
