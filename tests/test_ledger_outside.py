@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from budgetune.budget import Ledger, charge_outside, check_outside, fold_outside, read_charges
+from budgetune.budget import (
+    Ledger,
+    charge_outside,
+    check_outside,
+    fold_outside,
+    read_charges,
+)
 from budgetune.errors import UserError
 
 
