@@ -93,14 +93,14 @@ def build(tokenizer, args, noisy: bool):
     return examples(pool, "pool"), examples(dev, "dev"), examples(test, "test")
 
 
+DEDUP = "+dedup"
+
+
 def split(label: str) -> tuple[str, str | None]:
     """'loss:stratified' → ('loss', 'stratified'); 'loss' → ('loss', None: the scorer's default strategy).
     A '+dedup' suffix (near-duplicate removal after ordering, MinHash Jaccard 0.8) is not part of either."""
     name, _, strategy = label.removesuffix(DEDUP).partition(":")
     return name, strategy or None
-
-
-DEDUP = "+dedup"
 
 
 def pick(entry, label, pool, budget, seed):
