@@ -21,7 +21,7 @@ GIB = 2**30
 # block-wise optimizers trail full fine-tuning slightly (Biderman et al. 2024 "LoRA Learns Less and Forgets Less";
 # BAdam, Luo et al. 2024; HiFT, Liu et al. 2024); QLoRA adds quantisation error to LoRA (Dettmers et al. 2023);
 # zeroth-order methods need far more steps for less (Malladi et al. 2023; Addax and LOZO improve on MeZO).
-QUALITY_ORDER = ("full", "adamw8bit", "galore", "lora", "badam", "hift", "qlora", "addax", "lozo", "mezo")
+QUALITY_ORDER = ("full", "adamw8bit", "galore", "lora", "badam", "hift", "qlora", "addax", "subzero", "lozo", "mezo")
 
 # Option sets the planner tries per method; a method not listed is tried with its defaults. "all" LoRA targets
 # are the model's linear layers (memory/spec.py names them per family).
@@ -37,7 +37,7 @@ OPTION_SETS: dict[str, list[dict]] = {
 DEVICE_TFLOPS = {"h200": 989.0, "h100": 989.0, "a100": 312.0, "l40s": 362.0, "a10g": 125.0, "l4": 121.0,
                  "rtx4090": 165.0, "rtx3090": 71.0, "v100": 125.0, "t4": 65.0}
 
-ZEROTH_ORDER = {"mezo", "lozo"}  # forward passes only: two per step (per sampled direction)
+ZEROTH_ORDER = {"mezo", "lozo", "subzero"}  # forward passes only: two per step (per sampled direction)
 ADAPTERS = {"lora", "qlora"}
 
 

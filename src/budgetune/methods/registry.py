@@ -17,6 +17,7 @@ _MODULES = (
     ("mezo", "budgetune.methods.mezo"),
     ("lozo", "budgetune.methods.lozo"),
     ("addax", "budgetune.methods.addax"),
+    ("subzero", "budgetune.methods.subzero"),
 )
 
 REGISTRY = Registry("method", _MODULES)
