@@ -38,6 +38,7 @@ CASES = {
     "lozo": ({"rank": 2, "lazy": 4}, 2e-3, 12),
     "addax": ({"max_fo_len": 24}, 0.1, 6),
     "subzero": ({"rank": 4, "lazy": 4}, 2e-3, 12),
+    "peqa": ({}, 3e-2, 5),
 }
 DEFAULT_CASE = ({}, None, 6)
 

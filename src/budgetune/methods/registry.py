@@ -18,6 +18,7 @@ _MODULES = (
     ("lozo", "budgetune.methods.lozo"),
     ("addax", "budgetune.methods.addax"),
     ("subzero", "budgetune.methods.subzero"),
+    ("peqa", "budgetune.methods.peqa"),
 )
 
 REGISTRY = Registry("method", _MODULES)
