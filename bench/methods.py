@@ -44,6 +44,8 @@ SETTINGS = {
     "mezo": ({}, 1e-5, 2),
     "lozo": ({}, 1e-5, 2),
     "addax": ({}, 2e-4, 4),
+    "subzero": ({}, 1e-5, 2),
+    "peqa": ({}, 2e-4, 4),  # Adam on the scales: PEQA's 1e-5 … 6e-5 (LLaMA, 3 epochs) taken up for 5-15 steps
 }
 
 
@@ -83,7 +85,7 @@ def tracked_step_peak(name: str, options: dict, batch: dict, lr: float) -> dict:
     cfg = registry.make_config(name, options)
     model = load_model("smollm2-135m", **(module.load_kwargs(cfg) if hasattr(module, "load_kwargs") else {}))
     out = {}
-    if name in ("mezo", "lozo"):
+    if name in ("mezo", "lozo", "subzero"):
         tracker = _PeakTracker()
         for t in list(model.parameters()) + list(model.buffers()) + list(batch.values()):
             tracker.register(t)
@@ -103,6 +105,9 @@ def tracked_step_peak(name: str, options: dict, batch: dict, lr: float) -> dict:
             for v in state.values():
                 if torch.is_tensor(v):
                     tracker.register(v)
+    perturbation = getattr(getattr(stepper, "spsa", None), "perturbation", None)
+    for t in getattr(perturbation, "tensors", list)():  # SubZero's factors of the current window
+        tracker.register(t)
     with tracker.mode:
         stepper.step([batch], lr)
     spec = spec_from_model_name("smollm2-135m")

@@ -39,6 +39,7 @@ CASES = {
     "addax": ({"max_fo_len": 24}, 0.1, 6),
     "subzero": ({"rank": 4, "lazy": 4}, 2e-3, 12),
     "peqa": ({}, 3e-2, 5),
+    "dqt": ({}, 3e-3, 5),
 }
 DEFAULT_CASE = ({}, None, 6)
 

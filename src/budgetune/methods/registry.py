@@ -19,6 +19,7 @@ _MODULES = (
     ("addax", "budgetune.methods.addax"),
     ("subzero", "budgetune.methods.subzero"),
     ("peqa", "budgetune.methods.peqa"),
+    ("dqt", "budgetune.methods.dqt"),
 )
 
 REGISTRY = Registry("method", _MODULES)
