@@ -47,6 +47,7 @@ class Config:
     lazy: int = 50  # steps a subspace (U, V) is kept before it is redrawn (the paper's T0)
     eps: float = 1e-3  # perturbation scale ε of the two probes θ ± εZ
     samples: int = 1  # random directions averaged per step (each costs two forward passes)
+    scaled: bool = True  # scale U·Σ·Vᵀ by √(m·n)/r (unit-variance entries); false: the paper's unscaled direction
 
     def __post_init__(self):
         if int(self.rank) < 1:
@@ -62,8 +63,8 @@ class Config:
 class SubspacePerturbation:
     """θ_i += scale·√(m·n)/r · U_i Σ_i V_iᵀ per matrix, dense Gaussian per vector; Σ_i from the probe's seed."""
 
-    def __init__(self, rank: int, lazy: int, seed: int):
-        self.rank, self.lazy, self.seed = rank, lazy, seed
+    def __init__(self, rank: int, lazy: int, seed: int, scaled: bool = True):
+        self.rank, self.lazy, self.seed, self.scaled = rank, lazy, seed, scaled
         self._window: int | None = None
         self._factors: dict[int, tuple] = {}
 
@@ -95,13 +96,14 @@ class SubspacePerturbation:
                 m, n = w.shape
                 u, v = self.factors(p, i, step)
                 core = torch.randn((self.rank, self.rank), generator=g, device=p.device, dtype=p.dtype)
-                left = (u @ core).mul_(scale * math.sqrt(m * n) / self.rank)  # m×r; the m×n product is never built
+                gain = math.sqrt(m * n) / self.rank if self.scaled else 1.0
+                left = (u @ core).mul_(scale * gain)  # m×r; the m×n product is never built
                 rows = max(1, CHUNK // max(n, self.rank))
                 for start in range(0, m, rows):
                     w[start: start + rows].addmm_(left[start: start + rows], v.t())
 
     def state_dict(self) -> dict:
-        return {"rank": self.rank, "lazy": self.lazy, "seed": self.seed}
+        return {"rank": self.rank, "lazy": self.lazy, "seed": self.seed, "scaled": self.scaled}
 
     def load_state_dict(self, state: dict) -> None:
         self.seed = int(state.get("seed", self.seed))
@@ -157,7 +159,7 @@ def prepare(model, cfg: Config, ctx) -> SubZeroStepper:
     if int(cfg.rank) > smallest:
         raise UserError(f"subzero option rank={cfg.rank} is larger than the smallest weight matrix dimension "
                         f"({smallest}); use rank <= {smallest}")
-    perturbation = SubspacePerturbation(int(cfg.rank), int(cfg.lazy), mix_seed(ctx.seed, 0x5B20))
+    perturbation = SubspacePerturbation(int(cfg.rank), int(cfg.lazy), mix_seed(ctx.seed, 0x5B20), bool(cfg.scaled))
     return SubZeroStepper(model, perturbation, eps=float(cfg.eps), samples=int(cfg.samples), seed=ctx.seed,
                           weight_decay=ctx.weight_decay, accelerator=ctx.accelerator)
 
