@@ -15,7 +15,7 @@ from test_methods_contract import (  # noqa: F401
 
 from budgetune.errors import UserError
 from budgetune.methods import registry
-from budgetune.methods.dqt import GridLinear, stochastic_round
+from budgetune.methods.int_layers import GridLinear, stochastic_round
 
 
 def test_stochastic_rounding_is_unbiased():

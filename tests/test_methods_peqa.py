@@ -19,7 +19,7 @@ from test_methods_contract import (  # noqa: F401
 from budgetune.errors import UserError
 from budgetune.flops import train_step_flops
 from budgetune.methods import registry
-from budgetune.methods.peqa import QuantLinear, pack, quantize_rows, unpack
+from budgetune.methods.int_layers import QuantLinear, pack, quantize_rows, unpack
 
 
 def test_round_to_nearest_per_row_and_packing_roundtrip():

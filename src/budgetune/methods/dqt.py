@@ -30,7 +30,6 @@ from .base import StepResult, batch_tokens, enable_checkpointing, token_loss
 from .zeroth_order import _generator, mix_seed
 
 torch = lazy("torch")
-nn = lazy("torch.nn")
 
 NAME = "dqt"
 DEFAULT_LR = 1e-4
@@ -50,70 +49,8 @@ class Config:
             raise UserError(f"dqt options beta1={self.beta1}, beta2={self.beta2} must lie in [0, 1)")
 
 
-class _GridMatmul(torch.autograd.Function):
-    """y = x·(s ⊙ W̄)ᵀ; backward adds ∂L/∂W = Σ_t δ_t x_tᵀ to the layer's float gradient."""
-
-    @staticmethod
-    def forward(ctx, x, codes, scale, layer, anchor):
-        ctx.save_for_backward(x, codes, scale)
-        ctx.layer = layer
-        return x @ (codes.to(x.dtype) * scale.to(x.dtype)).t()
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, codes, scale = ctx.saved_tensors
-        g = grad.reshape(-1, grad.shape[-1]).t().float() @ x.reshape(-1, x.shape[-1]).float()
-        layer = ctx.layer
-        layer.grad_w = g if layer.grad_w is None else layer.grad_w.add_(g)
-        gx = grad @ (codes.to(grad.dtype) * scale.to(grad.dtype)) if ctx.needs_input_grad[0] else None
-        return gx, None, None, None, None
-
-
-_ANCHOR: dict = {}
-
-
-def _anchor():
-    """A leaf that requires grad, passed to every layer so autograd reaches it even where nothing below trains
-    (the first layer's q/k/v read the frozen embedding's output)."""
-    if "t" not in _ANCHOR:
-        _ANCHOR["t"] = torch.zeros((), requires_grad=True)
-    return _ANCHOR["t"]
-
-
-class GridLinear(nn.Linear):
-    """A linear layer whose weight lives only as int8 codes on a fixed per-row grid (see the module docstring)."""
-
-    def __init__(self, linear, bits: int):
-        nn.Module.__init__(self)
-        self.in_features, self.out_features, self.bits = linear.in_features, linear.out_features, bits
-        qmax = 2 ** (bits - 1) - 1
-        w = linear.weight.detach().float()
-        scale = (w.abs().amax(dim=1, keepdim=True) / qmax).clamp(min=1e-8)
-        self.weight = nn.Parameter(torch.clamp(torch.round(w / scale), -qmax, qmax).to(torch.int8),
-                                   requires_grad=False)
-        self.register_buffer("scale", scale)
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
-        self.grad_w = None
-
-    @property
-    def qmax(self) -> int:
-        return 2 ** (self.bits - 1) - 1
-
-    def dequantized(self):
-        return self.weight.float() * self.scale
-
-    def forward(self, x):
-        y = _GridMatmul.apply(x, self.weight, self.scale, self, _anchor())
-        return y if self.bias is None else y + self.bias
-
-
-def stochastic_round(x, generator):
-    floor = torch.floor(x)
-    return floor + (torch.rand(x.shape, generator=generator, device=x.device) < (x - floor)).to(x.dtype)
-
-
 def quantize_model(model, bits: int) -> dict[str, object]:
-    from .peqa import decoder_linears
+    from .int_layers import GridLinear, decoder_linears
 
     out = {}
     for name, module in decoder_linears(model):
@@ -127,7 +64,7 @@ def quantize_model(model, bits: int) -> dict[str, object]:
 def dqt_profile(model) -> FlopProfile:
     """Weight gradients for every decoder linear, input gradients for all but the first layer's q/k/v (nothing
     below them trains: the embedding is frozen), the head's input gradient included."""
-    from .peqa import decoder_linears
+    from .int_layers import decoder_linears
 
     p = profile_from_model(model)
     first = [m for n, m in decoder_linears(model) if n.split(".")[-1] in ("q_proj", "k_proj", "v_proj")][:3]
@@ -144,7 +81,8 @@ class DqtStepper:
             enable_checkpointing(model)
         self.model = model.to(ctx.accelerator.device)
         self.layers, self.cfg, self.seed = layers, cfg, int(ctx.seed)
-        self.state = {n: {"m": torch.zeros(l.weight.shape), "v": torch.zeros(l.weight.shape)}
+        self.state = {n: {"m": torch.zeros(l.weight.shape, device=l.weight.device),
+                          "v": torch.zeros(l.weight.shape, device=l.weight.device)}
                       for n, l in layers.items()}
         # Shaped like a torch optimizer's .state ({param: {name: tensor}}), so memory tools that walk
         # stepper.optimizer.state find the moments.
@@ -171,6 +109,8 @@ class DqtStepper:
         return StepResult(total_loss / max(1, total_tokens), flops, seen)
 
     def _update(self, lr: float) -> None:
+        from .int_layers import stochastic_round
+
         c, t = self.cfg, self.step_count
         with torch.no_grad():
             for i, (name, layer) in enumerate(self.layers.items()):

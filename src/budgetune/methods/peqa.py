@@ -28,7 +28,6 @@ from ..memory import terms as T
 from .base import FirstOrderStepper, TrainContext
 
 torch = lazy("torch")
-nn = lazy("torch.nn")
 
 NAME = "peqa"
 DEFAULT_LR = 2e-5  # a relative change of the scales: PEQA uses 1e-5 … 6e-5 for LLaMA (Table 9)
@@ -43,79 +42,9 @@ class Config:
             raise UserError(f"peqa option bits={self.bits}: use 2, 3 or 4 (PEQA's sub-4-bit integers)")
 
 
-def quantize_rows(w, bits: int):
-    """(codes uint8, scale, zero) with w ≈ scale·(codes − zero), per row, round-to-nearest (PEQA §3.1)."""
-    levels = 2 ** bits - 1
-    lo = w.amin(dim=1, keepdim=True).clamp(max=0)
-    hi = w.amax(dim=1, keepdim=True).clamp(min=0)
-    scale = ((hi - lo) / levels).clamp(min=1e-8)
-    zero = torch.round(-lo / scale)
-    codes = torch.clamp(torch.round(w / scale) + zero, 0, levels).to(torch.uint8)
-    return codes, scale.float(), zero.float()
-
-
-def pack(codes):
-    """Two 4-bit codes per byte along each row (a row of odd length gets one zero code of padding)."""
-    if codes.shape[1] % 2:
-        codes = torch.nn.functional.pad(codes, (0, 1))
-    return (codes[:, 0::2] << 4) | codes[:, 1::2]
-
-
-def unpack(packed, n: int):
-    out = torch.stack(((packed >> 4) & 15, packed & 15), dim=-1).reshape(packed.shape[0], -1)
-    return out[:, :n]
-
-
-class _IntegerMatmul(torch.autograd.Function):
-    """u = x·(W̄ − z)ᵀ; backward re-expands the codes for ∂L/∂x and keeps nothing of x."""
-
-    @staticmethod
-    def forward(ctx, x, packed, zero, n):
-        ctx.save_for_backward(packed, zero)
-        ctx.n = n
-        return x @ (unpack(packed, n).to(x.dtype) - zero.to(x.dtype)).t()
-
-    @staticmethod
-    def backward(ctx, grad):
-        packed, zero = ctx.saved_tensors
-        return grad @ (unpack(packed, ctx.n).to(grad.dtype) - zero.to(grad.dtype)), None, None, None
-
-
-class QuantLinear(nn.Linear):
-    """A linear layer stored as packed b-bit codes per output channel; only its scales train.
-
-    A subclass of nn.Linear so the FLOP profile and module searches see a linear of in×out; its `weight` is the
-    frozen uint8 code matrix (as bitsandbytes' 4-bit layers hold packed codes in theirs)."""
-
-    def __init__(self, linear, bits: int):
-        nn.Module.__init__(self)
-        self.in_features, self.out_features, self.bits = linear.in_features, linear.out_features, bits
-        codes, scale, zero = quantize_rows(linear.weight.detach().float(), bits)
-        self.weight = nn.Parameter(pack(codes), requires_grad=False)
-        self.register_buffer("zero", zero)
-        self.scale = nn.Parameter(scale)
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
-
-    def codes(self):
-        return unpack(self.weight, self.in_features)
-
-    def dequantized(self):
-        return self.scale * (self.codes().float() - self.zero)
-
-    def forward(self, x):
-        u = _IntegerMatmul.apply(x, self.weight, self.zero, self.in_features)
-        y = u * self.scale.t().to(u.dtype)
-        return y if self.bias is None else y + self.bias
-
-
-def decoder_linears(model) -> list[tuple[str, object]]:
-    from ..flops import _decoder_layers
-
-    layers = {id(m) for layer in _decoder_layers(model) for m in layer.modules()}
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and id(m) in layers]
-
-
 def quantize_model(model, bits: int) -> list[str]:
+    from .int_layers import QuantLinear, decoder_linears
+
     names = []
     for name, module in decoder_linears(model):
         parent_name, _, child = name.rpartition(".")
@@ -128,6 +57,7 @@ def peqa_profile(model):
     """The FLOP profile of a PEQA step: no weight-gradient products (the scale gradient is elementwise), input
     gradients through every linear except those reading the first layer's input (nothing below them trains)."""
     from ..flops import FlopProfile, profile_from_model
+    from .int_layers import decoder_linears
 
     p = profile_from_model(model)
     first = [m for n, m in decoder_linears(model) if n.split(".")[-1] in ("q_proj", "k_proj", "v_proj")]
@@ -147,6 +77,8 @@ class PeqaStepper(FirstOrderStepper):
         """A float model that from_pretrained opens (the scales applied to the integers) and, beside it, the
         b-bit form itself (peqa-lowbit.safetensors: codes, zero points, scales; peqa.json says how to read it)."""
         from safetensors.torch import save_file
+
+        from .int_layers import QuantLinear
 
         model = self.unwrapped
         state = {k: v for k, v in model.state_dict().items()}
@@ -169,6 +101,8 @@ class PeqaStepper(FirstOrderStepper):
 def prepare(model, cfg: Config, ctx: TrainContext) -> PeqaStepper:
     for p in model.parameters():
         p.requires_grad_(False)
+    from .int_layers import QuantLinear
+
     quantize_model(model, int(cfg.bits))
     scales = [m.scale for m in model.modules() if isinstance(m, QuantLinear)]
     if not scales:
