@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 DOC = ROOT / "docs" / "benchmarks" / "early_exit.md"
-RULES = (((15, 22), 0.9), ((20, 26), 0.9), ((20, 26), 0.7), ((26,), 0.8))
+RULES = (((20, 26), 0.9), ((20, 26), 0.7), ((26,), 0.8))
 
 
 def prefix_share(a: list[int], b: list[int]) -> float:
