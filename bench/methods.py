@@ -46,6 +46,7 @@ SETTINGS = {
     "addax": ({}, 2e-4, 4),
     "subzero": ({}, 1e-5, 2),
     "peqa": ({}, 2e-4, 4),  # Adam on the scales: PEQA's 1e-5 … 6e-5 (LLaMA, 3 epochs) taken up for 5-15 steps
+    "dqt": ({}, 1e-4, 4),
 }
 
 
