@@ -179,7 +179,13 @@ def decode(model, ids: list[int], rule: EarlyExit, *, max_new_tokens: int, eos_i
 def generate_early_exit(model, tokenizer, prompts: list, rule: EarlyExit, *, max_new_tokens: int = 128,
                         flops_budget: float | None = None, ledger=None) -> list:
     """GenerationResults (as infer.generate returns) from adaptive-depth decoding, one prompt at a time."""
-    from .generate import GenerationResult, _eos_ids, _prompt_text, check_prefill, encode_prompts
+    from .generate import (
+        GenerationResult,
+        _eos_ids,
+        _prompt_text,
+        check_prefill,
+        encode_prompts,
+    )
 
     if not prompts:
         raise UserError("no prompts given; pass --prompt TEXT or a --file with at least one prompt")
