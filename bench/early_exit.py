@@ -104,11 +104,11 @@ def main() -> int:
                      "calibration": calibration(model, sequences, layers, threshold)})
         print(json.dumps(rows[-1]), flush=True)
     n_layers = model.config.num_hidden_layers
-    lines = [f"SmolLM2-135M-Instruct ({n_layers} layers), fp32, batch 1, {len(prompts)} held-out chatterbot prompts, "
-             f"≤{args.max_new_tokens} new tokens; full-depth greedy: {base['flops'] / base['new']:.3g} FLOPs per new "
-             f"token, {base['new'] / base['seconds']:.1f} tokens/s.", "",
-             "| exit layers | threshold | FLOPs/token vs full | mean depth | tokens exited | identical outputs | "
-             "share before first difference | teacher-forced: fires / agrees when fired, per exit layer |",
+    lines = [(f"SmolLM2-135M-Instruct ({n_layers} layers), fp32, batch 1, {len(prompts)} held-out chatterbot prompts, "
+              f"≤{args.max_new_tokens} new tokens; full-depth greedy: {base['flops'] / base['new']:.3g} FLOPs per new "
+              f"token, {base['new'] / base['seconds']:.1f} tokens/s."), "",
+             ("| exit layers | threshold | FLOPs/token vs full | mean depth | tokens exited | identical outputs | "
+              "share before first difference | teacher-forced: fires / agrees when fired, per exit layer |"),
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cal = "; ".join(f"L{k}: {v['fires']:.0%} / " + ("—" if v["agrees_when_fired"] is None

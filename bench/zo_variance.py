@@ -142,18 +142,18 @@ def loss_per_flop_rows(model_fn, batch, budget: float, lr: float, seeds: int) ->
 def table(var: dict, lpf: list[dict]) -> str:
     lines = []
     for label, rows in var.items():
-        lines += [f"**{label}** (d = {rows[0]['d']:,} parameters, {rows[0]['n']} directions per method; MeZO's "
-                  f"expected cos √(2/(πd)) = {rows[0]['mezo_expected_cos']:.2e})", "",
-                  "| method | options | cos(ĝ, g) mean ± sd (± s.e.) | noise-to-signal V | V / d | "
-                  "cos(mean of N, g) |", "|---|---|---|---|---|---|"]
+        lines += [(f"**{label}** (d = {rows[0]['d']:,} parameters, {rows[0]['n']} directions per method; MeZO's "
+                   f"expected cos √(2/(πd)) = {rows[0]['mezo_expected_cos']:.2e})"), "",
+                  ("| method | options | cos(ĝ, g) mean ± sd (± s.e.) | noise-to-signal V | V / d | "
+                   "cos(mean of N, g) |"), "|---|---|---|---|---|---|"]
         for r in rows:
             opts = ",".join(f"{k}={v}" for k, v in r["options"].items()) or "-"
             lines.append(f"| {r['method']} | {opts} | {r['cos_mean']:.2e} ± {r['cos_sd']:.1e} (± {r['cos_sem']:.1e}) | "
                          f"{r['nsr']:.3g} | {r['nsr'] / r['d']:.2f} | {r['cos_of_mean']:.3f} |")
         lines.append("")
     if lpf:
-        lines += [f"**Loss per FLOP** (tiny model, toy copy batch, {lpf[0]['budget']:.2g} ledger FLOPs each, "
-                  f"lr {lpf[0]['lr']}, {len(lpf[0]['steps'])} seeds)", "",
+        lines += [(f"**Loss per FLOP** (tiny model, toy copy batch, {lpf[0]['budget']:.2g} ledger FLOPs each, "
+                   f"lr {lpf[0]['lr']}, {len(lpf[0]['steps'])} seeds)"), "",
                   "| method | steps | loss before | after (mean ± sd) |", "|---|---|---|---|"]
         for r in lpf:
             lines.append(f"| {r['method']} | {r['steps'][0]} | {r['before']:.4f} | "
