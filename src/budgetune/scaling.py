@@ -133,6 +133,18 @@ def effective_data(unique_tokens: float, tokens: float, r_star: float = R_D_STAR
     return unique_tokens + unique_tokens * r_star * (1.0 - math.exp(-repeats / r_star))
 
 
+def base_params(model) -> int:
+    """Parameters of the model being fine-tuned, adapters excluded: the N of L(N, D). A 4-bit weight counts its
+    unpacked shape (bitsandbytes packs two values per byte)."""
+    n = 0
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            continue
+        shape = getattr(getattr(p, "quant_state", None), "shape", None)
+        n += int(np.prod(shape)) if shape is not None else p.numel()
+    return n
+
+
 # -- loading points -------------------------------------------------------------------------------------------
 def load_points(paths) -> tuple[list[tuple[float, float, float]], list[str]]:
     """(N, D, loss) points from run directories or CSV/JSON/JSONL tables, and notes on how N was obtained."""
