@@ -89,11 +89,26 @@ def listing(choices: dict[str, str], indent: str = "  ") -> str:
     return "\n".join(f"{indent}{n:<{width}}  {d}".rstrip() for n, d in choices.items())
 
 
-def epilog() -> str:
-    """The choices block shown under `run --help` and `train --help`."""
-    return "\n\n".join([
-        "methods (--method; options with -o KEY=VALUE):\n" + listing(methods()),
-        "data scorers (--selection scorer=NAME budget=10%):\n" + listing(scorers()),
-        "selection strategies (--selection strategy=NAME):\n" + listing(strategies()),
-        "governors (--governor name=NAME):\n" + listing(governors()),
-    ])
+BLOCKS = {
+    "methods": ("methods (--method; options with -o KEY=VALUE)", methods),
+    "scorers": ("data scorers (--selection scorer=NAME budget=10%, or select --scorer NAME)", scorers),
+    "strategies": ("selection strategies (--selection strategy=NAME, or select --strategy NAME)", strategies),
+    "governors": ("governors (--governor name=NAME)", governors),
+}
+
+
+def epilog(blocks=tuple(BLOCKS)) -> str:
+    """The choices shown under `run --help`, `train --help` (all) and `select --help` (scorers, strategies)."""
+    return "\n\n".join(f"{BLOCKS[b][0]}:\n" + listing(BLOCKS[b][1]()) for b in blocks)
+
+
+def lazy_epilog(parser, blocks=tuple(BLOCKS)) -> None:
+    """Show the choices under the verb's --help, built only when help is printed (reading the registries imports
+    numpy through budgetune.selection, which a plain command line does not need)."""
+    format_help = parser.format_help
+
+    def with_choices():
+        parser.epilog = epilog(blocks)
+        return format_help()
+
+    parser.format_help = with_choices

@@ -13,13 +13,13 @@ HELP = ("fine-tune under a budget (default: LoRA on the embedded SmolLM2-135M an
 
 def add_arguments(parser) -> None:
     from .. import config as config_mod
-    from .choices import epilog
+    from .choices import lazy_epilog
 
     parser.add_argument("--generation-eval", type=int, default=24, metavar="N",
                         help="score generated answers for N held-out prompts before and after (0: skip; default: 24)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     add_config_flags(parser, config_mod.default_run_config())
-    parser.epilog = epilog()
+    lazy_epilog(parser)
 
 
 def main(args) -> int:

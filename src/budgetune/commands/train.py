@@ -8,7 +8,7 @@ HELP = "train from a YAML config (sections model, data, train, budget, selection
 
 
 def add_arguments(parser) -> None:
-    from .choices import epilog
+    from .choices import lazy_epilog
 
     parser.add_argument("config", help="YAML file with sections model, data, train, budget and the run options "
                                        "below (examples/ has configs to start from)")
@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
                         help="score generated answers for N held-out prompts before and after (default: 0, skip)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     add_config_flags(parser, default_note=" unless the YAML sets it")
-    parser.epilog = epilog()
+    lazy_epilog(parser)
 
 
 def main(args) -> int:

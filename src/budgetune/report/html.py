@@ -63,7 +63,7 @@ def render(run_dir: Path) -> str:
         if gain is not None:
             parts.append(_png(gain))
         parts.append(_decisions(decisions))
-    elif decisions:
+    elif any(d.get("action") != "continue" for d in decisions):
         parts += ["<h2>Decisions</h2>", _decisions(decisions)]
     parts += ["<h2>Compute by phase</h2>"]
     phases = figures.phase_figure(ledger)

@@ -68,3 +68,34 @@ def bar(iterable=None, *, total: int | None = None, desc: str = "", unit: str = 
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, disable=not enabled(show))
+
+
+class stage:
+    """A bar for one long step whose length is not known in advance (scoring a pool, tracing plans): its name and
+    the elapsed time, refreshed every second from a background thread, on a terminal only."""
+
+    def __init__(self, desc: str, show: bool = True):
+        self.desc, self.show = desc, enabled(show)
+        self.bar = self._thread = None
+
+    def __enter__(self):
+        if self.show:
+            import threading
+
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=None, desc=self.desc, bar_format="{desc} [{elapsed}]", leave=False)
+            self._done = threading.Event()
+            self._thread = threading.Thread(target=self._tick, daemon=True)
+            self._thread.start()
+        return self
+
+    def _tick(self) -> None:
+        while not self._done.wait(1.0):
+            self.bar.refresh()
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self._done.set()
+            self._thread.join()
+            self.bar.close()
