@@ -21,6 +21,12 @@ SECTION_EXAMPLES = {
 }
 
 
+# What governor_from_config does to the evaluation schedule (tests/test_help.py checks the two agree).
+GOVERNOR_EVAL_POINTS = 12
+GOVERNOR_NOTE = (f"; a governor fits a learning curve, so with --eval-every 0 it raises --eval-points to at least "
+                 f"{GOVERNOR_EVAL_POINTS}")
+
+
 def parse_pairs(items, flag: str, example: str, *, typed: bool = False) -> dict:
     """KEY=VALUE items (the project's one parser for them) into a dict; a dotted key (options.batch_size=8) nests.
 
@@ -93,7 +99,7 @@ def add_config_flags(parser: argparse.ArgumentParser, defaults: config_mod.RunCo
             group.add_argument(_flag(f.name), dest=dest, default=None, nargs="+", action="extend",
                                metavar="KEY=VALUE",
                                help=f"{help_text}: KEY=VALUE pairs, e.g. {_flag(f.name)} {SECTION_EXAMPLES[f.name]}, "
-                                    f"or one JSON object")
+                                    f"or one JSON object" + (GOVERNOR_NOTE if f.name == "governor" else ""))
         elif hint is bool:
             group.add_argument(_flag(f.name), dest=dest, action=argparse.BooleanOptionalAction, default=None,
                                help=help_text + shown)
