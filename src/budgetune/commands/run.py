@@ -46,7 +46,10 @@ def execute(cfg, *, generation_eval: int = 0, as_json: bool = False) -> int:
     before_gen = after_gen = None
     result = train(cfg, governor=gov, **_refresh_inputs(cfg, budget))
     if generation_eval:
-        before_gen, after_gen = _generation_eval(result, generation_eval)
+        from ..train.progress import stage
+
+        with stage(f"generating answers to {generation_eval} held-out prompts, before and after"):
+            before_gen, after_gen = _generation_eval(result, generation_eval)
         save_generation_eval(result, before_gen, after_gen)  # the report is rebuilt from this file
     tracker = trackers.live(result.run_dir)
     tracker.ledger(result.ledger.to_dict(), result.ledger.steps)

@@ -80,7 +80,10 @@ def main(args) -> int:
                      prompt_field=args.prompt_field, response_field=args.response_field)
     split = load_data(cfg, tokenizer)
     model = None if no_model or not module.NEEDS_MODEL else load_model(args.model)
-    result = select(selection, model, split.train, split.target)
+    from ..train.progress import stage
+
+    with stage(f"scoring {len(split.train)} examples with {args.scorer}"):
+        result = select(selection, model, split.train, split.target)
     out = Path(args.out)
     values = result.scores.values
     chosen = set(int(i) for i in result.indices)
