@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from budgetune import cli
-from budgetune.commands.options import GOVERNOR_EVAL_POINTS, add_config_flags, apply_flags, parse_pairs
+from budgetune.commands.options import (
+    GOVERNOR_EVAL_POINTS,
+    add_config_flags,
+    apply_flags,
+    parse_pairs,
+)
 from budgetune.config import RunConfig, default_run_config
 from budgetune.errors import UserError
 
@@ -53,7 +58,7 @@ def test_choices_come_from_the_registries_one_line_each():
             assert len(line) <= 120
     assert '"scorer": "ifd"' not in _help("run").split("--governor")[1]  # the governor's example is a governor's
     select = cli.build_parser()._subparsers._group_actions[0].choices["select"].format_help()
-    assert all(re.search(rf"^\s+{n}\s{{2,}}\S", select, re.M) for n in SCORERS)
+    assert all(re.search(rf"^\s+{n}\s{{2,}}\S", select, re.MULTILINE) for n in SCORERS)
 
 
 def test_selection_and_governor_take_key_value_or_json():
@@ -125,9 +130,7 @@ def _error_strings():
             target = None
             if isinstance(node, ast.Raise) and node.exc is not None:
                 target = node.exc
-            elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("UserError", "Infeasible"):
-                target = node
-            elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print" and any(
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("UserError", "Infeasible") or isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print" and any(
                     k.arg == "file" for k in node.keywords):
                 target = node
             if target is None:

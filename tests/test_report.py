@@ -140,8 +140,24 @@ def test_gain_panel_ticks_and_legends_clear_of_the_plot():
         assert legend.y1 <= axes.y0 + 1  # below the axes: covers no curve, label or decision line
 
 
-@pytest.mark.parametrize("strategy,chosen,cut", [("top", range(5, 10), 5.0), ("bottom", range(0, 3), 2.0),
+@pytest.mark.parametrize("strategy,chosen,cut", [("top", range(5, 10), 5.0), ("bottom", range(3), 2.0),
                                                   ("spread", (0, 4, 9), None)])
 def test_selection_cut(strategy, chosen, cut):
     values = [float(i) for i in range(10)]
     assert figures.selection_cut(values, [values[i] for i in chosen]) == cut
+
+
+def test_memory_json_has_the_planned_terms(tmp_path, tiny_config_path):
+    from types import SimpleNamespace
+
+    from budgetune.config import RunConfig
+    from budgetune.report.summary import save_memory
+
+    cfg = RunConfig()
+    cfg.model.model, cfg.train.method, cfg.budget.max_memory = tiny_config_path, "full", "8GiB"
+    path = save_memory(SimpleNamespace(run_dir=tmp_path), cfg)
+    planned = json.loads(path.read_text())["planned"]
+    # fp32 weights of the tiny Llama, counted by hand (see test_report_run.py): 4 B per parameter.
+    per_layer = 2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 128 + 2 * 64
+    assert planned["weights"] == 4 * (49152 * 64 + 2 * per_layer + 64)
+    assert figures.memory_figure(json.loads(path.read_text())) is not None

@@ -94,7 +94,7 @@ def test_other_trackers_offline(name, tmp_path, monkeypatch):
 
 
 def test_missing_tracker_names_the_extra(monkeypatch):
-    import importlib.util as util
+    from importlib import util
 
     from budgetune import trackers
     from budgetune.errors import UserError

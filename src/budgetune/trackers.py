@@ -60,7 +60,7 @@ class Tracker:
         self.closed = False
         if name == "none" or not enabled:
             return
-        import accelerate.tracking as tracking
+        from accelerate import tracking
 
         run_dir = Path(run_dir)
         run_name = run_dir.name

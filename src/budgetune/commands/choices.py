@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
-from functools import lru_cache
+from functools import cache
 
 # Strategies are functions of one module, not plugin files; their one-line descriptions live here.
 STRATEGY_LINES = {
@@ -33,7 +33,7 @@ def _first_sentence(text: str | None, width: int = 100) -> str:
     return flat
 
 
-@lru_cache(maxsize=None)
+@cache
 def docstring_line(module: str, attribute: str | None = None) -> str:
     """First sentence of a module's docstring (or of one of its classes), without importing the module."""
     spec = importlib.util.find_spec(module)

@@ -36,7 +36,7 @@ def execute(cfg, *, generation_eval: int = 0, as_json: bool = False) -> int:
     from .. import trackers
     from ..governor_hook import governor_from_config
     from ..report.html import write_report
-    from ..report.summary import explain_lines, json_summary, save_generation_eval
+    from ..report import summary as facts
     from ..train.loop import make_budget, train
 
     started = time.perf_counter()
@@ -50,7 +50,8 @@ def execute(cfg, *, generation_eval: int = 0, as_json: bool = False) -> int:
 
         with stage(f"generating answers to {generation_eval} held-out prompts, before and after"):
             before_gen, after_gen = _generation_eval(result, generation_eval)
-        save_generation_eval(result, before_gen, after_gen)  # the report is rebuilt from this file
+        facts.save_generation_eval(result, before_gen, after_gen)  # the report is rebuilt from this file
+    facts.save_memory(result, cfg)  # planned (and, on a GPU, measured) bytes, for the report
     tracker = trackers.live(result.run_dir)
     tracker.ledger(result.ledger.to_dict(), result.ledger.steps)
     tracker.end()
@@ -58,10 +59,10 @@ def execute(cfg, *, generation_eval: int = 0, as_json: bool = False) -> int:
     if as_json:
         import json
 
-        print(json.dumps(json_summary(result, report, before_gen, after_gen, time.perf_counter() - started)))
+        print(json.dumps(facts.json_summary(result, report, before_gen, after_gen, time.perf_counter() - started)))
     else:
         _print_summary(result, report, before_gen, after_gen, time.perf_counter() - started)
-        print("\n".join(explain_lines(result, before_gen, after_gen)))
+        print("\n".join(facts.explain_lines(result, before_gen, after_gen)))
     return 0
 
 

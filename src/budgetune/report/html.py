@@ -53,8 +53,8 @@ def render(run_dir: Path) -> str:
     ledger = _json(run_dir / "ledger.json")
     config = _json(run_dir / "config.json")
     before, after = read_generation(run_dir)
-    parts = [f"<h1>budgetune run</h1><p><code>{e(str(run_dir))}</code> · method <b>{e(str(summary.get('method')))}"
-             f"</b> · model {e(str(summary.get('model')))} · stopped: {e(str(summary.get('stop_reason')))}</p>",
+    parts = [(f"<h1>budgetune run</h1><p><code>{e(str(run_dir))}</code> · method <b>{e(str(summary.get('method')))}"
+              f"</b> · model {e(str(summary.get('model')))} · stopped: {e(str(summary.get('stop_reason')))}</p>"),
              "<h2>Results</h2>", _results(summary, before, after),
              "<h2>Held-out loss against compute</h2>", _png(figures.loss_figure(metrics, decisions))]
     if config.get("governor") or any(d.get("gain_next") is not None for d in decisions):
@@ -77,8 +77,8 @@ def render(run_dir: Path) -> str:
     if scores and (fig := figures.selection_figure(scores)) is not None:
         chosen = sum(1 for s in scores if s.get("selected"))
         parts += ["<h2>Data selection</h2>", _png(fig),
-                  f"<p>{chosen} of {len(scores)} pool examples selected "
-                  f"({e(json.dumps(config.get('selection') or {}, sort_keys=True))})</p>"]
+                  (f"<p>{chosen} of {len(scores)} pool examples selected "
+                   f"({e(json.dumps(config.get('selection') or {}, sort_keys=True))})</p>")]
     if after:
         parts.append(_generation(before, after))
     return ("<!doctype html><html><head><meta charset='utf-8'><title>budgetune report</title>"
@@ -97,8 +97,8 @@ def _results(summary: dict, before: dict | None, after: dict | None) -> str:
         b = before or {}
         rows += [("token accuracy", b.get("token_accuracy"), after.get("token_accuracy"), ".3f"),
                  ("F1", b.get("f1"), after.get("f1"), ".3f"), ("ROUGE-L", b.get("rougeL"), after.get("rougeL"), ".3f")]
-    out = ["<table class='results'><tr><th>metric</th><th>before</th><th>after</th><th>change</th>"
-           "<th>what it means</th></tr>"]
+    out = [("<table class='results'><tr><th>metric</th><th>before</th><th>after</th><th>change</th>"
+            "<th>what it means</th></tr>")]
     for name, b, a, spec in rows:
         if b is None and a is None:
             continue

@@ -44,7 +44,7 @@ def verdict(metric: str, before, after) -> str | None:
 def save_generation_eval(result, before: dict | None, after: dict | None) -> Path | None:
     """The run's generation evaluation as RUN_DIR/generation_eval.json (what the report is rebuilt from), and its
     scores on the run's tracker."""
-    if not after:
+    if not after or not _main_process():
         return None
     from .. import atomic, trackers
 
@@ -58,6 +58,13 @@ def save_generation_eval(result, before: dict | None, after: dict | None) -> Pat
             tracker.log({f"generation/{label}/{k}": g.get(k) for k in ("f1", "rougeL", "token_accuracy", "n")},
                         result.ledger.steps)
     return path
+
+
+def _main_process() -> bool:
+    """Only the main process writes to the run directory (one writer)."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def read_generation(run_dir: Path) -> tuple[dict | None, dict | None]:
@@ -92,3 +99,22 @@ def explain_lines(result, before: dict | None, after: dict | None) -> list[str]:
                       "F1": (before.get("f1"), after.get("f1")), "ROUGE-L": (before.get("rougeL"), after.get("rougeL"))})
     warnings = [w for m, (b, a) in pairs.items() if (w := verdict(m, b, a))]
     return ["", "what the numbers mean:"] + lines + [f"  note: {w}" for w in warnings]
+
+
+def save_memory(result, cfg) -> Path | None:
+    """RUN_DIR/memory.json for a run with a memory budget: the planner's bytes by term for the method that ran,
+    and on a GPU the measured peak (torch.cuda.max_memory_allocated) beside it."""
+    if not cfg.budget.max_memory or not _main_process():
+        return None
+    from .. import atomic
+    from ..memory.plan import check_fits
+
+    plan = check_fits(cfg)
+    out = {"method": plan.get("method"), "planned": plan.get("bytes") or {}, "budget": plan.get("budget")}
+    import torch
+
+    if torch.cuda.is_available():
+        out["measured_peak"] = int(torch.cuda.max_memory_allocated())
+    path = Path(result.run_dir) / "memory.json"
+    atomic.write_json(path, out)
+    return path

@@ -119,9 +119,11 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     ledger = Ledger()
     pool = list(data.train)
     if cfg.selection and resumed is None:
-        from ..report.selection_scores import apply_and_record  # selection.apply, its scores kept for the report
+        from ..report.selection_scores import apply_and_record
 
-        pool = apply_and_record(cfg.selection, model, tokenizer, DataSplit(pool, data.target, data.source), ledger, run)
+        # selection.apply, with the pool's scores kept in the run directory for the report
+        pool = apply_and_record(cfg.selection, model, tokenizer, DataSplit(pool, data.target, data.source), ledger,
+                                run)
     ctx = TrainContext(accelerator=accelerator, weight_decay=cfg.train.weight_decay,
                        gradient_checkpointing=cfg.train.gradient_checkpointing, seed=cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
