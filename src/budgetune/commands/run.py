@@ -35,8 +35,8 @@ def execute(cfg, *, generation_eval: int = 0, as_json: bool = False) -> int:
 
     from .. import trackers
     from ..governor_hook import governor_from_config
-    from ..report.html import write_report
     from ..report import summary as facts
+    from ..report.html import write_report
     from ..train.loop import make_budget, train
 
     started = time.perf_counter()
