@@ -128,7 +128,7 @@ def _ledger_table(ledger: dict) -> str:
         return "<p>No ledger.</p>"
     rows = "".join(f"<tr><td>{p}</td><td>{ledger['flops'][p]:.4g}</td><td>{ledger['tokens'].get(p, 0)}</td></tr>"
                    for p in ledger["flops"])
-    return (f"<table class='ledger'><tr><th>phase</th><th>FLOPs</th><th>tokens</th></tr>{rows}"
+    return (f"<table><tr><th>phase</th><th>FLOPs</th><th>tokens</th></tr>{rows}"
             f"<tr><th>total</th><th>{ledger['total_flops']:.4g}</th><th></th></tr></table>"
             f"<p class='explain'>{html.escape(EXPLAIN['FLOPs'])}; {ledger['steps']} optimizer steps, "
             f"{ledger['seconds']:.0f} s of work</p>")
