@@ -17,8 +17,7 @@ def _figure(w: float, h: float):
 
 
 def loss_limits(values: list[float]) -> tuple[float, float]:
-    """A loss axis that fits the held-out points with a margin, so a small change is visible and not flattened by
-    the noisier training loss (which is drawn but clipped to this window)."""
+    """A loss axis that fits the held-out points with a margin, so a small change is visible."""
     lo, hi = min(values), max(values)
     pad = max(0.25 * (hi - lo), 0.01 * abs(hi), 1e-3)
     return lo - pad, hi + pad
@@ -31,10 +30,17 @@ def loss_figure(metrics: list[dict], decisions: list[dict]):
     fig = _figure(7.5, 4.2)
     ax = fig.subplots()
     if trains:
-        ax.plot([m["flops"] for m in trains], [m["train_loss"] for m in trains], color="0.75", lw=1,
-                label="training loss (per step)")
+        # Its own (right) axis: per-step training loss is noisier and on another level than the held-out loss,
+        # and sharing one axis flattens the held-out curve.
+        right = ax.twinx()
+        right.plot([m["flops"] for m in trains], [m["train_loss"] for m in trains], color="0.7", lw=1,
+                   label="training loss, per step (right axis)")
+        right.set_ylabel("training loss", color="0.45")
+        right.tick_params(axis="y", colors="0.45")
+        ax.set_zorder(right.get_zorder() + 1)
+        ax.patch.set_visible(False)
     ax.plot([m["flops"] for m in evals], [m["eval_loss"] for m in evals], "o-", color="C0",
-            label="held-out loss")
+            label="held-out loss (left axis)")
     if evals:
         ax.set_ylim(*loss_limits([m["eval_loss"] for m in evals]))
     marked = set()
