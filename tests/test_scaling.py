@@ -114,5 +114,6 @@ def test_run_dirs_of_one_model_fit_the_data_term_only(tmp_path, capsys):
     stored = run_dir("stored", 134515008, [0.0] * 5)
     assert main(["scaling", "fit", stored, run_dir("stored2", 134515008, [0.1] * 5)]) == 0
     text = capsys.readouterr().out
-    assert "one model size (N = 1.35e+08 parameters)" in text and "compute-optimal" not in text
+    assert "one model size (N = 1.35e+08 parameters)" in text and "compute-optimal for" not in text
+    assert "L(D) = 1.3000 + 40 / D^0.4500" in text  # the curve the runs were built from
     assert "N: the parameter count stored" in text
