@@ -23,17 +23,17 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 VOCAB = 256
-_COMMON = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
-               num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=1024, pad_token_id=0,
-               bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+_COMMON = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4,
+               "num_key_value_heads": 2, "vocab_size": VOCAB, "max_position_embeddings": 1024, "pad_token_id": 0,
+               "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": False}
 ARCHS = {
     "llama-gqa": ("llama", dict(_COMMON)),
     "qwen2": ("qwen2", dict(_COMMON)),
     "qwen3": ("qwen3", dict(_COMMON, head_dim=32)),
     "gemma2": ("gemma2", dict(_COMMON, head_dim=16, tie_word_embeddings=True)),
     "phi3": ("phi3", dict(_COMMON, num_key_value_heads=4)),
-    "gpt2": ("gpt2", dict(n_embd=64, n_layer=3, n_head=4, vocab_size=VOCAB, n_positions=1024, bos_token_id=1,
-                          eos_token_id=2)),
+    "gpt2": ("gpt2", {"n_embd": 64, "n_layer": 3, "n_head": 4, "vocab_size": VOCAB, "n_positions": 1024, "bos_token_id": 1,
+                          "eos_token_id": 2}),
     "mixtral-moe": ("mixtral", dict(_COMMON, num_local_experts=4, num_experts_per_tok=2)),
     "qwen2-moe": ("qwen2_moe", dict(_COMMON, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
                                     shared_expert_intermediate_size=64, decoder_sparse_step=1)),
@@ -111,7 +111,7 @@ def measure(arch: str, label: str, method: str, options: dict, ckpt: bool, steps
     errors, ledger_total, counted_total = [], 0.0, 0
     for mbs in batches(hash((arch, label)) % 1000, steps, micro, seq):
         box = {}
-        flops = counted(lambda: box.setdefault("r", stepper.step(mbs, 1e-4)))
+        flops = counted(lambda box=box, mbs=mbs: box.setdefault("r", stepper.step(mbs, 1e-4)))
         errors.append(box["r"].flops / flops - 1)
         ledger_total += box["r"].flops
         counted_total += flops

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from .errors import UserError
 from .flops import FlopProfile
 
-_ATTN_PART = re.compile(r"attn|attention", re.I)
-_MLP_PART = re.compile(r"mlp|moe|feed_forward|ffn", re.I)
+_ATTN_PART = re.compile(r"attn|attention", re.IGNORECASE)
+_MLP_PART = re.compile(r"mlp|moe|feed_forward|ffn", re.IGNORECASE)
 # Which of query, key and value a projection produces.
 _QKV = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "qkv_proj": "qkv", "query_key_value": "qkv", "c_attn": "qkv",
         "Wqkv": "qkv"}
@@ -28,7 +28,7 @@ _MLP_OUT = {"down_proj", "c_proj", "fc2", "w2", "dense_4h_to_h"}
 _ADAPTERS = ("lora_A", "lora_B")
 # Something after the MLP's output product that saves a tensor for backward: a norm on the MLP output (Gemma-2) or
 # residual dropout in training.
-_TAIL_NORM = re.compile(r"post_feedforward|post_mlp", re.I)
+_TAIL_NORM = re.compile(r"post_feedforward|post_mlp", re.IGNORECASE)
 _ATTN_DROPOUT = ("attn_pdrop", "attention_dropout", "attention_probs_dropout_prob")
 _TAIL_DROPOUT = ("resid_pdrop", "hidden_dropout", "hidden_dropout_prob", "resid_dropout")
 _WRAPPERS = ("base_layer",)  # peft's wrapped original module
@@ -44,6 +44,7 @@ class Product:
     layer: int | None  # decoder layer index; None outside the layers (the LM head)
     group: tuple  # the module it belongs to within its layer (an adapter shares its base module's group)
     role: str  # "base", "lora_A" or "lora_B"
+    shape: tuple = ()  # (in, out) of a 2-D product, for adapters the planner adds
 
 
 def decoder_layers(model) -> list:
@@ -67,8 +68,10 @@ def _layers_named(model) -> tuple[str, list]:
     return best
 
 
-def products(model) -> tuple[list[Product], dict]:
-    """Every matrix product of the model, and which non-product parameters (norms, biases) train, per layer."""
+def products(model, adapters: dict[str, int] | None = None) -> tuple[list[Product], dict]:
+    """Every matrix product of the model, and which non-product parameters (norms, biases) train, per layer.
+    `adapters` (module name -> rank) adds trainable LoRA A (r×in) and B (out×r) products beside those modules, as
+    peft would inject them (the planner's meta model has none)."""
     from torch import nn
 
     try:
@@ -85,8 +88,10 @@ def products(model) -> tuple[list[Product], dict]:
         direct = [(pn, p) for pn, p in m.named_parameters(recurse=False) if p.dim() >= 2]
         if isinstance(m, nn.Linear):
             items = [("", int(m.in_features * m.out_features), m.weight)]
+            shape = (int(m.in_features), int(m.out_features))
         elif Conv1D and isinstance(m, Conv1D):
             items = [("", int(m.weight.numel()), m.weight)]
+            shape = tuple(int(d) for d in m.weight.shape)
         elif isinstance(m, nn.Embedding):
             counted.update(id(p) for p in m.parameters(recurse=False))
             continue  # a lookup, no product
@@ -96,8 +101,10 @@ def products(model) -> tuple[list[Product], dict]:
                 raise UserError(f"cannot count the FLOPs of {type(m).__name__} ('{name}'): its config has no "
                                 f"num_experts_per_tok to say how many experts a token runs through")
             items = [(pn, int(k) * int(p[0].numel()), p) for pn, p in direct]
+            shape = ()
         elif direct and type(m).__name__.endswith(("Router", "Gate")) and len(direct) == 1:
             items = [("", int(direct[0][1].numel()), direct[0][1])]
+            shape = ()
         elif direct:
             pn, p = direct[0]
             raise UserError(f"cannot count the FLOPs of layer type {type(m).__name__} ('{name}', parameter '{pn}' "
@@ -113,7 +120,12 @@ def products(model) -> tuple[list[Product], dict]:
             parts = [c for c in rel if c not in _WRAPPERS] + ([pn] if pn else [])
             role = next((a for a in _ADAPTERS if a in parts), "base")
             group = tuple(parts[: parts.index(role)]) if role != "base" else tuple(parts)
-            out.append(Product(f"{name}.{pn}" if pn else name, weights, bool(w.requires_grad), layer, group, role))
+            out.append(Product(f"{name}.{pn}" if pn else name, weights, bool(w.requires_grad), layer, group, role,
+                               shape if not pn else ()))
+            r = (adapters or {}).get(name.rsplit(".", 1)[-1]) if not pn and role == "base" else None
+            if r:
+                out += [Product(f"{name}.lora_A", r * shape[0], True, layer, group, "lora_A"),
+                        Product(f"{name}.lora_B", r * shape[1], True, layer, group, "lora_B")]
     for p in out:
         if p.layer is not None and (not p.group or not (_ATTN_PART.search(p.group[0]) or _MLP_PART.search(p.group[0]))):
             raise UserError(f"cannot count the FLOPs of '{p.name}': it is neither in an attention nor in an MLP "
@@ -136,8 +148,9 @@ def _locate(name: str, prefix: str, n_layers: int) -> tuple[int | None, list[str
     return None, name.split(".")
 
 
-def read_profile(model) -> FlopProfile:
-    """The FlopProfile of a (possibly peft-wrapped, possibly quantised) causal LM as it trains now."""
+def read_profile(model, adapters: dict[str, int] | None = None) -> FlopProfile:
+    """The FlopProfile of a (possibly peft-wrapped, possibly quantised) causal LM as it trains now (plus planned
+    LoRA `adapters`, module name -> rank)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = base.config
     n_layers = len(decoder_layers(base))
@@ -146,7 +159,7 @@ def read_profile(model) -> FlopProfile:
     fused = getattr(config, "_attn_implementation", "eager") != "eager"
     if fused and _on_cpu(base) and any(float(getattr(config, k, 0) or 0) > 0 for k in _ATTN_DROPOUT):
         fused = False  # CPU's fused kernel has no dropout: SDPA falls back to its unfused math (eager's products)
-    prods, others = products(model)
+    prods, others = products(model, adapters)
     by_layer: dict = defaultdict(list)
     for p in prods:
         by_layer[p.layer].append(p)
@@ -230,3 +243,17 @@ def _layer(prods: list[Product], grad_in: bool, others_train: bool, fused: bool,
                            act.get(sub, mid), totals))
     out = mid or any(mlp_in.values()) or any(outs.values())
     return out, out
+
+
+def profile_with(model, trainable: set[str], adapters: dict[str, int] | None = None) -> FlopProfile:
+    """The profile the model would have with exactly the named parameters trainable (the next block of a
+    block-wise method, a planner's candidate); the model's own trainable set is left as it was."""
+    params = dict(model.named_parameters())
+    before = {n: p.requires_grad for n, p in params.items()}
+    try:
+        for n, p in params.items():
+            p.requires_grad_(n in trainable)
+        return read_profile(model, adapters)
+    finally:
+        for n, p in params.items():
+            p.requires_grad_(before[n])
