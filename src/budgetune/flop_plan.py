@@ -1,6 +1,10 @@
-"""The planner's FLOPs per token, from the same profile the run's ledger charges (budgetune.flop_profile), read off
-the model built on the meta device (no weights) with the method's trainable set applied as its prepare() applies
-it, so `budgetune plan` and the run's ledger agree.
+"""The planner's FLOPs per token from the profile the run's ledger charges, built from the config alone.
+
+`budgetune plan` answers without importing torch or transformers, so the model is not built: its products are laid
+out from the ModelSpec (each decoder layer's linears, the LM head), the method's trainable set is applied as its
+prepare() applies it (LoRA A and B beside each targeted module; each BAdam block or HiFT group in turn; every
+weight for full fine-tuning), and budgetune.flop_profile.assemble propagates the gradients exactly as it does for
+the run's real model. The tests check that the two agree.
 
 Block-wise methods (BAdam, HiFT) train one block per step, so their figure is the mean over one cycle of blocks
 (each block trains for the same number of steps). Zeroth-order methods (MeZO, LOZO) run two forward passes per
@@ -10,68 +14,75 @@ charges it). Addax is planned as first-order on every row (its long rows run two
 
 from __future__ import annotations
 
-import copy
-from functools import lru_cache
+from dataclasses import dataclass
 
-from .flops import FlopProfile, train_step_flops
+from .flop_profile import Product, assemble
+from .flops import FlopProfile, forward_flops, train_step_flops
 
 ZEROTH_ORDER = {"mezo", "lozo"}
 ADAPTERS = {"lora", "qlora"}
-BLOCKWISE = {"badam", "hift"}
+_ATTENTION = {"q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "dense"}
+_EAGER = {"gemma2"}  # families transformers builds with eager attention (no SDPA support)
+_POST_MLP_NORM = {"gemma2"}  # a norm on the MLP output: checkpoint recompute reruns the last product
 
 
-@lru_cache(maxsize=4)
-def _meta_base(spec):
-    from accelerate import init_empty_weights
-    from transformers import AutoConfig, AutoModelForCausalLM
+@dataclass(frozen=True)
+class StepKind:
+    """What trains in one kind of step."""
 
-    from .models import _quiet
-
-    _quiet()
-    kw = {"hidden_size": spec.hidden, "intermediate_size": spec.intermediate, "num_hidden_layers": spec.n_layers,
-              "num_attention_heads": spec.n_heads, "num_key_value_heads": spec.n_kv_heads, "head_dim": spec.head_dim,
-              "vocab_size": spec.vocab, "tie_word_embeddings": spec.tied_embeddings, "pad_token_id": 0, "bos_token_id": 0,
-              "eos_token_id": 0}
-    with init_empty_weights():  # parameters on the meta device, without running weight initialisation
-        return AutoModelForCausalLM.from_config(AutoConfig.for_model(spec.family, **kw))
+    layers: frozenset = frozenset()  # decoder layers whose weights and norms train
+    embedding: bool = False  # the input embedding (and a head tied to it)
+    head: bool = False  # the final norm and an untied LM head
+    adapters: tuple = ()  # (module name, rank) of LoRA adapters
 
 
-def meta_model(spec, *, fresh: bool = True):
-    """The spec's model as transformers builds it, weightless (parameters on the meta device); `fresh` gives a copy
-    a method may modify (adapters, checkpointing hooks)."""
-    return copy.deepcopy(_meta_base(spec)) if fresh else _meta_base(spec)
-
-
-def method_profiles(model, method: str, cfg, *, gradient_checkpointing: bool) -> list[FlopProfile]:
-    """The profile of each kind of step the method runs on `model` (one, or one per block of a cycle)."""
-    from .flop_profile import profile_with
-    from .methods import blockwise
-    from .methods.base import enable_checkpointing
-
-    if gradient_checkpointing and method not in ZEROTH_ORDER:
-        enable_checkpointing(model)
-    every = {n for n, _ in model.named_parameters()}
+def step_kinds(spec, method: str, cfg) -> list[StepKind]:
+    """The kinds of step the method runs, one per block of a cycle for block-wise methods."""
+    every = frozenset(range(spec.n_layers))
     if method in ZEROTH_ORDER:
-        return [profile_with(model, set())]
-    if method == "badam":
-        from .methods.badam import blocks_of
+        return [StepKind()]
+    if method in ADAPTERS:
+        return [StepKind(adapters=tuple((t, int(cfg.r)) for t in cfg.target_modules))]
+    if method in ("badam", "hift"):
+        per = int(cfg.layers_per_block if method == "badam" else cfg.layers_per_group)
+        groups = [StepKind(layers=frozenset(range(i, min(i + per, spec.n_layers))))
+                  for i in range(0, spec.n_layers, per)]
+        bottom = method == "hift" or bool(getattr(cfg, "include_embedding", False))
+        top = method == "hift" or bool(getattr(cfg, "include_head", False))
+        return ([StepKind(embedding=True)] if bottom else []) + groups + ([StepKind(head=True)] if top else [])
+    return [StepKind(layers=every, embedding=True, head=True)]
 
-        return [profile_with(model, set(names)) for names in blocks_of(model, cfg)]
-    if method == "hift":
-        groups = blockwise.layer_groups(model, int(cfg.layers_per_group), what="hift option layers_per_group")
-        return [profile_with(model, set(names)) for _, names in groups]
-    if method in ADAPTERS:  # peft's A (r×in) and B (out×r) beside each target, on a frozen base
-        return [profile_with(model, set(), {t: int(cfg.r) for t in cfg.target_modules})]
-    return [profile_with(model, every)]
+
+def profile(spec, kind: StepKind, *, gradient_checkpointing: bool) -> FlopProfile:
+    adapters = dict(kind.adapters)
+    prods: list[Product] = []
+    for i in range(spec.n_layers):
+        for lin in spec.layer_linears:
+            part = "self_attn" if lin.name in _ATTENTION else "mlp"
+            group, weights = (part, lin.name), lin.in_features * lin.out_features
+            prods.append(Product(f"layers.{i}.{part}.{lin.name}", weights, i in kind.layers, i, group, "base"))
+            r = adapters.get(lin.name)
+            if r:
+                prods += [Product(f"layers.{i}.{part}.{lin.name}.lora_A", r * lin.in_features, True, i, group,
+                                  "lora_A"),
+                          Product(f"layers.{i}.{part}.{lin.name}.lora_B", r * lin.out_features, True, i, group,
+                                  "lora_B")]
+    head_trains = kind.head and not spec.tied_embeddings or kind.embedding and spec.tied_embeddings
+    prods.append(Product("lm_head", spec.vocab * spec.hidden, head_trains, None, ("lm_head",), "base"))
+    others = {i: True for i in kind.layers}
+    others[None] = kind.head  # the final norm
+    # Checkpointing turns on enable_input_require_grads: the embedding output then needs a gradient.
+    grad = kind.embedding or gradient_checkpointing
+    return assemble(prods, others, n_layers=spec.n_layers, attn_dim=spec.n_heads * spec.head_dim,
+                    fused=spec.family not in _EAGER, input_grad=grad, tail_saves=spec.family in _POST_MLP_NORM)
 
 
 def planned_flops_per_token(spec, method: str, cfg, seq_len: int, gradient_checkpointing: bool) -> float:
     """Training FLOPs per (padded) token of one step of `method` on a batch of `seq_len`-token rows."""
-    from .flops import forward_flops
-
-    fresh = gradient_checkpointing  # otherwise only requires_grad is toggled, and restored
-    profiles = method_profiles(meta_model(spec, fresh=fresh), method, cfg, gradient_checkpointing=gradient_checkpointing)
-    if method in ZEROTH_ORDER:
+    zeroth = method in ZEROTH_ORDER
+    profiles = [profile(spec, k, gradient_checkpointing=gradient_checkpointing and not zeroth)
+                for k in step_kinds(spec, method, cfg)]
+    if zeroth:
         return 2.0 * int(getattr(cfg, "samples", 1) or 1) * forward_flops(profiles[0], 1, seq_len) / seq_len
     steps = [train_step_flops(p, 1, seq_len, recompute=gradient_checkpointing) / seq_len for p in profiles]
     return sum(steps) / len(steps)

@@ -160,14 +160,24 @@ def read_profile(model, adapters: dict[str, int] | None = None) -> FlopProfile:
     if fused and _on_cpu(base) and any(float(getattr(config, k, 0) or 0) > 0 for k in _ATTN_DROPOUT):
         fused = False  # CPU's fused kernel has no dropout: SDPA falls back to its unfused math (eager's products)
     prods, others = products(model, adapters)
-    by_layer: dict = defaultdict(list)
-    for p in prods:
-        by_layer[p.layer].append(p)
     # The embedding output needs a gradient when the embedding trains or when checkpointing made it require one
     # (transformers' enable_input_require_grads, which budgetune turns on with checkpointing).
     grad = others["embedding"] or any(getattr(m, "_require_grads_hook", None) is not None for m in model.modules())
     tail_saves = any(float(getattr(config, k, 0) or 0) > 0 for k in _TAIL_DROPOUT) or any(
         _TAIL_NORM.search(n) for n, _ in base.named_modules())
+    return assemble(prods, others, n_layers=n_layers, attn_dim=attn_dim, fused=fused, input_grad=grad,
+                    tail_saves=tail_saves)
+
+
+def assemble(prods: list[Product], others: dict, *, n_layers: int, attn_dim: int, fused: bool, input_grad: bool,
+             tail_saves: bool) -> FlopProfile:
+    """The profile of a model's products (from a real model, or from a config for the planner): which gradients
+    backward computes, layer by layer. `others[i]`: a non-product parameter (a norm) trains in layer i (None:
+    outside the layers); `input_grad`: the embedding output needs a gradient."""
+    by_layer: dict = defaultdict(list)
+    for p in prods:
+        by_layer[p.layer].append(p)
+    grad = input_grad
     totals = defaultdict(float)
     for i in range(n_layers):
         grad, reached = _layer(by_layer.get(i, []), grad, bool(others.get(i)), fused, totals)
