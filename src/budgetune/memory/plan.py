@@ -90,8 +90,8 @@ def resolve_options(name: str, options: dict, spec: ModelSpec | None) -> dict:
 
 
 def flops_per_token(spec: ModelSpec, method: str, cfg, shape: Shape) -> float:
-    """Training FLOPs per token from the profile the run's ledger charges (budgetune.flop_plan: the model built on
-    the meta device with the method's trainable set): all matrices (full, 8-bit Adam, GaLore), adapters (LoRA,
+    """Training FLOPs per token from the profile the run's ledger charges (budgetune.flop_plan: the model's products
+    laid out from the config, with the method's trainable set): all matrices (full, 8-bit Adam, GaLore), adapters (LoRA,
     QLoRA), the mean over a cycle of blocks (BAdam, HiFT), or two forward passes per direction (MeZO, LOZO)."""
     from ..flop_plan import planned_flops_per_token
 
