@@ -7,7 +7,6 @@ padding were not modelled (the unmasked model is shown to miss the measurement).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

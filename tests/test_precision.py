@@ -41,8 +41,9 @@ def test_zeroth_order_methods_refuse_pure_bf16_by_name(name):
 
 def test_the_loop_refuses_before_loading_anything(tmp_path):
     """A refused precision stops the run before the tokenizer or any weight is loaded (the model path is bogus)."""
-    from budgetune.train.loop import train
     from helpers import tiny_run_config
+
+    from budgetune.train.loop import train
 
     cfg = tiny_run_config(str(tmp_path / "no-such-model"), tmp_path / "run", method="mezo", max_steps=1)
     cfg.train.precision = "bf16"
@@ -125,9 +126,10 @@ def test_fp32_runs_without_autocast(tmp_path):
 def test_check_fits_plans_the_run_precision(tmp_path, tiny_config_path):
     """check_fits costs LoRA under amp_bf16 with the bf16 frozen base the trainer builds (hand arithmetic: 2 bytes
     per base parameter plus 4 per adapter parameter), and with plan's overhead (512 MiB and 5% fragmentation)."""
+    from helpers import tiny_run_config
+
     from budgetune.memory.plan import check_fits
     from budgetune.memory.spec import spec_from_model_name
-    from helpers import tiny_run_config
 
     cfg = tiny_run_config(tiny_config_path, tmp_path / "run", method="lora", method_options={"r": 4})
     cfg.train.precision = "amp_bf16"
@@ -145,8 +147,9 @@ def test_check_fits_plans_the_run_precision(tmp_path, tiny_config_path):
 @pytest.mark.slow
 def test_a_run_trains_under_amp_bf16(tmp_path, tiny_config_path, tokenizer):
     """End to end through the loop (about a minute on 2 cores: the 49k vocabulary in bf16 on CPU)."""
-    from budgetune.train.loop import train
     from helpers import small_split, tiny_run_config
+
+    from budgetune.train.loop import train
 
     cfg = tiny_run_config(tiny_config_path, tmp_path / "run", method="lora", max_steps=2,
                           method_options={"r": 4})
