@@ -90,7 +90,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         raise UserError("method 'auto' needs a memory budget to plan against; add --max-memory (e.g. 24GiB)")
     method = registry.get(cfg.train.method)
     method_cfg = registry.make_config(cfg.train.method, cfg.train.method_options)
-    precision = precision_mod.for_run(cfg)  # the one check_fits planned for
+    precision = cfg.train.precision = precision_mod.for_run(cfg)  # the one check_fits planned; recorded for resume
     precision_mod.check_method(cfg.train.method, method, precision)
     accelerator = precision_mod.make_accelerator(precision)
     run = RunDir(Path(cfg.out) if cfg.out else default_out(cfg), writer=accelerator.is_main_process)
