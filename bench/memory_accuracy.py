@@ -9,7 +9,8 @@ Two references, neither sharing code with the model:
   8B parameters, padded batches throughout.
 
 The model has no constant fitted on these cases (every term is derived tensor by tensor); the masked-attention
-terms were worked out on the development cases marked `dev` (the tiny Llama fixture), so the held-out figures
+terms were worked out on the development cases marked `dev` (the tiny Llama fixture; the Gemma fixture for a single
+KV head, whose expansion is a view), so the held-out figures
 exclude them. To follow the fit-on-half rule for any calibration, one multiplicative constant (the median of
 reference / model) is also fitted on each half of the cases and reported on the other half, next to its in-sample
 figure. The pre-fix model (no mask path: the padded batch modelled as packed) is shown for comparison, with what
@@ -66,8 +67,10 @@ MODELS = {
                                num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
                                tie_word_embeddings=False),
 }
-OPTIONS = {"lora": {"r": 8}, "qlora": {"r": 8}, "galore": {"rank": 8}, "badam": {}, "hift": {"layers_per_group": 1},
-           "lozo": {"rank": 2}, "addax": {"max_fo_len": 512}}
+# BAdam and HiFT start with the group whose step needs the most (the lowest block; HiFT's embedding group), the one
+# their memory model reports, so two measured steps include it.
+OPTIONS = {"lora": {"r": 8}, "qlora": {"r": 8}, "galore": {"rank": 8}, "badam": {"order": "ascending"},
+           "hift": {"layers_per_group": 1, "order": "bottom2up"}, "lozo": {"rank": 2}, "addax": {"max_fo_len": 512}}
 
 # Real CPU measurements: (fixture, method, precision, batch, seq, padding shares). Tiny shapes of each family
 # (tests/fixtures/memory), long enough sequences that attention matters; every method on the Llama fixture.
@@ -82,7 +85,7 @@ REAL_CASES = (
        for m, p in (("full", "fp32"), ("lora", "amp_bf16"), ("mezo", "amp_bf16"))]
     + [("gemma2", m, p, B, S, SHARES[:2]) for m, p in (("full", "fp32"), ("lora", "amp_bf16"))]
 )
-DEV = {"llama"}  # where the masked-attention terms were worked out
+DEV = {"llama", "gemma"}  # where the masked-attention terms were worked out (gemma: single-KV-head expansion)
 # Fake-tensor traces of published shapes, padded (mask passed): (model, method, precision, batch, seq, ckpt)
 TRACE_CASES = [
     ("SmolLM2-135M (llama)", "full", "amp_bf16", 4, 512, False),
@@ -100,7 +103,7 @@ TRACE_CASES = [
 ]
 
 
-def measure_real(config, method: str, precision: str, shape, tmp: Path) -> int:
+def measure_real(config, method: str, cfg, precision: str, shape, tmp: Path) -> int:
     """Peak bytes of building the model and two real steps of the method's stepper on a collated padded batch."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -112,7 +115,6 @@ def measure_real(config, method: str, precision: str, shape, tmp: Path) -> int:
     from budgetune.methods.base import TrainContext
 
     module = registry.get(method)
-    cfg = registry.make_config(method, OPTIONS.get(method, {}))
     accelerator = P.make_accelerator(precision)
     batch = padded_batch(shape)
     dtype = torch.bfloat16 if P.load_dtype(precision, module, "float32") == "bfloat16" else torch.float32
@@ -154,6 +156,7 @@ def run(quick: bool) -> list[dict]:
     from budgetune.methods.registry import get, make_config
 
     rows = []
+    done = {} if quick else _done()
     tmp = Path(tempfile.mkdtemp(prefix="memacc."))
     real_cases = REAL_CASES[:3] if quick else REAL_CASES
     for fixture, method, precision, b, s, shares in real_cases:
@@ -162,11 +165,15 @@ def run(quick: bool) -> list[dict]:
         config = AutoConfig.for_model(d["model_type"], **{k: v for k, v in d.items() if k != "model_type"})
         attention = "eager" if fixture == "gemma2" else "sdpa"
         config._attn_implementation = attention
-        cfg = make_config(method, OPTIONS.get(method, {}))
+        options = dict(OPTIONS.get(method, {}))
+        if method in ("lora", "qlora"):
+            options["target_modules"] = spec.linear_names  # every linear layer, by the family's names
+        cfg = make_config(method, options)
         for share in shares:
             shape = Shape(micro_batch=b, seq_len=s, precision=precision, padding=share, attention=attention)
             t0 = time.perf_counter()
-            ref = measure_real(config, method, precision, shape, tmp)
+            ref = done.get(_key("real", fixture, method, precision, shape))
+            ref = ref if ref is not None else measure_real(config, method, cfg, precision, shape, tmp)
             rows.append(_row("real", fixture, d["model_type"], spec, method, precision, shape, ref,
                              get(method).memory(spec, shape, cfg).total,
                              get(method).memory(spec, shape.with_(padding=0.0), cfg).total,
@@ -181,12 +188,29 @@ def run(quick: bool) -> list[dict]:
         cfg = make_config(method, dict(OPTIONS.get(method, {}), **({"r": 16, "target_modules": spec.linear_names}
                                                                   if method == "lora" else {})))
         t0 = time.perf_counter()
-        ref = trace_step(config, shape, method, cfg).peak
+        ref = done.get(_key("trace", name, method, precision, shape))
+        ref = ref if ref is not None else trace_step(config, shape, method, cfg).peak
         row = _row("trace", name, d["model_type"], spec, method, precision, shape, ref,
                    get(method).memory(spec, shape, cfg).total,
                    get(method).memory(spec, shape.with_(padding=0.0), cfg).total, time.perf_counter() - t0)
         rows.append({**row, **baselines(spec.n_params, method, precision)})
     return rows
+
+
+PARTIAL = ROOT / "bench" / "out" / "memory_accuracy.partial.jsonl"
+
+
+def _key(kind, model, method, precision, shape) -> str:
+    return "|".join(str(x) for x in (kind, model, method, precision, shape.micro_batch, shape.seq_len,
+                                     shape.padding_share, shape.gradient_checkpointing, shape.attention))
+
+
+def _done() -> dict:
+    """Measurements of an interrupted run (this torch), by case."""
+    if not PARTIAL.exists():
+        return {}
+    rows = [json.loads(line) for line in PARTIAL.read_text().splitlines() if line.strip()]
+    return {r["key"]: r["measured"] for r in rows}
 
 
 def _row(kind, model, family, spec, method, precision, shape, ref, est, packed, seconds, dev=False) -> dict:
@@ -195,7 +219,10 @@ def _row(kind, model, family, spec, method, precision, shape, ref, est, packed, 
            "padding": shape.padding_share, "checkpointing": shape.gradient_checkpointing,
            "attention": shape.attention, "measured": ref, "model_bytes": est, "unmasked_model": packed,
            "error": (est - ref) / ref, "unmasked_error": (packed - ref) / ref, "dev": dev,
-           "seconds": round(seconds, 1)}
+           "seconds": round(seconds, 1), "key": _key(kind, model, method, precision, shape)}
+    PARTIAL.parent.mkdir(parents=True, exist_ok=True)
+    with PARTIAL.open("a") as f:
+        f.write(json.dumps(row) + "\n")
     print(f"{kind:5} {model:22} {method:9} {precision:8} b{shape.micro_batch} s{shape.seq_len:<5} "
           f"pad {shape.padding_share:.2f} ckpt={int(shape.gradient_checkpointing)}  measured {ref / 2**20:9.1f} MiB  "
           f"model {row['error']:+.2%}  unmasked model {row['unmasked_error']:+.2%}  {seconds:5.1f}s", flush=True)
@@ -267,7 +294,8 @@ def markdown(rows: list[dict], summary: dict, seconds: float) -> str:
          "transformers handed grouped-query K/V to SDPA unexpanded). On padded batches that model is the "
          "\"unmasked model\" row below."),
         "", ("No constant of the model is fitted on these cases; its masked-attention terms were worked out on the "
-             "Llama fixture (`dev` rows), so *held out* excludes those. For the fit-on-half rule, one "
+             "Llama fixture and, for a single KV head (whose expansion is a view, no copy), the Gemma fixture "
+             "(`dev` rows), so *held out* excludes those. For the fit-on-half rule, one "
              "multiplicative calibration constant is fitted on each half of the cases (alternate rows) and "
              f"reported on the other half (constants {c[0]:.4f} and {c[1]:.4f}); in-sample beside it."),
         "", head, sep,
@@ -300,13 +328,51 @@ def markdown(rows: list[dict], summary: dict, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def rescore(rows: list[dict]) -> list[dict]:
+    """The model's columns recomputed with the current code, the measured references kept (they depend only on
+    torch, transformers and the case)."""
+    from budgetune.memory.spec import read_config_json, spec_from_dict
+    from budgetune.memory.terms import Shape
+    from budgetune.methods.registry import get, make_config
+
+    out = []
+    for r in rows:
+        d = read_config_json(FIXTURES / f"{r['model']}.json") if r["reference"] == "real" else MODELS[r["model"]]
+        spec = spec_from_dict(d, r["model"])
+        options = dict(OPTIONS.get(r["method"], {}))
+        if r["method"] in ("lora", "qlora"):
+            options["target_modules"] = spec.linear_names
+            if r["reference"] == "trace":
+                options["r"] = 16
+        cfg = make_config(r["method"], options)
+        shape = Shape(micro_batch=r["batch"], seq_len=r["seq_len"], precision=r["precision"],
+                      gradient_checkpointing=r["checkpointing"], attention=r["attention"], padding=r["padding"])
+        est = get(r["method"]).memory(spec, shape, cfg).total
+        packed = get(r["method"]).memory(spec, shape.with_(padding=0.0), cfg).total
+        out.append({**r, "model_bytes": est, "unmasked_model": packed, "error": (est - r["measured"]) / r["measured"],
+                    "unmasked_error": (packed - r["measured"]) / r["measured"],
+                    "dev": r["reference"] == "real" and r["model"] in DEV})
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few cases (smoke test); writes nothing")
+    parser.add_argument("--rescore", action="store_true",
+                        help="recompute the model's columns for the measured cases in bench/out (no measuring)")
     args = parser.parse_args()
     start = time.perf_counter()
-    rows = run(args.quick)
-    seconds = time.perf_counter() - start
+    if args.rescore:  # an interrupted run's cases when there are some, else the last complete run's
+        if PARTIAL.exists():
+            saved_rows = [json.loads(line) for line in PARTIAL.read_text().splitlines() if line.strip()]
+            saved = {"rows": list({r["key"]: r for r in saved_rows}.values()),
+                     "seconds": sum(r["seconds"] for r in saved_rows)}
+        else:
+            saved = json.loads((ROOT / "bench" / "out" / "memory_accuracy.json").read_text())
+        rows, seconds = rescore(saved["rows"]), saved["seconds"]
+    else:
+        rows = run(args.quick)
+        seconds = time.perf_counter() - start
     summary = summarize(rows)
     print(json.dumps({k: v for k, v in summary.items() if not k.startswith("method_")}, indent=1))
     if args.quick:
@@ -316,6 +382,7 @@ def main() -> int:
     (out / "memory_accuracy.json").write_text(json.dumps({"rows": rows, "summary": summary, "seconds": seconds},
                                                          indent=1))
     (ROOT / "docs" / "benchmarks" / "memory_accuracy.md").write_text(markdown(rows, summary, seconds))
+    PARTIAL.unlink(missing_ok=True)  # complete: the JSON above holds every case
     return 0
 
 

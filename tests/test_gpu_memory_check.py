@@ -27,7 +27,7 @@ def test_cases_cover_every_registered_method_including_qlora_and_8bit_adam(check
     methods = {c.method for c in check.cases()}
     assert methods == set(registry.names())
     assert {"qlora", "adamw8bit"} <= methods
-    shapes = {(c.model, c.precision, c.batch, c.seq_len) for c in check.cases()}
+    shapes = {(c.model, c.precision, c.batch, c.seq_len, c.checkpointing, c.padding) for c in check.cases()}
     assert len(shapes) == len(check.SHAPES)
     # a method that cannot run pure bf16 is not asked to
     assert not [c for c in check.cases() if c.method == "mezo" and c.precision == "bf16"]

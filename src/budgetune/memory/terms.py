@@ -248,7 +248,8 @@ def _layer_saved_bytes(spec: ModelSpec, shape: Shape, base_trains: bool, adapter
     # expanded to every head (repeat_kv) before SDPA, which keeps the expanded copies instead, and SDPA turns the
     # boolean b×1×s×s mask into an additive one in the query dtype, kept per layer (added below).
     if shape.attention == "sdpa":
-        kv_kept = qd if shape.masked else kvd
+        # (with a single KV head the expansion is a view: repeat_kv's reshape needs no copy)
+        kv_kept = qd if shape.masked and spec.n_kv_heads > 1 else kvd
         per_token += E * (2 * qd + 2 * kv_kept) + 4 * spec.n_heads
     else:
         per_token += E * 3 * qd + (4 + (E if E != 4 else 0)) * spec.n_heads * s
@@ -350,7 +351,8 @@ def forward_only_bytes(spec: ModelSpec, shape: Shape) -> int:
     cast = 2 if amp else 0
     attention = 3 * E * T * qd
     if shape.masked and shape.attention == "sdpa":
-        attention = 4 * E * T * qd + attention_mask_bytes(shape, E)
+        kv = qd if spec.n_kv_heads > 1 else spec.n_kv_heads * spec.head_dim
+        attention = E * T * (2 * qd + 2 * kv) + attention_mask_bytes(shape, E)
     layer = max(2 * E * T * spec.intermediate + E * T * spec.intermediate, attention)
     layer += cast * max(l.in_features * l.out_features for l in spec.layer_linears) if spec.layer_linears else 0
     if shape.attention == "eager":
