@@ -75,6 +75,11 @@ class TrainConfig:
     )
     weight_decay: float = doc("AdamW weight decay", 0.0)
     gradient_checkpointing: bool = doc("recompute activations in backward: less memory, one more forward", False)
+    precision: str = doc(
+        "training precision (the one `budgetune plan --precision` plans for): fp32; amp_bf16 (fp32 weights, bf16 "
+        "autocast through accelerate; a frozen LoRA base in bf16); bf16 (pure bf16 weights and optimizer states); "
+        "auto: amp_bf16 on CUDA, fp32 on CPU, bf16 when --dtype is bfloat16", "auto"
+    )
     max_steps: int | None = doc("stop after this many optimizer steps (in addition to the budget)", None)
     eval_every: int = doc("evaluate every N optimizer steps; 0: eval_points evaluations spread over the budget", 0)
     eval_points: int = doc("evaluations spread over the budget when eval_every is 0 (plus one before and one at the end)", 2)

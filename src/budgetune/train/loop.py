@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .. import config as config_mod
+from .. import precision as precision_mod
 from .. import scaling, trackers
 from ..budget import CHARGES, Budget, Ledger, fold_outside, read_charges
 from ..data import DataSplit, collate
@@ -75,8 +76,6 @@ def default_out(cfg) -> Path:
 
 def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, governor=None,
           refresher: Callable | None = None, on_step: Callable | None = None, progress: bool = True) -> RunResult:
-    from accelerate import Accelerator
-
     from .. import models
 
     _validate(cfg)
@@ -93,7 +92,9 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         raise UserError("method 'auto' needs a memory budget to plan against; add --max-memory (e.g. 24GiB)")
     method = registry.get(cfg.train.method)
     method_cfg = registry.make_config(cfg.train.method, cfg.train.method_options)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    precision = cfg.train.precision = precision_mod.for_run(cfg)  # the one check_fits planned; recorded for resume
+    precision_mod.check_method(cfg.train.method, method, precision)
+    accelerator = precision_mod.make_accelerator(precision)
     run = RunDir(Path(cfg.out) if cfg.out else default_out(cfg), writer=accelerator.is_main_process)
     cfg.out = str(run.path)
     tracker = trackers.attach(cfg, accelerator, run)  # every metric and decision record goes to it as well
@@ -114,8 +115,10 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         raise UserError("the held-out target set is empty; give --target or a larger --heldout-fraction")
     if model is None:
         load_kwargs = method.load_kwargs(method_cfg) if hasattr(method, "load_kwargs") else {}
-        model = models.load_model(cfg.model.model, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
+        model = models.load_model(cfg.model.model, dtype=precision_mod.load_dtype(precision, method, cfg.model.dtype),
+                                  trust_remote_code=cfg.model.trust_remote_code,
                                   allow_download=cfg.model.allow_download, seed=cfg.train.seed, **load_kwargs)
+    model = precision_mod.cast_model(model, precision, method, cfg.model.dtype)
     ledger = Ledger()
     pool = list(data.train)
     if cfg.selection and resumed is None:
@@ -125,7 +128,8 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         pool = apply_and_record(cfg.selection, model, tokenizer, DataSplit(pool, data.target, data.source), ledger,
                                 run)
     ctx = TrainContext(accelerator=accelerator, weight_decay=cfg.train.weight_decay,
-                       gradient_checkpointing=cfg.train.gradient_checkpointing, seed=cfg.train.seed)
+                       gradient_checkpointing=cfg.train.gradient_checkpointing, seed=cfg.train.seed,
+                       precision=precision)
     torch.manual_seed(cfg.train.seed)
     stepper = method.prepare(model, method_cfg, ctx)
     governor = governor or FixedBudget()
