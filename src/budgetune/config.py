@@ -6,6 +6,7 @@ Every field name is unique across sections, so each becomes one flag (`--lr`, `-
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -81,6 +82,10 @@ class TrainConfig:
     checkpoint_every: int = doc("save a resumable checkpoint every N optimizer steps (0: only at the end)", 25)
     keep_checkpoints: int = doc("checkpoints kept on disk", 2)
     seed: int = doc("seed of initialisation and data order", 0)
+    nonfinite_retries: int = doc(
+        "times a non-finite loss or weight goes back to the last good checkpoint with the learning rate halved, "
+        "before the run stops", 3
+    )
 
 
 @dataclass(kw_only=True)
@@ -102,6 +107,8 @@ class RunConfig:
     out: str | None = doc("run directory; unset: runs/<method>-<time>", None)
     resume: bool = doc("continue the run in --out from its latest checkpoint", False)
     report: bool = doc("write report.html at the end", True)
+    overwrite: bool = doc("replace the earlier run in --out (never a directory that is not a run)", False)
+    generation_eval: int = doc("score generated answers for N held-out prompts before and after (0: skip)", 0)
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "budget": BudgetConfig}
@@ -112,6 +119,7 @@ def default_run_config() -> RunConfig:
     cfg = RunConfig()
     cfg.budget.max_flops = 2.2e13
     cfg.budget.max_seconds = 240.0
+    cfg.generation_eval = 24
     return cfg
 
 
@@ -153,12 +161,19 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
                 return False
             raise ValueError
         if annotation is int:
+            if isinstance(value, bool):
+                raise ValueError
             f = float(value)
-            if f != int(f):
+            if not math.isfinite(f) or f != int(f):
                 raise ValueError
             return int(f)
         if annotation is float:
-            return float(value)
+            if isinstance(value, bool):
+                raise ValueError
+            f = float(value)
+            if not math.isfinite(f):
+                raise UserError(f"{where}: value {value!r} is not a finite number; give a number such as 1e12")
+            return f
         if annotation is str:
             return str(value)
         if annotation is dict or origin is dict:
@@ -230,3 +245,49 @@ def all_fields():
     hints = typing.get_type_hints(RunConfig)
     out += [(None, f, hints[f.name]) for f in dataclasses.fields(RunConfig) if f.name not in SECTIONS]
     return out
+
+
+# (section, field) -> (lowest, highest, what the value means), both ends allowed; None: no bound on that side.
+RANGES = {
+    ("data", "max_seq_len"): (2, None, "tokens per example"),
+    ("data", "heldout_fraction"): (0.0, 0.9, "a share of the prompts"),
+    ("data", "split_seed"): (0, None, "a seed"),
+    ("train", "lr"): (0.0, 1e6, "a positive learning rate"),
+    ("train", "micro_batch_size"): (1, None, "examples"),
+    ("train", "grad_accum"): (1, None, "micro-batches"),
+    ("train", "warmup_steps"): (0, None, "steps"),
+    ("train", "decay_fraction"): (0.0, 1.0, "a share between 0 and 1"),
+    ("train", "min_lr_ratio"): (0.0, 1.0, "a share between 0 and 1"),
+    ("train", "cooldown_fraction"): (0.0, 1.0, "a share between 0 and 1"),
+    ("train", "weight_decay"): (0.0, None, "a non-negative weight decay"),
+    ("train", "max_steps"): (1, None, "steps"),
+    ("train", "eval_every"): (0, None, "steps (0: spread over the budget)"),
+    ("train", "eval_points"): (1, None, "evaluations"),
+    ("train", "eval_batch_size"): (1, None, "examples"),
+    ("train", "checkpoint_every"): (0, None, "steps (0: only at the end)"),
+    ("train", "keep_checkpoints"): (1, None, "checkpoints"),
+    ("train", "seed"): (0, None, "a seed"),
+    ("train", "nonfinite_retries"): (0, 100, "retries"),
+    ("budget", "max_flops"): (0.0, None, "a positive FLOP count"),
+    ("budget", "max_tokens"): (1, None, "tokens"),
+    ("budget", "max_seconds"): (0.0, None, "positive seconds"),
+    (None, "generation_eval"): (0, None, "prompts (0: skip)"),
+}
+_EXCLUSIVE = {("train", "lr"), ("budget", "max_flops"), ("budget", "max_seconds")}  # 0 itself is not allowed
+
+
+def check(cfg: RunConfig, source: str = "config") -> None:
+    """Every number of a run finite and in range, or a one-line UserError naming the field, value and range."""
+    for (section, name), (lo, hi, what) in RANGES.items():
+        value = getattr(getattr(cfg, section) if section else cfg, name)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        field_name = f"{section}.{name}" if section else name
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UserError(f"field '{field_name}' ({flag}) is {value!r}; give a finite number ({what})")
+        low_bad = lo is not None and (value <= lo if (section, name) in _EXCLUSIVE else value < lo)
+        if low_bad or (hi is not None and value > hi):
+            bounds = (f"above {lo}" if (section, name) in _EXCLUSIVE else f"at least {lo}") if hi is None else \
+                f"between {lo} and {hi}"
+            raise UserError(f"field '{field_name}' ({flag}) is {value!r}; it must be {bounds} ({what})")

@@ -12,19 +12,17 @@ HELP = ("fine-tune under a budget (default: LoRA on the embedded SmolLM2-135M an
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--generation-eval", type=int, default=24, metavar="N",
-                        help="score generated answers for N held-out prompts before and after (0: skip)")
-    add_config_flags(parser)
+    add_config_flags(parser)  # --generation-eval is a run field: stored with the run, so --resume keeps it
 
 
 def main(args) -> int:
     from .. import config as config_mod
 
     cfg = resume_base(args, config_mod.default_run_config())
-    return execute(apply_flags(cfg, args), generation_eval=getattr(args, "generation_eval", 0))
+    return execute(apply_flags(cfg, args))
 
 
-def execute(cfg, *, generation_eval: int = 0) -> int:
+def execute(cfg, *, generation_eval: int | None = None) -> int:
     import time
 
     from ..governor_hook import governor_from_config
@@ -35,6 +33,7 @@ def execute(cfg, *, generation_eval: int = 0) -> int:
     budget = make_budget(cfg)
     gov = governor_from_config(cfg, budget)
     before_gen = after_gen = None
+    generation_eval = cfg.generation_eval if generation_eval is None else generation_eval
     result = train(cfg, governor=gov, **_refresh_inputs(cfg, budget))
     if generation_eval:
         before_gen, after_gen = _generation_eval(result, generation_eval)
@@ -65,6 +64,11 @@ def _generation_eval(result, n: int):
         from ..infer.evaluate import generation_eval
     except ImportError:
         return None, None
+    from ..train.outside import charge_generation_eval, done_generation_eval
+
+    done = done_generation_eval(result)
+    if done is not None:  # a resumed run whose generation evaluation was done and charged before the kill
+        return done
     model, tokenizer, data = result.extra["model"], result.extra["tokenizer"], result.extra["data"]
     model = getattr(model, "module", model)
     examples = data.target[:n]
@@ -74,15 +78,15 @@ def _generation_eval(result, n: int):
             before = generation_eval(model, tokenizer, examples, limit=n)
     else:
         before = None
-    from ..budget import Ledger
-
-    ledger = Ledger.load(result.run_dir / "ledger.json")
-    for g in (before, after):
-        if g:
-            ledger.charge("eval", g.get("flops", 0.0), g.get("tokens", 0))
-    ledger.save(result.run_dir / "ledger.json")
-    result.ledger = ledger
+    charge_generation_eval(result, before, after)
     return before, after
+
+
+def _divergence_line(result) -> str:
+    from ..train.guard import divergence
+
+    d = divergence(result.evals, result.before_loss)
+    return f"warning      held-out loss ended {d['factor'] or float('nan'):.1f}x its start: {d['advice']}" if d else ""
 
 
 def _print_summary(result, report, before_gen, after_gen, wall: float) -> None:
@@ -105,6 +109,7 @@ def _print_summary(result, report, before_gen, after_gen, wall: float) -> None:
         f"tokens       {ledger.tokens['train']} trained in {ledger.steps} steps"
         + (f" ({rate:.0f} tokens/s)" if rate else ""),
         f"stopped      {result.stop_reason}",
+        _divergence_line(result),
         f"result       {result.artefact}",
         f"report       {report}" if report else "",
         f"wall time    {wall:.0f} s",
