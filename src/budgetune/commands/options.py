@@ -77,6 +77,8 @@ def resume_base(args: argparse.Namespace, fallback: config_mod.RunConfig) -> con
             data = json.loads(saved.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
             raise UserError(f"{saved}: not valid JSON ({e}); the run directory is damaged, start a new run") from None
+        if not isinstance(data, dict) or not {"model", "data", "train", "budget"} <= data.keys():
+            raise UserError(f"{out}: not a run directory (its config.json is not a budgetune run's); check --out")
         cfg = config_mod.from_dict(data, str(saved))
         # Code execution and network access are this invocation's to allow, never a run directory's.
         cfg.model.trust_remote_code = False

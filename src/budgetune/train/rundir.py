@@ -184,6 +184,11 @@ def prepare(cfg, *, writer: bool = True, accelerator=None) -> RunDir:
         raise UserError(f"--out {path} is a directory that is not a budgetune run ({len(_content(path))} entries in "
                         f"it); nothing was changed: choose a new or empty directory for the run")
     if cfg.resume:
+        from ..budget import read_charges
+
+        for log in ("metrics.jsonl", "decisions.jsonl"):  # a damaged log fails now, before any work
+            read_jsonl(path / log)
+        read_charges(path)
         return RunDir(path, writer=writer, fresh=False)
     if getattr(cfg, "overwrite", False):
         return RunDir(path, writer=writer, replace=True)
