@@ -303,9 +303,13 @@ class Killed(BaseException):
 
 def _kill_points(n: int, seed: int = 16) -> list[tuple[str, int]]:
     rng = random.Random(seed)
-    kinds = ["step", "checkpoint", "append", "eval", "result", "torn"]
-    points = [(k, rng.randint(1, 3)) for k in kinds]
-    points += [(rng.choice(kinds), rng.randint(1, 4)) for _ in range(n - len(points))]
+    # how many of each event a 5-step run has: steps, checkpoint writes (steps 0, 2, 4, 5), metrics lines,
+    # evaluations (steps 0, 2, 4, 5), result writes
+    most = {"step": 5, "checkpoint": 4, "append": 9, "eval": 4, "result": 1, "torn": 5}
+    points = [(k, rng.randint(1, m)) for k, m in most.items()]
+    while len(points) < n:
+        kind = rng.choice(list(most))
+        points.append((kind, rng.randint(1, most[kind])))
     return points[:n]
 
 

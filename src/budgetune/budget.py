@@ -128,7 +128,12 @@ def charge_outside(ledger_path: str | Path, spent: Ledger, command: str, extra: 
 
 def check_outside(ledger_path: str | Path) -> None:
     """Read the ledger and charges record `charge_outside` will update, so a bad file fails before any work."""
+    from .runlock import holder, refuse
+
     path = Path(ledger_path)
+    pid = holder(path.parent) if path.parent.is_dir() else None
+    if pid is not None:  # the run is being written: its writer keeps the ledger
+        raise refuse(path.parent, pid)
     if path.exists():
         Ledger.load(path)
     read_charges(path.parent)
