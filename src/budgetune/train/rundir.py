@@ -221,6 +221,7 @@ def _replace_run(path: Path) -> None:
     pid = runlock.holder(path)
     if pid is not None:
         raise runlock.refuse(path, pid)
+    runlock.release(path)  # a lock this process held on the previous run moves away with it
     aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.replaced.", suffix=atomic.TMP_SUFFIX))
     os.replace(path, aside / path.name)
     path.mkdir()
