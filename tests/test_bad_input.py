@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import TINY_LLAMA
 from helpers import small_split, tiny_run_config
 
 from budgetune import cli
-from conftest import TINY_LLAMA
 
 
 def snapshot(root: Path) -> dict:

@@ -4,12 +4,10 @@ run resumed at random points ending exactly where an uninterrupted one does."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest

@@ -103,7 +103,7 @@ def _gguf_call(fn, path: Path, **kwargs):
         return fn(path.parent, gguf_file=path.name, local_files_only=True, **kwargs)
     except UserError:
         raise
-    except Exception as e:  # the GGUF reader raises many types (ValueError, KeyError, struct.error, OSError...)
+    except Exception as e:  # noqa: BLE001 — the GGUF reader raises many types (ValueError, KeyError, struct.error, OSError...)
         first = (str(e).splitlines() or [type(e).__name__])[0][:160]
         raise UserError(f"{path}: not a readable GGUF model ({type(e).__name__}: {first}); check the file or "
                         f"download it again") from None

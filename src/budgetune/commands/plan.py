@@ -40,12 +40,10 @@ def main(args) -> int:
     import sys
 
     from ..config import parse_bytes
-    from ..errors import UserError
+    from ..errors import UserError, check_number
     from ..memory import plan as P
     from ..memory.spec import UnsupportedArchitecture, spec_from_model_name
     from ..memory.terms import Shape
-
-    from ..errors import check_number
 
     for flag, value, low in (("--seq-len", args.seq_len, 1), ("--batch-size", args.batch_size, 1),
                              ("--gpus", args.gpus, 1), ("--fragmentation", args.fragmentation, 0)):

@@ -25,7 +25,6 @@ def main(args) -> int:
     from dataclasses import asdict
 
     from .. import scaling
-
     from ..errors import check_number
 
     check_number(getattr(args, "flops", None), "--flops", above=0)

@@ -78,12 +78,10 @@ def main(args) -> int:
     from .. import atomic
     from ..config import DataConfig
     from ..data import load_data
-    from ..errors import UserError
+    from ..errors import UserError, check_number
     from ..models import load_model, load_tokenizer
     from ..selection import parse, registry, select
     from ..selection.sizing import parse_budget
-
-    from ..errors import check_number
 
     check_number(args.max_seq_len, "--max-seq-len", minimum=2)
     check_number(args.seed, "--seed", minimum=0)

@@ -53,6 +53,6 @@ def load_latest(run_dir: Path) -> tuple[dict, dict, dict] | None:
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
         if not isinstance(state, dict) or not isinstance(state.get("loop"), dict) or "ledger" not in state:
             raise ValueError("state.json is not a checkpoint state")
-    except Exception as e:  # safetensors, torch and json each raise their own types for a damaged file
+    except Exception as e:  # noqa: BLE001 — safetensors, torch and json each raise their own types for a damaged file
         raise UserError(f"{path}: damaged checkpoint ({type(e).__name__}); delete it to resume from the one before") from None
     return weights, method_state, state

@@ -146,7 +146,7 @@ def _same_run(path: Path, config: dict) -> bool:
         saved = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    strip = lambda d: {k: v for k, v in d.items() if k not in _PER_INVOCATION}  # noqa: E731
+    strip = lambda d: {k: v for k, v in d.items() if k not in _PER_INVOCATION}
     return strip(saved) == strip(config)
 
 
