@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .. import config as config_mod
+from .. import scaling, trackers
 from ..budget import CHARGES, Budget, Ledger, fold_outside, read_charges
 from ..data import DataSplit, collate
 from ..errors import UserError
@@ -25,6 +26,7 @@ from ..methods import registry
 from ..methods.base import TrainContext
 from . import checkpoint, cooldown, guard, pacing, rundir
 from .evaluate import heldout_loss
+from .progress import TrainingBar
 from .rundir import RunDir, read_jsonl
 from .schedule import wsd_lr
 
@@ -116,10 +118,13 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     ledger = Ledger()
     pool = list(data.train)
     if cfg.selection and resumed is None:
-        from ..selection import apply as select
+        from ..report.selection_scores import apply_and_record
 
         t0 = time.perf_counter()
-        pool = select(cfg.selection, model, tokenizer, DataSplit(pool, data.target, data.source), ledger)
+        run.open(config_mod.to_dict(cfg))  # model and data are checked: the scores below go into the run directory
+        # selection.apply, with the pool's scores kept in the run directory for the report
+        pool = apply_and_record(cfg.selection, model, tokenizer, DataSplit(pool, data.target, data.source), ledger,
+                                run)
         ledger.seconds += time.perf_counter() - t0  # the time budget covers selection too
     ctx = TrainContext(accelerator=accelerator, weight_decay=cfg.train.weight_decay,
                        gradient_checkpointing=cfg.train.gradient_checkpointing, seed=cfg.train.seed)
@@ -152,6 +157,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         raise UserError(f"the training pool has {len(pool)} examples, fewer than one optimizer step needs "
                         f"({per_step}); lower --micro-batch-size/--grad-accum or give more data")
     run.open(config_mod.to_dict(cfg))  # the first write to the run directory: every input is valid by now
+    tracker = trackers.attach(cfg, accelerator, run)  # every metric and decision record goes to it as well
     if resumed is not None:
         run.truncate_after(state["step"])
     elif run.writer:
@@ -188,7 +194,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         check_inputs(budget, eval_flops=eval_cost, heldout_examples=len(data.target))
         _save(run, stepper, state, ledger, governor, cfg)  # step 0: a good state to roll back or resume to
 
-    bar = _progress(progress and accelerator.is_main_process, budget, ledger)
+    bar = TrainingBar(progress and accelerator.is_main_process, budget, ledger, cfg.train.max_steps, state["step"])
     last_step, train_seconds = state.get("last_step"), 0.0  # a resumed run pre-costs its first step too
     order_cache = (state["epoch"], order(state["epoch"]))
     while state["stop_reason"] is None:
@@ -247,7 +253,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
             continue
         run.append(run.metrics, {"kind": "train", "step": state["step"], "train_loss": train_loss, "lr": lr,
                                  "flops": ledger.total_flops, "tokens": ledger.tokens["train"]})
-        bar.update(ledger, train_loss)
+        bar.update(ledger, train_loss, state["step"])
         if cool is None and pacing.eval_due(cfg.train, budget, ledger, state):  # a cooldown ends in the final eval
             record = do_eval()
             record["train_loss"] = train_loss
@@ -295,7 +301,9 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
                "model": cfg.model.model, "processes": world, "train_seconds_this_session": train_seconds,
                "pool_size": len(pool), "target_size": len(data.target), "cooldown": state["cooldown"],
                "divergence": guard.divergence(evals, state["before_loss"]), "rollbacks": state.get("rollbacks", 0)}
+    summary["n_params"] = scaling.base_params(stepper.model)  # the N of `budgetune scaling fit`
     run.write_json("summary.json", summary)
+    tracker.ledger(ledger_dict, state["step"])
     return RunResult(run.path, ledger, evals, state["stop_reason"], artefact, state["before_loss"],
                      evals[-1]["eval_loss"], {"train_seconds": train_seconds, "model": stepper.model,
                                               "tokenizer": tokenizer, "data": data})
@@ -368,28 +376,4 @@ def _save(run: RunDir, stepper, state: dict, ledger: Ledger, governor, cfg) -> N
     if run.writer:
         checkpoint.save(run.path, state["step"], weights, method_state, saved, keep=cfg.train.keep_checkpoints)
         run.write_json("ledger.json", ledger.to_dict())
-
-
-class _progress:
-    """A tqdm bar over the budget's limiting resource."""
-
-    def __init__(self, enabled: bool, budget: Budget, ledger: Ledger):
-        self.bar = None
-        self.budget = budget
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=1000, desc="training", unit="‰", leave=True,
-                            bar_format="{desc} {bar} {percentage:3.0f}% of budget [{elapsed}<{remaining}] {postfix}")
-            self.bar.n = int(1000 * budget.fraction_spent(ledger))
-
-    def update(self, ledger: Ledger, loss: float) -> None:
-        if self.bar is not None:
-            self.bar.n = int(1000 * self.budget.fraction_spent(ledger))
-            self.bar.set_postfix_str(f"loss {loss:.3f} · {ledger.total_flops:.2e} FLOPs", refresh=False)
-            self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 

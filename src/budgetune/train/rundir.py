@@ -33,6 +33,7 @@ class RunDir:
         self.fresh = fresh
         self.replace = replace  # --overwrite of a previous run directory, done at open()
         self.default_name = False
+        self.opened = False
 
     @property
     def metrics(self) -> Path:
@@ -44,8 +45,9 @@ class RunDir:
 
     def open(self, config: dict) -> None:
         """Create (or replace) the directory, lock it for this process, clean leftovers, write config.json."""
-        if not self.writer:
+        if not self.writer or self.opened:
             return
+        self.opened = True
         try:
             if self.replace:
                 _replace_run(self.path)
