@@ -130,7 +130,7 @@ CASES = [
     ("method-unknown", RUN("--method", "nope"), "unknown method 'nope'", "."),
     ("method-option-no-equals", RUN("-o", "r8"), "not KEY=VALUE", "."),
     ("method-option-unknown", RUN("-o", "rank=4"), "has no option 'rank'", "."),
-    ("selection-not-json", RUN("--selection", "{scorer"), "not JSON", "."),
+    ("selection-not-json", RUN("--selection", "{scorer"), "not valid JSON", "."),
     ("unknown-flag", RUN("--lrr", "1"), "unrecognized arguments", "."),
     # run: where it may write
     ("out-is-a-file", RUN(out="file.txt"), "is a file", "."),
