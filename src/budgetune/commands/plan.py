@@ -65,11 +65,17 @@ def main(args) -> int:
     import sys
 
     from ..config import parse_bytes
-    from ..errors import UserError
+    from ..errors import UserError, check_number
     from ..memory import plan as P
     from ..memory.spec import UnsupportedArchitecture, spec_from_model_name
     from ..memory.terms import Shape
 
+    for flag, value, low in (("--seq-len", args.seq_len, 1), ("--batch-size", args.batch_size, 1),
+                             ("--gpus", args.gpus, 1), ("--fragmentation", args.fragmentation, 0)):
+        check_number(value, flag, minimum=low)
+    check_number(args.fragmentation, "--fragmentation", maximum=0.9)
+    check_number(args.tflops, "--tflops", above=0)
+    check_number(args.mfu, "--mfu", above=0, maximum=1)
     budget = parse_bytes(args.gpu_memory, "--gpu-memory")
     if budget <= 0:
         raise UserError(f"--gpu-memory {args.gpu_memory} must be positive")
