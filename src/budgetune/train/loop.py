@@ -71,10 +71,6 @@ def _validate(cfg) -> None:
         raise UserError("no budget: set at least one of --max-flops, --max-tokens, --max-seconds or --max-steps")
 
 
-def default_out(cfg) -> Path:
-    return rundir.default_path(cfg.train.method)
-
-
 def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, governor=None,
           refresher: Callable | None = None, on_step: Callable | None = None, progress: bool = True) -> RunResult:
     from .. import models
