@@ -13,7 +13,7 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def _key(record: dict) -> tuple[str, str]:
-    fold = lambda s: " ".join(str(s).lower().split())  # noqa: E731
+    fold = lambda s: " ".join(str(s).lower().split())
     return fold(record["prompt"]), fold(record["response"])
 
 

@@ -86,7 +86,9 @@ def select(selection: dict, model, pool: list, target: list, ledger=None) -> Sel
     return Selection(chosen, scores, scorer.name, strategy, summary)
 
 
-def apply(selection: dict, model, tokenizer, split, ledger) -> list:
-    """The selected training subset of `split.train` (the training loop's entry point); charges the ledger."""
-    result = select(selection, model, split.train, split.target, ledger)
+def apply(selection: dict, model, tokenizer, split, ledger, run_dir=None) -> list:
+    """The selected training subset of `split.train` (the training loop's entry point); charges the ledger.
+
+    Scorers see `split.scoring` (the dev part of the held-out data), never the test part the run reports."""
+    result = select(selection, model, split.train, split.scoring, ledger)
     return [split.train[i] for i in result.indices]
