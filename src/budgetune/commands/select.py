@@ -46,6 +46,25 @@ def _options(pairs: list[str]) -> dict:
     return out
 
 
+def subset_lines(examples: list, source: str) -> list[str]:
+    """The selected examples as the input had them: a JSONL input's own lines, byte for byte; any other input's
+    records as JSON objects with their fields in their order. Scores go to the scores file, never in here."""
+    lines = None
+    path = Path(source)
+    if path.suffix.lower() == ".jsonl" and path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+    out = []
+    for e in examples:
+        number = e.meta.get("record_number")
+        if lines is not None and number is not None:
+            out.append(lines[number - 1])
+        elif "record" in e.meta:
+            out.append(json.dumps(e.meta["record"], ensure_ascii=False, default=str))
+        else:  # a block of a plain-text corpus has no record of its own
+            out.append(json.dumps(record(e), ensure_ascii=False))
+    return out
+
+
 def record(example, score: float | None = None) -> dict:
     """An example as a JSONL record that `--data` reads back."""
     row = {"messages": example.messages} if example.messages else {"text": example.text}
@@ -83,14 +102,15 @@ def main(args) -> int:
                      prompt_field=args.prompt_field, response_field=args.response_field)
     split = load_data(cfg, tokenizer)
     model = None if no_model or not module.NEEDS_MODEL else load_model(args.model)
-    result = select(selection, model, split.train, split.target)
+    result = select(selection, model, split.train, split.scoring)
     out = Path(args.out)
     values = result.scores.values
-    chosen = set(int(i) for i in result.indices)
-    atomic.write_text(out, "".join(json.dumps(record(split.train[i], float(values[i]))) + "\n"
-                                   for i in result.indices))
+    chosen = {int(i) for i in result.indices}
+    atomic.write_text(out, "".join(line + "\n" for line in subset_lines([split.train[i] for i in result.indices],
+                                                                          args.data)))
     scores_path = out.with_name(out.name + ".scores.jsonl")
-    atomic.write_text(scores_path, "".join(json.dumps({"uid": e.uid, "score": float(values[i]), "selected": i in chosen})
+    atomic.write_text(scores_path, "".join(json.dumps({"uid": e.uid, "record": e.meta.get("record_number"),
+                                                       "score": float(values[i]), "selected": i in chosen})
                                            + "\n" for i, e in enumerate(split.train)))
     summary = {**result.summary, "out": str(out), "scores": str(scores_path), "target": len(split.target)}
     atomic.write_json(out.with_name(out.name + ".summary.json"), summary)

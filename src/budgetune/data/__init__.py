@@ -80,6 +80,8 @@ def load_examples(source: str, tokenizer, cfg) -> list[Example]:
             messages = to_messages(where, number, record, prompt_field=cfg.prompt_field,
                                    response_field=cfg.response_field, messages_field=cfg.messages_field)
             example = chat_example(tokenizer, messages, cfg.max_seq_len, category)
+            # The record as read, so a selected subset can be written back unchanged (`budgetune select --out`).
+            example.meta.update({"record": record, "record_number": number})
             if example.n_target_tokens:  # a response cut off entirely by truncation has nothing to learn
                 out.append(example)
     if not out:
