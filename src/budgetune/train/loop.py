@@ -119,7 +119,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     if cfg.selection and resumed is None:
         from ..selection import apply as select
 
-        pool = select(cfg.selection, model, tokenizer, DataSplit(pool, data.scoring, data.source), ledger, cfg.out)
+        pool = select(cfg.selection, model, tokenizer, DataSplit(pool, data.scoring, data.source), ledger, cfg)
     ctx = TrainContext(accelerator=accelerator, weight_decay=cfg.train.weight_decay,
                        gradient_checkpointing=cfg.train.gradient_checkpointing, seed=cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
