@@ -57,7 +57,7 @@ def parse(selection: dict) -> dict:
 
 
 def select(selection: dict, model, pool: list, target: list, ledger=None, *, total_flops: float | None = None,
-           batch: int = 8) -> Selection:
+           batch: int = 8, train_profile=None) -> Selection:
     """Score `pool`, order it, take the budget's worth; charge the scoring FLOPs to `ledger` (if given).
 
     `scorer: auto` first plans the scorer and fraction for `total_flops` (selection + training) with `batch`
@@ -73,7 +73,7 @@ def select(selection: dict, model, pool: list, target: list, ledger=None, *, tot
         from .auto import plan as make_plan
 
         chosen_plan = make_plan(pool, target, model, total_flops=total_flops, batch=batch,
-                                cost_share=float(s.get("cost_share", 0.2)))
+                                cost_share=float(s.get("cost_share", 0.2)), train_profile=train_profile)
         if chosen_plan.section is None:
             summary = {"scorer": "none", "strategy": "all", "budget": "100%", "selected": len(pool),
                        "pool": len(pool), "tokens": int(sum(e.n_tokens for e in pool)), "flops": 0.0,
@@ -81,9 +81,15 @@ def select(selection: dict, model, pool: list, target: list, ledger=None, *, tot
             from .protocol import Scores
 
             return Selection(np.arange(len(pool)), Scores(np.zeros(len(pool)), 0.0), "none", "all", summary)
+        import time
+
+        from .auto import predict_seconds
+
+        chosen_plan.predicted_seconds = predict_seconds(chosen_plan.section, model, pool, target)
         keep_keys = {k: s[k] for k in ("dedup", "denoise", "seed") if k in s}
+        t0 = time.perf_counter()
         result = select({**chosen_plan.section, **keep_keys}, model, pool, target, ledger)
-        result.summary["plan"] = chosen_plan.to_dict()
+        result.summary["plan"] = {**chosen_plan.to_dict(), "measured_scoring_seconds": time.perf_counter() - t0}
         return result
     budget = parse_budget(s["budget"])  # before any FLOPs are spent
     scorer = registry.make(str(s["scorer"]), s["options"])

@@ -84,14 +84,17 @@ def _proxy_profile(model, layers: int):
 
 
 def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: float = COST_SHARE,
-         proxy_layers: int = PROXY_LAYERS, sample: float = SAMPLE) -> Plan:
-    """The choice for `total_flops` (selection + training) on this pool; nothing is scored here."""
+         proxy_layers: int = PROXY_LAYERS, sample: float = SAMPLE, train_profile=None) -> Plan:
+    """The choice for `total_flops` (selection + training) on this pool; nothing is scored here.
+
+    `train_profile` prices a training step as the method trains (LoRA's backward skips the frozen weights'
+    gradients); unset, the model's own profile, which prices full fine-tuning and so errs toward smaller subsets."""
     if total_flops is None or total_flops <= 0:
         raise UserError("selection scorer 'auto' needs a FLOP budget to plan against; set --max-flops")
     if model is None:
         raise UserError("selection scorer 'auto' needs the model (its size prices the training); drop --model none")
     profile = profile_from_model(model)
-    one_pass = pass_flops(profile, pool, batch)
+    one_pass = pass_flops(train_profile or profile, pool, batch)
     candidates = []
 
     def fraction_after(cost: float) -> float:
@@ -152,3 +155,24 @@ def throughput(model, examples, batch: int = 16) -> float:
     t0 = time.perf_counter()
     _, _, flops, _ = token_stats(model, sample, batch_size=batch, progress=None)
     return flops / max(time.perf_counter() - t0, 1e-9)
+
+
+def predict_seconds(section: dict, model, pool, target) -> float:
+    """Wall seconds the planned scoring will take: hashing time per example measured on a few examples (DSIR), or
+    predicted FLOPs over the scoring model's measured forward throughput (model-based scorers)."""
+    if section["scorer"] == "dsir":
+        from .scorers.dsir import hashed_counts
+
+        few = list(pool[:32])
+        hashed_counts(few[:4], 10000, 2)  # warm
+        t0 = time.perf_counter()
+        hashed_counts(few, 10000, 2)
+        return (time.perf_counter() - t0) / len(few) * (len(pool) + len(target))
+    from .proxy import proxy_for
+
+    scorer_model, _ = proxy_for(model, section.get("proxy"))
+    sample = section.get("sample")
+    n = len(pool) if not sample else min(len(pool), max(16, round(float(sample) * len(pool)) if float(sample) <= 1
+                                                     else int(sample)))
+    flops = ifd_flops(profile_from_model(scorer_model), pool[:n])
+    return flops / throughput(scorer_model, pool)
