@@ -103,3 +103,21 @@ def test_auto_plans_no_selection_dsir_or_nothing_affordable(tiny_model, tokenize
     # No target and a budget that cannot pay for a model scorer: a subset would only drop data.
     none = select({"scorer": "auto", "cost_share": 1e-9}, tiny_model, pool, [], total_flops=0.25 * one_pass)
     assert none.scorer == "none"
+
+
+def test_a_run_with_auto_selection_writes_its_plan(tiny_config_path, tokenizer, tmp_path):
+    import json
+
+    from budgetune.data import DataSplit
+    from budgetune.train.loop import train
+    from tests.helpers import small_split, tiny_run_config
+
+    base = small_split(tokenizer, n_train=48, n_target=12)
+    data = DataSplit(base.train, base.target[6:], base.source, dev=base.target[:6])
+    cfg = tiny_run_config(tiny_config_path, tmp_path / "run", max_steps=2)
+    cfg.budget.max_flops = 1e10
+    cfg.selection = {"scorer": "auto"}
+    result = train(cfg, data=data, progress=False)
+    plan = json.loads((result.run_dir / "selection_plan.json").read_text())
+    assert plan["plan"]["reasons"] and plan["pool"] == 48
+    assert result.ledger.flops["selection"] == pytest.approx(plan["flops"])
