@@ -174,5 +174,11 @@ def predict_seconds(section: dict, model, pool, target) -> float:
     sample = section.get("sample")
     n = len(pool) if not sample else min(len(pool), max(16, round(float(sample) * len(pool)) if float(sample) <= 1
                                                      else int(sample)))
-    flops = ifd_flops(profile_from_model(scorer_model), pool[:n])
+    profile = profile_from_model(scorer_model)
+    if section["scorer"] == "ifd":
+        flops = ifd_flops(profile, pool[:n])
+    elif section["scorer"] == "loss":
+        flops = forward_pass_flops(profile, pool[:n])
+    else:
+        raise UserError(f"no wall-time model for scorer '{section['scorer']}' yet; auto plans dsir, ifd and loss")
     return flops / throughput(scorer_model, pool)
