@@ -179,7 +179,7 @@ def walltime(base, pool) -> int:
     from budgetune.selection.auto import predict_seconds
 
     rows = []
-    pool = pool[:16]  # the shared machine's budget: whole scoring passes, but short ones
+    pool = pool[:24]  # the shared machine's budget: whole scoring passes, but short ones
     for section in ({"scorer": "ifd", "proxy": 4}, {"scorer": "loss"}, {"scorer": "dsir"}):
         predicted = predict_seconds(section, base, pool, pool[:16])
         t0 = time.perf_counter()

@@ -181,4 +181,4 @@ def predict_seconds(section: dict, model, pool, target) -> float:
         flops = forward_pass_flops(profile, pool[:n])
     else:
         raise UserError(f"no wall-time model for scorer '{section['scorer']}' yet; auto plans dsir, ifd and loss")
-    return flops / throughput(scorer_model, pool)
+    return flops / throughput(scorer_model, pool, batch=8)  # one timed batch of 8, not the pass itself
