@@ -46,7 +46,9 @@ class Plan:
     def to_dict(self) -> dict:
         return {"section": self.section, "fraction": self.fraction, "predicted_scoring_flops": self.predicted_flops,
                 "train_flops": self.train_flops, "predicted_scoring_seconds": self.predicted_seconds,
-                "reasons": self.reasons, "candidates": self.candidates}
+                "reasons": self.reasons,
+                "candidates": [{**c, "share_of_training": None if c["share_of_training"] == float("inf")
+                                else c["share_of_training"]} for c in self.candidates]}
 
 
 def pass_flops(profile, pool, batch: int) -> float:
@@ -83,6 +85,11 @@ def _proxy_profile(model, layers: int):
     return replace(profile, n_layers=layers, matmul_params=head + per_layer * layers)
 
 
+def _share(cost: float, total: float) -> float:
+    """Scoring cost as a share of the training FLOPs left after it; infinite when it eats the whole budget."""
+    return cost / (total - cost) if total > cost else float("inf")
+
+
 def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: float = COST_SHARE,
          proxy_layers: int = PROXY_LAYERS, sample: float = SAMPLE, train_profile=None) -> Plan:
     """The choice for `total_flops` (selection + training) on this pool; nothing is scored here.
@@ -110,30 +117,33 @@ def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: flo
     if target:
         cost = 2.0 * len(pool) * 10000  # dsir's dot product over 10000 buckets
         candidates.append({"scorer": "dsir", "proxy": None, "predicted_flops": cost,
-                           "share_of_training": cost / (total_flops - cost)})
+                           "share_of_training": _share(cost, total_flops)})
     prompts = all(e.messages for e in pool)
     if prompts:
         proxy = _proxy_profile(model, proxy_layers)
         n = max(16, round(sample * len(pool)))
         cost = ifd_flops(proxy, pool[:n]) * 1.0
         candidates.append({"scorer": "ifd", "proxy": proxy_layers, "sample": sample, "predicted_flops": cost,
-                           "share_of_training": cost / (total_flops - cost)})
+                           "share_of_training": _share(cost, total_flops)})
         full_cost = ifd_flops(profile, pool)
         candidates.append({"scorer": "ifd", "proxy": None, "predicted_flops": full_cost,
-                           "share_of_training": full_cost / max(total_flops - full_cost, 1.0)})
+                           "share_of_training": _share(full_cost, total_flops)})
     affordable = [c for c in candidates if 0 <= c["share_of_training"] <= cost_share]
     for c in candidates:
         ok = c in affordable
         what = c["scorer"] + (f" on a {c['proxy']}-layer proxy" if c.get("proxy") else "") + (
             f" over {c['sample']:.0%} of the pool" if c.get("sample") else "")
-        reasons.append(f"{what}: {c['predicted_flops']:.3g} FLOPs, {c['share_of_training']:.1%} of the training it "
-                       f"leaves ({'affordable' if ok else f'over the {cost_share:.0%} share'})")
+        share = c["share_of_training"]
+        share_text = (f"{share:.1%} of the training it leaves" if share != float("inf")
+                      else "more than the whole budget")
+        reasons.append(f"{what}: {c['predicted_flops']:.3g} FLOPs, {share_text} "
+                       f"({'affordable' if ok else f'over the {cost_share:.0%} share'})")
     choice = next((c for c in affordable if c["scorer"] == "dsir"), None) or next(iter(affordable), None)
     if choice is None:
         reasons.append("no scorer is affordable and a random subset only drops data: no selection")
         return Plan(None, 1.0, 0.0, total_flops, reasons, candidates)
     fraction = fraction_after(choice["predicted_flops"])
-    section = {"scorer": choice["scorer"], "budget": max(1, int(fraction * len(pool)))}
+    section = {"scorer": choice["scorer"], "budget": max(1, round(fraction * len(pool)))}
     if choice.get("proxy"):
         section["proxy"] = choice["proxy"]
     if choice.get("sample"):
