@@ -118,6 +118,6 @@ def test_a_run_with_auto_selection_writes_its_plan(tiny_config_path, tokenizer, 
     cfg.budget.max_flops = 1e10
     cfg.selection = {"scorer": "auto"}
     result = train(cfg, data=data, progress=False)
-    plan = json.loads((result.run_dir / "selection_plan.json").read_text())
+    plan = json.loads((result.run_dir / "selection.summary.json").read_text())
     assert plan["plan"]["reasons"] and plan["pool"] == 48
     assert result.ledger.flops["selection"] == pytest.approx(plan["flops"])

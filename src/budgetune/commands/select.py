@@ -42,18 +42,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--response-field", default="response", help="column holding the response")
     parser.add_argument("--out", required=True, help="subset file to write (JSONL)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    from .choices import lazy_epilog
+
+    lazy_epilog(parser, ("scorers", "strategies"))
 
 
 def _options(pairs: list[str]) -> dict:
-    from ..errors import UserError
+    from .options import parse_pairs
 
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise UserError(f"scorer option '{pair}' is not KEY=VALUE; write e.g. -o batch_size=8")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
+    return parse_pairs(pairs, "--option", "-o batch_size=8")
 
 
 def subset_lines(examples: list, source: str) -> list[str]:
@@ -124,7 +121,10 @@ def main(args) -> int:
     split = load_data(cfg, tokenizer)
     needs_model = auto or module.NEEDS_MODEL or args.denoise is not None
     model = None if no_model or not needs_model else load_model(args.model)
-    result = select(selection, model, split.train, split.scoring, total_flops=args.max_flops)
+    from ..train.progress import stage
+
+    with stage(f"scoring {len(split.train)} examples with {args.scorer}"):
+        result = select(selection, model, split.train, split.scoring, total_flops=args.max_flops)
     out = Path(args.out)
     values = result.scores.values
     chosen = {int(i) for i in result.indices}

@@ -120,6 +120,11 @@ def select(selection: dict, model, pool: list, target: list, ledger=None, *, tot
     return Selection(chosen, scores, scorer.name, strategy, summary)
 
 
+def plan_inputs(cfg) -> dict:
+    """What `scorer: auto` plans against, from a run config: the FLOP budget and the examples per step."""
+    return {"total_flops": cfg.budget.max_flops, "batch": cfg.train.micro_batch_size * cfg.train.grad_accum}
+
+
 def apply(selection: dict, model, tokenizer, split, ledger, cfg=None) -> list:
     """The selected training subset of `split.train` (the training loop's entry point); charges the ledger.
 

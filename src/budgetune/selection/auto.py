@@ -15,7 +15,7 @@ it trains is several times the selector's compute):
    seconds before they are spent.
 
 Each candidate's cost and the reason for the choice go into the plan (`plan()` returns it; the loop writes it to
-RUN_DIR/selection_plan.json).
+RUN_DIR/selection.summary.json, under `plan`).
 """
 
 from __future__ import annotations
