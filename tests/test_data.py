@@ -141,3 +141,25 @@ def test_plain_text_corpus_blocks(tokenizer, tmp_path):
     examples = load_examples(str(path), tokenizer, _cfg(data_kind="text", max_seq_len=64))
     assert len(examples) >= 5 and all(e.n_tokens <= 64 for e in examples)
     assert all(e.labels == e.input_ids for e in examples) and examples[0].category == "play"
+
+
+def test_a_conversation_written_as_one_string_is_one_pair_not_letters():
+    records = chatterbot_records()
+    bingo = [r for r in records if "two little ducks" in r["prompt"]]
+    assert len(bingo) == 1 and bingo[0]["response"] == "22"
+    # The bad conversation used to give one pair per character of its text.
+    assert not [r for r in records if len(r["prompt"]) == 1]
+
+
+def test_duplicate_report_counts_by_construction():
+    from budgetune.data.duplicates import duplicate_report
+
+    base = [{"prompt": f"question number {i} about topic {i}", "response": f"the answer is item {i} of the list"}
+            for i in range(6)]
+    records = base + [dict(base[0]), dict(base[0]), {"prompt": "Question number 1  about topic 1",
+                                                     "response": "the answer is item 1 of the list"}]
+    report = duplicate_report(records)
+    assert report["records"] == 9
+    assert report["distinct_exact"] == 6  # two exact copies of 0, one case/space variant of 1
+    assert report["exact_copies"] == 3 and report["exact_groups_over_1"] == 2
+    assert report["most_repeated"][0]["count"] == 3

@@ -69,7 +69,8 @@ def test_run_command_gives_a_governed_selecting_run_a_refresher(tmp_path, tiny_c
         run_command.execute(cfg)
     refresher = seen["refresher"]
     assert isinstance(refresher, Refresher) and refresher.budget.max_flops == 1e12
-    assert refresher.pool == list(seen["data"].train) and refresher.target == list(seen["data"].target)
+    # the refresher re-selects toward dev, never the test part the run reports
+    assert refresher.pool == list(seen["data"].train) and refresher.target == list(seen["data"].scoring)
     assert seen["governor"].config.refresh_probe  # the governor asks it before stopping
 
     cfg.selection = {}  # a governor alone has nothing to refresh

@@ -54,6 +54,11 @@ class DataConfig:
     text_field: str = doc("column holding plain text for data_kind=text", "text")
     max_seq_len: int = doc("truncate every example to this many tokens", 256)
     heldout_fraction: float = doc("share of the prompts held out as target when no --target is given", 0.05)
+    dev: str | None = doc(
+        "dev data that selection and the governor see (same formats); unset: dev_fraction of the held-out prompts. "
+        "The reported loss is on the rest (test), which nothing selects toward", None
+    )
+    dev_fraction: float = doc("share of the held-out prompts used as dev when no --dev is given", 0.5)
     split_seed: int = doc("seed of the deterministic train / held-out split", 0)
 
 

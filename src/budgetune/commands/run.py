@@ -76,7 +76,7 @@ def _refresh_inputs(cfg, budget) -> dict:
     tokenizer = load_tokenizer(cfg.model.model, trust_remote_code=cfg.model.trust_remote_code,
                                allow_download=cfg.model.allow_download)
     data = load_data(cfg.data, tokenizer)
-    refresher = make_refresher(cfg.selection, list(data.train), tokenizer, target=list(data.target), budget=budget)
+    refresher = make_refresher(cfg.selection, list(data.train), tokenizer, target=list(data.scoring), budget=budget)
     return {"tokenizer": tokenizer, "data": data, "refresher": refresher}
 
 
@@ -120,6 +120,12 @@ def _divergence_line(result) -> str:
     return f"warning      held-out loss ended {d['factor'] or float('nan'):.1f}x its start: {d['advice']}" if d else ""
 
 
+def _loss_on(result) -> str:
+    from ..train.testset import split_summary
+
+    return split_summary(result.extra["data"])["loss_on"]
+
+
 def _print_summary(result, report, before_gen, after_gen, wall: float) -> None:
     ledger = result.ledger
     out = sys.stdout
@@ -129,6 +135,7 @@ def _print_summary(result, report, before_gen, after_gen, wall: float) -> None:
         f"run          {result.run_dir}",
         (f"held-out loss {result.before_loss:.4f} → {result.after_loss:.4f} "
         f"({(result.after_loss - result.before_loss) / result.before_loss:+.1%})"),
+        f"loss on      {_loss_on(result)}",
     ]
     if before_gen and after_gen:
         if after_gen.get("token_accuracy") is not None and before_gen.get("token_accuracy") is not None:

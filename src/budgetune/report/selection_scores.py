@@ -12,14 +12,14 @@ SCORES = "selection.scores.jsonl"
 SUMMARY = "selection.summary.json"
 
 
-def apply_and_record(selection: dict, model, tokenizer, split, ledger, run) -> list:
+def apply_and_record(selection: dict, model, tokenizer, split, ledger, run, **plan) -> list:
     """The selected training subset of `split.train` (what selection.apply returns), with its scores written to
     the run directory by the writing process; the scoring FLOPs are charged to `ledger`."""
     from ..selection import select
     from ..train.progress import stage
 
     with stage(f"selecting data with {selection.get('scorer')}", show=run.writer):
-        result = select(selection, model, split.train, split.target, ledger)
+        result = select(selection, model, split.train, split.target, ledger, **plan)  # plan: auto's FLOP budget
     if run.writer:
         values = result.scores.values
         chosen = {int(i) for i in result.indices}

@@ -16,12 +16,23 @@ from ..errors import UserError
 from ..flops import forward_flops, profile_from_model
 
 
-def length_batches(examples: list[Example], batch_size: int) -> Iterator[tuple[np.ndarray, dict]]:
-    """(indices into `examples`, collated batch) in order of length."""
+def length_batches(examples: list[Example], batch_size: int,
+                   progress: str | None = None) -> Iterator[tuple[np.ndarray, dict]]:
+    """(indices into `examples`, collated batch) in order of length; `progress` names a tqdm bar over the examples
+    (shown on a terminal, silent in logs). Only one batch is collated at a time, so memory follows the batch."""
+    from tqdm.auto import tqdm
+
     order = np.argsort([e.n_tokens for e in examples], kind="stable")
-    for start in range(0, len(order), batch_size):
-        idx = order[start: start + batch_size]
-        yield idx, collate([examples[i] for i in idx], 0)  # padding is masked, so its id does not matter
+    bar = tqdm(total=len(order), desc=progress, unit="ex", leave=False, disable=None) if progress else None
+    try:
+        for start in range(0, len(order), batch_size):
+            idx = order[start: start + batch_size]
+            yield idx, collate([examples[i] for i in idx], 0)  # padding is masked, so its id does not matter
+            if bar is not None:
+                bar.update(len(idx))
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def require_model(model, scorer: str) -> None:
@@ -30,8 +41,8 @@ def require_model(model, scorer: str) -> None:
 
 
 @torch.no_grad()
-def token_stats(model, examples: list[Example], *, batch_size: int = 16,
-                el2n: bool = False) -> tuple[np.ndarray, np.ndarray | None, float, int]:
+def token_stats(model, examples: list[Example], *, batch_size: int = 16, el2n: bool = False,
+                progress: str = "scoring") -> tuple[np.ndarray, np.ndarray | None, float, int]:
     """Per example: mean response-token cross-entropy and (optionally) mean EL2N ‖softmax − onehot‖₂.
 
     Returns (loss, el2n or None, FLOPs, tokens read).
@@ -42,7 +53,7 @@ def token_stats(model, examples: list[Example], *, batch_size: int = 16,
     loss = np.zeros(len(examples))
     err = np.zeros(len(examples)) if el2n else None
     flops, tokens = 0.0, 0
-    for idx, batch in length_batches(examples, batch_size):
+    for idx, batch in length_batches(examples, batch_size, progress):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
         labels = batch["labels"][:, 1:]
         mask = labels != IGNORE

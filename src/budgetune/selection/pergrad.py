@@ -82,7 +82,7 @@ def per_example_grads(model, examples: list[Example], *, batch_size: int = 8,
         step = _vmap_batch if method == "vmap" else _hooks_batch
         ctx = _eager_attention(model) if method == "vmap" else _null()
         with ctx:
-            for idx, batch in length_batches(examples, batch_size):
+            for idx, batch in length_batches(examples, batch_size, "per-example gradients"):
                 b, s = batch["input_ids"].shape
                 extra = 2.0 * b * s * sum(p.numel() for p in params.values()) if method == "hooks" else 0.0
                 yield idx, step(model, params, batch), train_step_flops(profile, b, s) + extra

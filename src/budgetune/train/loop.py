@@ -30,6 +30,7 @@ from .evaluate import heldout_loss
 from .progress import TrainingBar
 from .rundir import RunDir, read_jsonl
 from .schedule import wsd_lr
+from .testset import reported_loss, reported_loss_flops, split_summary
 
 
 @dataclass
@@ -118,12 +119,13 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     pool = list(data.train)
     if cfg.selection and resumed is None:
         from ..report.selection_scores import apply_and_record
+        from ..selection import plan_inputs
 
         t0 = time.perf_counter()
         run.open(config_mod.to_dict(cfg))  # model and data are checked: the scores below go into the run directory
-        # selection.apply, with the pool's scores kept in the run directory for the report
-        pool = apply_and_record(cfg.selection, model, tokenizer, DataSplit(pool, data.target, data.source), ledger,
-                                run)
+        # selection.apply, with the pool's scores kept in the run directory for the report; scorers see dev only
+        pool = apply_and_record(cfg.selection, model, tokenizer, DataSplit(pool, data.scoring, data.source), ledger,
+                                run, **plan_inputs(cfg))
         ledger.seconds += time.perf_counter() - t0  # the time budget covers selection too
     ctx = TrainContext(accelerator=accelerator, weight_decay=cfg.train.weight_decay,
                        gradient_checkpointing=cfg.train.gradient_checkpointing, seed=cfg.train.seed,
@@ -169,7 +171,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
 
     def do_eval() -> dict:
         t0 = time.perf_counter()
-        loss, flops, tokens = heldout_loss(stepper.model, data.target, pad_id=pad_id,
+        loss, flops, tokens = heldout_loss(stepper.model, data.scoring, pad_id=pad_id,
                                            batch_size=cfg.train.eval_batch_size, accelerator=accelerator)
         ledger.charge("eval", flops, tokens)
         ledger.seconds += _global_seconds(accelerator, time.perf_counter() - t0)
@@ -185,7 +187,10 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         first = do_eval()
         evals.append(first)
         state["before_loss"] = first["eval_loss"]
+        if data.apart:
+            state["before_loss"] = reported_loss(stepper.model, data, ledger, pad_id, cfg, accelerator)
     eval_cost = evals[0]["eval_flops"] if evals else 0.0
+    eval_cost += reported_loss_flops(state, data, eval_cost)
     if resumed is None:
         from ..governor import (
             check_inputs,  # a budget smaller than one evaluation: one clear line
@@ -289,6 +294,8 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     if evals[-1]["step"] != state["step"]:
         evals.append(do_eval())
     evals[-1]["final"] = True
+    after_loss = reported_loss(stepper.model, data, ledger, pad_id, cfg, accelerator) if data.apart \
+        else evals[-1]["eval_loss"]
     _save(run, stepper, state, ledger, governor, cfg)
     artefact = None
     if accelerator.is_main_process:
@@ -296,7 +303,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     accelerator.wait_for_everyone()
     ledger_dict = ledger.to_dict()
     run.write_json("ledger.json", ledger_dict)
-    summary = {"before_loss": state["before_loss"], "after_loss": evals[-1]["eval_loss"],
+    summary = {"before_loss": state["before_loss"], "after_loss": after_loss, **split_summary(data),
                "stop_reason": state["stop_reason"], "steps": ledger.steps, "ledger": ledger_dict,
                "artefact": str(artefact) if artefact else None, "method": cfg.train.method,
                "model": cfg.model.model, "processes": world, "train_seconds_this_session": train_seconds,
@@ -306,7 +313,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     run.write_json("summary.json", summary)
     tracker.ledger(ledger_dict, state["step"])
     return RunResult(run.path, ledger, evals, state["stop_reason"], artefact, state["before_loss"],
-                     evals[-1]["eval_loss"], {"train_seconds": train_seconds, "model": stepper.model,
+                     after_loss, {"train_seconds": train_seconds, "model": stepper.model,
                                               "tokenizer": tokenizer, "data": data})
 
 

