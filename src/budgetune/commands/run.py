@@ -36,6 +36,14 @@ def execute(cfg, *, generation_eval: int = 0) -> int:
     gov = governor_from_config(cfg, budget)
     before_gen = after_gen = None
     result = train(cfg, governor=gov, **_refresh_inputs(cfg, budget))
+    from ..dist import is_main
+
+    if not is_main():  # under a launcher rank 0 alone evaluates by generation, writes the report and prints
+        return 0
+    if generation_eval and result.extra.get("sharded"):
+        print(f"budgetune: generation eval skipped for a sharded run; score it with `budgetune eval "
+              f"{result.run_dir}`", file=sys.stderr)
+        generation_eval = 0
     if generation_eval:
         before_gen, after_gen = _generation_eval(result, generation_eval)
     report = write_report(result.run_dir, generation=(before_gen, after_gen)) if cfg.report else None

@@ -7,6 +7,7 @@ weight is loaded and it raises Infeasible (exit 1) with the binding term and wha
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -218,7 +219,7 @@ def trace_plans(model: str, plans: list[Plan], shape: Shape, budget: int, *, tim
     return notes
 
 
-def check_fits(run_cfg) -> dict:
+def check_fits(run_cfg, *, world: int = 1, sharding: str = "none") -> dict:
     """Refuse a run whose method cannot fit cfg.budget.max_memory (before any weight is loaded).
 
     Returns the plan as JSON (method, options, gradient_checkpointing, bytes, fits, ...); with train.method "auto"
@@ -232,14 +233,17 @@ def check_fits(run_cfg) -> dict:
     precision = {"float32": "fp32", "bfloat16": "bf16", "float16": "bf16"}.get(run_cfg.model.dtype, "fp32")
     shape = Shape(micro_batch=int(run_cfg.train.micro_batch_size), seq_len=int(run_cfg.data.max_seq_len),
                   precision=precision, gradient_checkpointing=bool(run_cfg.train.gradient_checkpointing))
+    shape = shape.with_(ranks=max(1, int(world)), sharding=sharding)  # per-rank memory of the layout the run uses
     name = run_cfg.train.method
     if name == "auto":  # the planner picks: the most quality-preserving method that fits, then the fastest
-        plans = enumerate_plans(spec, shape, budget)  # with and without checkpointing
+        shardable = ["full", "lora"] if sharding != "none" else None  # train/sharding.py SHARDABLE
+        plans = enumerate_plans(spec, shape, budget, methods=shardable)  # with and without checkpointing
         best = recommend(plans)
         if best is None:
             raise Infeasible(f"budget max_memory {run_cfg.budget.max_memory}: {advice(plans, shape, budget)}")
         out = plans[best].to_json()
         out["budget"] = budget
+        out["shape"] = dataclasses.asdict(shape)
         return out
     cfg, breakdown = method_memory(spec, shape, name, dict(run_cfg.train.method_options or {}))
     if breakdown is None:
@@ -260,4 +264,5 @@ def check_fits(run_cfg) -> dict:
             f"{run_cfg.budget.max_memory}` lists what fits)")
     out = plan.to_json()
     out["budget"] = budget
+    out["shape"] = dataclasses.asdict(shape)
     return out

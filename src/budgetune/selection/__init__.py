@@ -67,7 +67,9 @@ def select(selection: dict, model, pool: list, target: list, ledger=None) -> Sel
                         f"data (or a held-out split)")
     if scorer.needs_model and model is None:
         raise UserError(f"scorer '{scorer.name}' needs a model to run; pass a model (or use random, length or dsir)")
-    scores = scorer.score(model, pool, target)
+    from ..dist import score_across_ranks
+
+    scores = score_across_ranks(scorer, registry.get(scorer.name), model, pool, target)
     if ledger is not None:
         ledger.charge("selection", scores.flops, scores.tokens)
     strategy = str(s.get("strategy") or scorer.default_strategy)
