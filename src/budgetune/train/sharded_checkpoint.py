@@ -24,7 +24,8 @@ from . import checkpoint
 def _options(full: bool = False):
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-    return StateDictOptions(ignore_frozen_params=True, full_state_dict=full, cpu_offload=full)
+    # strict=False: the frozen base is not in the checkpoint; every trainable tensor is (dcp.load fails otherwise).
+    return StateDictOptions(ignore_frozen_params=True, full_state_dict=full, cpu_offload=full, strict=False)
 
 
 def _optimizer(stepper):
