@@ -18,6 +18,7 @@ from helpers import small_split, tiny_run_config
 
 from budgetune.models import load_tokenizer
 from budgetune.train import loop
+from budgetune.train.rundir import read_jsonl
 
 job, out, config_path = sys.argv[1], sys.argv[2], sys.argv[3]
 rank = int(os.environ.get("RANK", "0"))
@@ -69,9 +70,8 @@ def resume_job(sharding):
                 "max_diff": max(float((wa[k] - wb[k]).abs().max()) for k in wa),
                 "ledger_a": a.ledger.to_dict(), "ledger_b": b.ledger.to_dict(),
                 "after_a": a.after_loss, "after_b": b.after_loss, "sharded_checkpoint": sharded,
-                "steps_logged": [json.loads(x)["step"] for x in open(os.path.join(b.run_dir, "metrics.jsonl"))
-                                 if json.loads(x)["kind"] == "train"],
-                "summary": json.load(open(os.path.join(a.run_dir, "summary.json"))),
+                "steps_logged": [r["step"] for r in read_jsonl(b.run_dir / "metrics.jsonl") if r["kind"] == "train"],
+                "summary": json.loads((a.run_dir / "summary.json").read_text()),
             }
 
 
@@ -80,7 +80,7 @@ def attempt(name, fn):
     try:
         fn()
         report[name] = {"error": None}
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 -- what each rank raised is the test's subject
         report[name] = {"error": type(e).__name__, "message": str(e), "trace": traceback.format_exc()[-800:]}
     report[name]["seconds"] = time.perf_counter() - t0
 

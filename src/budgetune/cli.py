@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .dist import runs_on_this_rank
+
+    if not runs_on_this_rank(args.verb):  # under a launcher, a verb with nothing to split runs on rank 0 alone
+        return 0
     try:
         return int(args._module.main(args) or 0)
     except UserError as e:

@@ -57,6 +57,14 @@ def launched() -> bool:
     return world() > 1
 
 
+# Verbs whose work is split over ranks; every other verb runs on rank 0 alone under a launcher (the others exit 0).
+EVERY_RANK = ("run", "train", "select")
+
+
+def runs_on_this_rank(verb: str) -> bool:
+    return verb in EVERY_RANK or _env_int(_RANK_VARS, 0) == 0
+
+
 def start(timeout_s: float | None = None):
     """Join the launcher's process group (gloo on CPU, nccl on GPUs) through accelerate; None when alone."""
     if not launched():
@@ -160,7 +168,7 @@ def score_across_ranks(scorer, module, model, pool: list, target: list):
     error, part = None, None
     try:
         part = scorer.score(model, [pool[i] for i in mine], target) if mine else None
-    except Exception as e:  # raised on every rank below, not left to hang the others
+    except Exception as e:  # noqa: BLE001 -- raised on every rank below, not left to hang the others
         error = e
     flops = float(part.flops) if part is not None else 0.0
     tokens = float(part.tokens) if part is not None else 0.0

@@ -83,7 +83,12 @@ def main(args) -> int:
                      prompt_field=args.prompt_field, response_field=args.response_field)
     split = load_data(cfg, tokenizer)
     model = None if no_model or not module.NEEDS_MODEL else load_model(args.model)
+    from ..dist import is_main, start
+
+    start()  # under a launcher: ranks score shares of the pool (scorers that allow it), rank 0 writes
     result = select(selection, model, split.train, split.target)
+    if not is_main():
+        return 0
     out = Path(args.out)
     values = result.scores.values
     chosen = set(int(i) for i in result.indices)

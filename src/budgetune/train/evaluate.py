@@ -38,7 +38,7 @@ def heldout_loss(model, examples, *, pad_id: int, batch_size: int, accelerator) 
             b, width = batch["input_ids"].shape
             flops += forward_flops(profile, b, width)
             tokens += int(batch["attention_mask"][: b - fillers].sum())
-    except Exception as e:  # carried by the reduction below, so no rank waits for a failed one
+    except Exception as e:  # noqa: BLE001 -- carried by the reduction below, so no rank waits for a failed one
         error = e
     if was_training:
         unwrapped.train()

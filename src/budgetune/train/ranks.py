@@ -39,7 +39,7 @@ def decide(accelerator, governor, record: dict, ledger, budget):
         try:
             decision = governor.decide(record, ledger, budget)
             payload = (decision, governor.state_dict(), None)
-        except Exception as e:  # broadcast below, so the other ranks do not wait for a decision that never comes
+        except Exception as e:  # noqa: BLE001 -- broadcast below: the others must not wait for a decision
             error = e
             payload = (None, None, f"{type(e).__name__}: {e}")
     decision, state, message = dist.broadcast_object(payload)
