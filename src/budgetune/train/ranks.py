@@ -17,7 +17,7 @@ def layout(cfg) -> dict:
 
 
 def accelerator_kwargs(cfg, lay: dict) -> dict:
-    sharding.check(cfg.train.method, lay["sharding"])  # after method 'auto' has been resolved by the planner
+    sharding.check(cfg.train.method, lay["sharding"], cfg.train.grad_accum)  # after method 'auto' has been resolved by the planner
     kwargs = sharding.accelerator_kwargs(lay["sharding"], grad_accum=cfg.train.grad_accum)
     timeout = getattr(cfg.train, "dist_timeout", None)
     if timeout and lay["world"] > 1:

@@ -19,6 +19,7 @@ import torch
 
 from .. import atomic, dist
 from . import checkpoint
+from .sharding import is_deepspeed
 
 
 def _options(full: bool = False):
@@ -45,8 +46,11 @@ def save(run, stepper, state: dict, ledger, governor, cfg) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         tmp = tempfile.mkdtemp(dir=root, prefix=f".step-{step:08d}.", suffix=".tmp")
     tmp = Path(dist.broadcast_object(tmp))
-    model_sd, optim_sd = get_state_dict(stepper.model, _optimizer(stepper), options=_options())
-    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / "shards"))
+    if is_deepspeed(stepper.model):  # its engine writes its own per-rank files (accelerate's save_state)
+        stepper.accelerator.save_state(str(tmp / "shards"))
+    else:
+        model_sd, optim_sd = get_state_dict(stepper.model, _optimizer(stepper), options=_options())
+        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / "shards"))
     final = root / f"step-{step:08d}"
     if run.writer:
         try:
@@ -73,6 +77,9 @@ def restore(run_dir: Path, stepper) -> None:
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     path = checkpoint.checkpoint_dirs(run_dir)[-1] / "shards"
+    if is_deepspeed(stepper.model):
+        stepper.accelerator.load_state(str(path))
+        return
     optimizer = _optimizer(stepper)
     model_sd, optim_sd = get_state_dict(stepper.model, optimizer, options=_options())  # optimizer state laid out
     loaded = {"model": model_sd, "optim": optim_sd}
@@ -93,7 +100,10 @@ class GatheredResult:
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
         self.model = stepper.unwrapped
-        self.state_dict = get_model_state_dict(stepper.model, options=_options(full=True))  # collective
+        if is_deepspeed(stepper.model):  # gathered by accelerate (ZeRO-3: the 16-bit weights)
+            self.state_dict = stepper.accelerator.get_state_dict(stepper.model)
+        else:
+            self.state_dict = get_model_state_dict(stepper.model, options=_options(full=True))  # collective
 
     def save_pretrained(self, directory: Path, tokenizer) -> str:
         kind = "adapter" if hasattr(self.model, "peft_config") else "model"

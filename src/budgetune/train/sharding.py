@@ -70,7 +70,7 @@ def resolve(requested: str | None) -> str:
     return kind
 
 
-def check(method: str, kind: str) -> None:
+def check(method: str, kind: str, grad_accum: int = 1) -> None:
     """Refuse, by name and with the reason, what cannot run sharded here."""
     if kind == "none":
         return
@@ -87,6 +87,10 @@ def check(method: str, kind: str) -> None:
         if not torch.cuda.is_available():
             raise UserError(f"sharding {kind} runs on DeepSpeed, which needs CUDA GPUs (accelerate does not run "
                             f"DeepSpeed on CPU processes); use --sharding fsdp here")
+        if grad_accum > 1:  # the loop skips gradient sync with no_sync(), which DeepSpeed refuses under ZeRO-2/3
+            raise UserError(f"sharding {kind} with --grad-accum {grad_accum}: DeepSpeed's engine owns gradient "
+                            f"accumulation, which budgetune does not hand it; use --grad-accum 1 with a larger "
+                            f"--micro-batch-size, or --sharding fsdp")
 
 
 def accelerator_kwargs(kind: str, *, grad_accum: int = 1) -> dict:
@@ -103,8 +107,9 @@ def accelerator_kwargs(kind: str, *, grad_accum: int = 1) -> dict:
     if kind in ("zero2", "zero3") and not _true("ACCELERATE_USE_DEEPSPEED"):
         from accelerate.utils import DeepSpeedPlugin
 
+        # zero3_save_16bit_model: accelerate gathers the result whole only with it (get_state_dict under ZeRO-3).
         return {"deepspeed_plugin": DeepSpeedPlugin(zero_stage=int(kind[-1]), gradient_accumulation_steps=grad_accum,
-                                                    zero3_save_16bit_model=False)}
+                                                    zero3_save_16bit_model=True)}
     return {}
 
 
@@ -146,4 +151,8 @@ def is_sharded(model) -> bool:
     inner = getattr(model, "module", model)
     if isinstance(model, (FSDPModule, FSDP1)) or isinstance(inner, (FSDPModule, FSDP1)):
         return True
-    return type(model).__name__ == "DeepSpeedEngine" and getattr(model, "zero_optimization_stage", lambda: 0)() == 3
+    return is_deepspeed(model)  # ZeRO-2 forwards need no gathering, but its optimizer state is per rank
+
+
+def is_deepspeed(model) -> bool:
+    return type(model).__name__ == "DeepSpeedEngine"
