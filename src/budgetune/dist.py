@@ -148,12 +148,18 @@ def barrier() -> None:
 def score_across_ranks(scorer, module, model, pool: list, target: list):
     """A scorer's Scores over the whole pool, each rank scoring a strided share when the scorer says its score of
     an example depends on that example alone (module.PER_EXAMPLE); FLOPs and tokens are summed over ranks.
-    Other scorers run whole on every rank (same result everywhere) and are charged once."""
+    Other scorers run whole on every rank (the same result everywhere), and the ledger is charged for every rank
+    that ran them: N processes spent N times one scoring."""
     from .train.sharding import is_sharded
 
-    # A sharded model's forward needs every rank in step: each scores the whole pool then (charged once).
-    if world() == 1 or not getattr(module, "PER_EXAMPLE", False) or (model is not None and is_sharded(model)):
+    if world() == 1:
         return scorer.score(model, pool, target)
+    # A sharded model's forward needs every rank in step: each scores the whole pool then.
+    if not getattr(module, "PER_EXAMPLE", False) or (model is not None and is_sharded(model)):
+        scores = scorer.score(model, pool, target)
+        scores.flops, scores.tokens = scores.flops * world(), scores.tokens * world()
+        scores.meta = {**scores.meta, "ranks_scoring_the_whole_pool": world()}
+        return scores
     import numpy as np
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
