@@ -133,15 +133,17 @@ def test_selection_is_scored_in_shares(tmp_path, tiny_config_path):
 
 def test_sharded_run_plans_what_the_planner_plans(tmp_path, tiny_config_path, small_data):
     """`budgetune run --sharding fsdp` on 2 processes checks the per-rank memory `budgetune plan --gpus 2
-    --sharding fsdp` reports for the same shape, and its result is a whole adapter saved once."""
+    --sharding fsdp` reports for the same shape (with checkpointing, which FSDP2 wraps), and its result is a whole
+    adapter saved once."""
     proc = _proc([*TORCHRUN, *_run_argv(tiny_config_path, small_data, tmp_path / "run", "--micro-batch-size", "2",
-                                        "--sharding", "fsdp", "--max-memory", "64GiB", "--no-report")])
+                                        "--sharding", "fsdp", "--max-memory", "64GiB", "--gradient-checkpointing",
+                                        "--no-report")])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("held-out loss") == 1
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["sharding"] == "fsdp" and summary["processes"] == 2
     plan, shape = summary["plan"], summary["plan"]["shape"]
-    assert shape["ranks"] == 2 and shape["sharding"] == "fsdp"
+    assert shape["ranks"] == 2 and shape["sharding"] == "fsdp" and plan["gradient_checkpointing"]
     assert (tmp_path / "run" / "checkpoints" / "step-00000002" / "shards").is_dir()
     from safetensors.torch import load_file
 
