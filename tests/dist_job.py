@@ -89,19 +89,19 @@ def fail_job():
     from budgetune.governor.protocol import FixedBudget
     from budgetune.train import evaluate
 
-    real = evaluate.token_loss
+    real = evaluate.forward_flops  # called once per evaluation batch, inside the rank's own loop
     calls = {"n": 0}
 
-    def flaky(model, batch):  # rank 1's third evaluation (step 4) dies in its own forward passes
+    def flaky(*args, **kwargs):  # rank 1's third evaluation (step 4) dies in its own batches
         calls["n"] += 1
         if rank == 1 and calls["n"] == 3:
             raise RuntimeError("injected evaluation failure")
-        return real(model, batch)
+        return real(*args, **kwargs)
 
-    evaluate.token_loss = flaky
+    evaluate.forward_flops = flaky
     attempt("eval", lambda: loop.train(cfg_for("eval-fails", max_steps=6, eval_every=2), tokenizer=tokenizer,
                                        data=data, progress=False))
-    evaluate.token_loss = real
+    evaluate.forward_flops = real
     again = cfg_for("eval-fails", max_steps=6, eval_every=2)
     again.resume = True
     attempt("resume", lambda: report.setdefault("resumed", loop.train(again, tokenizer=tokenizer, data=data,
