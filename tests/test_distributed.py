@@ -185,3 +185,25 @@ def test_two_process_run_resumes_exactly(tmp_path, tiny_config_path, sharding):
         assert r["steps_logged"] == [1, 2, 3, 4, 5]
         assert r["sharded_checkpoint"] == (sharding == "fsdp")
         assert r["summary"]["sharding"] == sharding and r["summary"]["plan"]["shape"]["ranks"] == 2
+
+
+@pytest.mark.slow
+def test_budgetune_select_under_torchrun(tmp_path, tiny_config_path, small_data):
+    """`budgetune select` on 2 processes: ranks score shares, rank 0 alone writes the subset and prints once; the
+    scores equal those of one process (batch size 1: no padding)."""
+    train, target = small_data
+    argv = ["-m", "budgetune.cli", "select", "--scorer", "loss", "--budget", "50%", "--model", tiny_config_path,
+            "--data", train, "--target", target, "--max-seq-len", "64", "-o", "batch_size=1"]
+    two = _proc([*TORCHRUN, *argv, "--out", str(tmp_path / "two.jsonl")], timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("selected ") == 1
+    from budgetune.cli import main
+
+    assert main(argv[2:] + ["--out", str(tmp_path / "one.jsonl")]) == 0
+    a = [json.loads(x) for x in (tmp_path / "two.jsonl.scores.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (tmp_path / "one.jsonl.scores.jsonl").read_text().splitlines()]
+    assert [r["uid"] for r in a] == [r["uid"] for r in b]
+    assert [r["score"] for r in a] == pytest.approx([r["score"] for r in b], rel=1e-5)
+    sa = json.loads((tmp_path / "two.jsonl.summary.json").read_text())
+    sb = json.loads((tmp_path / "one.jsonl.summary.json").read_text())
+    assert sa["flops"] == pytest.approx(sb["flops"], rel=1e-12) and sa["selected"] == sb["selected"]
