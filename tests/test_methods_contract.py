@@ -37,6 +37,9 @@ CASES = {
     "mezo": ({}, 2e-3, 12),
     "lozo": ({"rank": 2, "lazy": 4}, 2e-3, 12),
     "addax": ({"max_fo_len": 24}, 0.1, 6),
+    "subzero": ({"rank": 4, "lazy": 4}, 2e-3, 12),
+    "peqa": ({}, 3e-2, 5),
+    "dqt": ({}, 3e-3, 5),
 }
 DEFAULT_CASE = ({}, None, 6)
 
@@ -138,6 +141,8 @@ def measure_step(stepper, batch, lr) -> int:
     perturbation = getattr(getattr(stepper, "spsa", None), "perturbation", None)
     for pool in getattr(perturbation, "_pool", {}).values():  # zeroth order: the fixed pool z is drawn from
         tracker.register(pool)
+    for factor in getattr(perturbation, "tensors", list)():  # SubZero: the current window's orthonormal factors
+        tracker.register(factor)
     with tracker.mode:
         stepper.step([batch], lr)
     return tracker.peak

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-HELP = ("score a data pool (random, length, dsir, loss, el2n, grand, ifd, rho, s2l, less) and keep a budgeted "
-        "subset; writes OUT (JSONL), OUT.scores.jsonl and OUT.summary.json, with the scoring FLOPs")
+HELP = ("score a data pool (random, length, dsir, loss, el2n, grand, ifd, rho, s2l, less, greats) and keep a "
+        "budgeted subset; writes OUT (JSONL), OUT.scores.jsonl and OUT.summary.json, with the scoring FLOPs")
 
 
 def add_arguments(parser) -> None:
@@ -15,7 +15,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--target", default=None,
                         help="target examples (same formats); unset: the held-out split of --data")
     parser.add_argument("--scorer", required=True, help="scorer name: random, length, dsir, loss, el2n, grand, "
-                                                        "ifd, rho, s2l, less")
+                                                        "ifd, rho, s2l, less, greats")
     parser.add_argument("--budget", required=True, help="5%%, 0.05, 200 (examples) or 20000tok (tokens)")
     parser.add_argument("--strategy", default=None,
                         help="topk, bottomk, offset, stratified or balanced (default: the scorer's own)")

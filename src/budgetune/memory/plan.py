@@ -22,7 +22,8 @@ GIB = 2**30
 # block-wise optimizers trail full fine-tuning slightly (Biderman et al. 2024 "LoRA Learns Less and Forgets Less";
 # BAdam, Luo et al. 2024; HiFT, Liu et al. 2024); QLoRA adds quantisation error to LoRA (Dettmers et al. 2023);
 # zeroth-order methods need far more steps for less (Malladi et al. 2023; Addax and LOZO improve on MeZO).
-QUALITY_ORDER = ("full", "adamw8bit", "galore", "lora", "badam", "hift", "qlora", "addax", "lozo", "mezo")
+QUALITY_ORDER = ("full", "adamw8bit", "galore", "lora", "badam", "hift", "qlora", "dqt", "peqa", "addax", "subzero",
+                 "lozo", "mezo")
 
 # Option sets the planner tries per method; a method not listed is tried with its defaults. "all" LoRA targets
 # are the model's linear layers (memory/spec.py names them per family).
@@ -38,7 +39,7 @@ OPTION_SETS: dict[str, list[dict]] = {
 DEVICE_TFLOPS = {"h200": 989.0, "h100": 989.0, "a100": 312.0, "l40s": 362.0, "a10g": 125.0, "l4": 121.0,
                  "rtx4090": 165.0, "rtx3090": 71.0, "v100": 125.0, "t4": 65.0}
 
-ZEROTH_ORDER = {"mezo", "lozo"}  # forward passes only: two per step (per sampled direction)
+ZEROTH_ORDER = {"mezo", "lozo", "subzero"}  # forward passes only: two per step (per sampled direction)
 ADAPTERS = {"lora", "qlora"}
 
 
@@ -112,6 +113,10 @@ def flops_per_token(spec: ModelSpec, method: str, cfg, shape: Shape) -> float:
     elif method in ("badam", "hift"):
         per_block = int(getattr(cfg, "layers_per_block", getattr(cfg, "layers_per_group", 1)) or 1)
         trainable, total = min(spec.n_layers, per_block) * layer, matmul
+    elif method == "peqa":  # only per-row scales train: input gradients, no weight-gradient products
+        trainable, total = 0, matmul
+    elif method == "dqt":  # the decoder's linear layers train; the head is frozen
+        trainable, total = spec.n_layers * layer, matmul
     else:
         trainable, total = matmul, matmul
     p = FlopProfile(total, trainable, total, spec.n_layers * layer, spec.n_layers, spec.n_heads * spec.head_dim)

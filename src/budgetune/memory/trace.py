@@ -30,7 +30,10 @@ from dataclasses import dataclass
 from ..errors import UserError
 from .terms import MemoryBreakdown, Shape
 
-TRACEABLE = ("full", "lora", "badam", "galore", "mezo")  # methods whose training step the tracer reproduces
+TRACEABLE = ("full", "lora", "badam", "galore", "mezo", "subzero")  # methods whose training step the tracer reproduces
+# SubZero's step is MeZO's (two no-grad probes, in-place perturbations); its orthonormal factors (Σ(m+n)·r values,
+# a few MiB) are not traced: its memory() counts them.
+TRACE_AS = {"subzero": "mezo"}
 UPDATES_BASE = ("full", "badam", "galore", "mezo")  # methods that change the base weights (fp32 under AMP)
 
 
@@ -260,6 +263,7 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     start = time.perf_counter()
+    method, method_cfg = (TRACE_AS[method], None) if method in TRACE_AS else (method, method_cfg)
     model = _build(config, shape, method, method_cfg)
     model.train()
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext()
