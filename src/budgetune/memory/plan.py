@@ -92,41 +92,12 @@ def resolve_options(name: str, options: dict, spec: ModelSpec | None) -> dict:
 
 
 def flops_per_token(spec: ModelSpec, method: str, cfg, shape: Shape) -> float:
-    """Training FLOPs per token from budgetune.flops (Kaplan et al. 2020; Narayanan et al. 2021), the trainable
-    share per method: all matrices (full, 8-bit Adam, GaLore), adapters only (LoRA, QLoRA; backward still runs
-    through every layer), one block (BAdam, HiFT), or forward passes only (two per direction: MeZO, LOZO)."""
-    from ..flops import (
-        FlopProfile,
-        backward_flops_per_token,
-        forward_flops_per_token,
-        recompute_flops_per_token,
-    )
+    """Training FLOPs per token from the profile the run's ledger charges (budgetune.flop_plan: the model's products
+    laid out from the config, with the method's trainable set): all matrices (full, 8-bit Adam, GaLore), adapters (LoRA,
+    QLoRA), the mean over a cycle of blocks (BAdam, HiFT), or two forward passes per direction (MeZO, LOZO)."""
+    from ..flop_plan import planned_flops_per_token
 
-    layer = sum(l.in_features * l.out_features for l in spec.layer_linears)
-    matmul = spec.n_layers * layer + spec.vocab * spec.hidden
-    if method in ADAPTERS:
-        targets = list(getattr(cfg, "target_modules", []))
-        r = int(getattr(cfg, "r", 16))
-        adapters = spec.n_layers * sum(r * (spec.linear(t).in_features + spec.linear(t).out_features)
-                                       for t in targets if t in spec.linear_names)
-        trainable, total = adapters, matmul + adapters
-    elif method in ("badam", "hift"):
-        per_block = int(getattr(cfg, "layers_per_block", getattr(cfg, "layers_per_group", 1)) or 1)
-        trainable, total = min(spec.n_layers, per_block) * layer, matmul
-    elif method == "peqa":  # only per-row scales train: input gradients, no weight-gradient products
-        trainable, total = 0, matmul
-    elif method == "dqt":  # the decoder's linear layers train; the head is frozen
-        trainable, total = spec.n_layers * layer, matmul
-    else:
-        trainable, total = matmul, matmul
-    p = FlopProfile(total, trainable, total, spec.n_layers * layer, spec.n_layers, spec.n_heads * spec.head_dim)
-    s = shape.seq_len
-    if method in ZEROTH_ORDER:
-        return 2.0 * forward_flops_per_token(p, s) * int(getattr(cfg, "samples", 1) or 1)
-    f = forward_flops_per_token(p, s) + backward_flops_per_token(p, s)
-    if shape.gradient_checkpointing:
-        f += recompute_flops_per_token(p, s)
-    return f
+    return planned_flops_per_token(spec, method, cfg, shape.seq_len, shape.gradient_checkpointing)
 
 
 def method_memory(spec: ModelSpec, shape: Shape, name: str, options: dict):

@@ -92,6 +92,16 @@ class AddaxStepper(WholeModelWeights):
             self._profile = profile_from_model(self.model)
         return self._profile
 
+    def cost(self, micro_batches: list[dict]) -> float:
+        """What step() will charge: two forwards on the long rows, a training step on the short ones."""
+        total = 0.0
+        for mb in micro_batches:
+            s, l = split_by_length(mb, int(self.cfg.max_fo_len))
+            total += 2 * self.spsa.forward_cost([l]) if l is not None else 0.0
+            total += train_step_flops(self.profile(), *s["input_ids"].shape, recompute=self.recompute) \
+                if s is not None else 0.0
+        return total
+
     def step(self, micro_batches: list[dict], lr: float) -> StepResult:
         short, long = [], []
         for mb in micro_batches:

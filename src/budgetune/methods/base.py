@@ -99,6 +99,11 @@ class FirstOrderStepper:
         """Call when the trainable set changes (block-wise methods)."""
         self._profile = None
 
+    def cost(self, micro_batches: list[dict]) -> float:
+        """FLOPs the next step() on these micro-batches will charge, before it runs (the loop's budget check)."""
+        return sum(train_step_flops(self.profile(), *mb["input_ids"].shape, recompute=self.recompute)
+                   for mb in micro_batches)
+
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)

@@ -220,8 +220,12 @@ class ZerothOrderStepper(WholeModelWeights):
             losses.append(loss)
         self.spsa.decay(lr)
         self.step_count += 1
-        flops = 2 * self.spsa.cfg.samples * self.spsa.forward_cost(micro_batches)
+        flops = self.cost(micro_batches)
         return StepResult(sum(losses) / len(losses), flops, sum(batch_tokens(mb) for mb in micro_batches))
+
+    def cost(self, micro_batches: list[dict]) -> float:
+        """Two forward passes per sampled direction (Malladi et al. 2023); known before the step runs."""
+        return 2 * self.spsa.cfg.samples * self.spsa.forward_cost(micro_batches)
 
     def state_dict(self) -> dict:
         return {"step": self.step_count, "seed": self.spsa.seed, "perturbation": self.spsa.perturbation.state_dict()}

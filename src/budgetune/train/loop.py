@@ -24,7 +24,7 @@ from ..errors import UserError
 from ..governor.protocol import Decision, FixedBudget
 from ..methods import registry
 from ..methods.base import TrainContext
-from . import checkpoint, cooldown, pacing, ranks
+from . import checkpoint, cooldown, pacing, precost, ranks
 from .evaluate import heldout_loss
 from .progress import TrainingBar
 from .rundir import RunDir, read_jsonl
@@ -219,7 +219,8 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         micro = [{k: v.to(accelerator.device) for k, v in mb.items()} for mb in micro]
         # Cost this batch before running it, so a long batch cannot overrun the FLOP budget.
         shape = _global_shape(accelerator, micro)
-        reason = pacing.should_stop(budget, ledger, None, state["step"], _estimate(last_step, shape), eval_cost)
+        next_cost = precost.next_step_flops(stepper, micro, accelerator, last_step, shape)
+        reason = pacing.should_stop(budget, ledger, None, state["step"], next_cost, eval_cost)
         if reason:
             state["epoch"], state["cursor"] = position  # the batch was not trained on
             state["stop_reason"] = reason
@@ -328,15 +329,6 @@ def _global_shape(accelerator, micro: list[dict]) -> tuple[float, float]:
         m = accelerator.reduce(torch.tensor([longest], dtype=torch.float64, device=accelerator.device), "max")
         tokens, longest = float(t[0]), float(m[0])
     return tokens, longest
-
-
-def _estimate(last_step, shape: tuple[float, float]) -> float:
-    """Upper estimate of a step's FLOPs from the previous step's: linear in tokens, and in sequence length
-    when sequences grow (the attention term)."""
-    if last_step is None:
-        return 0.0
-    flops, (tokens, longest) = last_step
-    return flops * (shape[0] / tokens) * max(1.0, shape[1] / longest)
 
 
 def _decide(accelerator, governor, record: dict, ledger: Ledger, budget: Budget) -> Decision:
