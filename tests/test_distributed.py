@@ -108,6 +108,7 @@ def test_budgetune_run_under_accelerate_launch(tmp_path, tiny_config_path, small
         assert 0.8 < a["flops"][phase] / b["flops"][phase] <= 1.0
 
 
+@pytest.mark.slow  # ~40 s on 2 cores; reduce_or_raise alone is in test_sharding.py
 def test_a_failed_rank_stops_every_rank(tmp_path, tiny_config_path):
     """Rank 1's evaluation raises in its own forward pass, then (next run) rank 0's governor raises: the other rank
     learns it in the same collective and raises too, instead of waiting for the process-group timeout (60 s)."""
@@ -136,6 +137,7 @@ def test_selection_is_scored_in_shares(tmp_path, tiny_config_path):
     assert r0["shared"]["chosen"] == r1["shared"]["chosen"]
 
 
+@pytest.mark.slow  # ~35 s on 2 cores; check_fits against plan without a launch is in test_sharding.py
 def test_sharded_run_plans_what_the_planner_plans(tmp_path, tiny_config_path, small_data):
     """`budgetune run --sharding fsdp` on 2 processes checks the per-rank memory `budgetune plan --gpus 2
     --sharding fsdp` reports for the same shape (with checkpointing, which FSDP2 wraps), and its result is a whole
