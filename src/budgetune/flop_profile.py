@@ -148,6 +148,21 @@ def _locate(name: str, prefix: str, n_layers: int) -> tuple[int | None, list[str
     return None, name.split(".")
 
 
+def attention_is_fused(base) -> bool:
+    """Whether training runs a fused attention kernel (5 backward products per layer) or the unfused math (4)."""
+    config = base.config
+    fused = getattr(config, "_attn_implementation", "eager") != "eager"
+    if fused and _on_cpu(base) and any(float(getattr(config, k, 0) or 0) > 0 for k in _ATTN_DROPOUT):
+        fused = False  # CPU's fused kernel has no dropout: SDPA falls back to its unfused math (eager's products)
+    return fused
+
+
+def attention_backward_everywhere(model) -> float:
+    """Attention backward products when q, k and v need gradients in every decoder layer."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return float(len(decoder_layers(base)) * (5 if attention_is_fused(base) else 4))
+
+
 def read_profile(model, adapters: dict[str, int] | None = None) -> FlopProfile:
     """The FlopProfile of a (possibly peft-wrapped, possibly quantised) causal LM as it trains now (plus planned
     LoRA `adapters`, module name -> rank)."""
@@ -156,9 +171,7 @@ def read_profile(model, adapters: dict[str, int] | None = None) -> FlopProfile:
     n_layers = len(decoder_layers(base))
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     attn_dim = int(config.num_attention_heads * head_dim)
-    fused = getattr(config, "_attn_implementation", "eager") != "eager"
-    if fused and _on_cpu(base) and any(float(getattr(config, k, 0) or 0) > 0 for k in _ATTN_DROPOUT):
-        fused = False  # CPU's fused kernel has no dropout: SDPA falls back to its unfused math (eager's products)
+    fused = attention_is_fused(base)
     prods, others = products(model, adapters)
     # The embedding output needs a gradient when the embedding trains or when checkpointing made it require one
     # (transformers' enable_input_require_grads, which budgetune turns on with checkpointing).

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, check_number
 
 HELP = ("generate with a model or a run's fine-tune: FLOPs and KV-cache bytes per request, an optional per-request "
         "FLOP budget, speculative decoding (draft model or prompt lookup)")
@@ -104,6 +104,10 @@ def _line(r) -> str:
 
 
 def main(args) -> int:
+    check_number(args.max_new_tokens, "--max-new-tokens", minimum=1)
+    check_number(args.flops_budget, "--flops-budget", above=0)
+    check_number(args.draft_tokens, "--draft-tokens", minimum=1)
+    check_number(args.batch_size, "--batch-size", minimum=1)
     prompts = [args.prompt] if args.prompt is not None else read_prompts(args.file)
     if args.prompt is not None and not args.prompt.strip():
         raise UserError("--prompt is empty; give some text")

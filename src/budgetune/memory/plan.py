@@ -16,6 +16,10 @@ from .spec import ModelSpec
 from .terms import MemoryBreakdown, Shape
 
 GIB = 2**30
+# The runtime overhead on one device, one definition for `plan` and a run's check_fits: the CUDA context and
+# cuBLAS/cuDNN workspaces (≈ 0.3–0.5 GiB), and the caching allocator's slack as a share of the tensor bytes.
+OVERHEAD = "512MiB"
+FRAGMENTATION = 0.05
 
 # Most quality-preserving first (the order the planner recommends in when several fit). Full fine-tuning and
 # 8-bit Adam match in quality (Dettmers et al. 2022); GaLore is close to full (Zhao et al. 2024); LoRA and the
@@ -119,6 +123,12 @@ def enumerate_plans(spec: ModelSpec, shape: Shape, budget: int, *, methods: list
     plans: list[Plan] = []
     names = methods or registry.names()
     for name in names:
+        from ..precision import supports
+
+        if not supports(registry.get(name), shape.precision):
+            if notes is not None:
+                notes.append(f"{name}: skipped (it cannot train in {shape.precision})")
+            continue
         for options in OPTION_SETS.get(name, [{}]):
             for ckpt in (False, True):
                 s = shape.with_(gradient_checkpointing=ckpt)
@@ -214,6 +224,18 @@ def trace_plans(model: str, plans: list[Plan], shape: Shape, budget: int, *, tim
     return notes
 
 
+def run_shape(run_cfg, precision: str | None = None) -> Shape:
+    """The Shape a configured run trains with, as `plan` builds it: its micro-batch and longest sequence, padded
+    batches as the loop collates them, the precision the run resolves to, and the shared runtime overhead."""
+    from .. import precision as precision_mod
+    from ..config import parse_bytes
+
+    return Shape(micro_batch=int(run_cfg.train.micro_batch_size), seq_len=int(run_cfg.data.max_seq_len),
+                 precision=precision or precision_mod.for_run(run_cfg),
+                 gradient_checkpointing=bool(run_cfg.train.gradient_checkpointing),
+                 overhead_bytes=parse_bytes(OVERHEAD), fragmentation=FRAGMENTATION)
+
+
 def check_fits(run_cfg, *, world: int = 1, sharding: str = "none") -> dict:
     """Refuse a run whose method cannot fit cfg.budget.max_memory (before any weight is loaded).
 
@@ -225,9 +247,7 @@ def check_fits(run_cfg, *, world: int = 1, sharding: str = "none") -> dict:
 
     budget = parse_bytes(run_cfg.budget.max_memory, "budget field 'max_memory'")
     spec = spec_from_model_name(run_cfg.model.model)
-    precision = {"float32": "fp32", "bfloat16": "bf16", "float16": "bf16"}.get(run_cfg.model.dtype, "fp32")
-    shape = Shape(micro_batch=int(run_cfg.train.micro_batch_size), seq_len=int(run_cfg.data.max_seq_len),
-                  precision=precision, gradient_checkpointing=bool(run_cfg.train.gradient_checkpointing))
+    shape = run_shape(run_cfg)
     shape = shape.with_(ranks=max(1, int(world)), sharding=sharding)  # per-rank memory of the layout the run uses
     name = run_cfg.train.method
     if name == "auto":  # the planner picks: the most quality-preserving method that fits, then the fastest

@@ -35,6 +35,7 @@ class TrainContext:
     weight_decay: float = 0.0
     gradient_checkpointing: bool = False
     seed: int = 0
+    precision: str = "fp32"  # budgetune.precision: fp32, amp_bf16 (autocast through the accelerator) or bf16
     extra: dict = field(default_factory=dict)
 
 

@@ -18,6 +18,7 @@ Stochastic rounding draws from a generator seeded by (run seed, step, layer), so
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -64,13 +65,17 @@ def quantize_model(model, bits: int) -> dict[str, object]:
 def dqt_profile(model) -> FlopProfile:
     """Weight gradients for every decoder linear, input gradients for all but the first layer's q/k/v (nothing
     below them trains: the embedding is frozen), the head's input gradient included."""
+    from ..flop_profile import attention_backward_everywhere
     from .int_layers import decoder_linears
 
     p = profile_from_model(model)
     first = [m for n, m in decoder_linears(model) if n.split(".")[-1] in ("q_proj", "k_proj", "v_proj")][:3]
     qkv0 = sum(m.in_features * m.out_features for m in first)
-    return FlopProfile(p.matmul_params, p.layer_matmul_params, p.matmul_params - qkv0, p.layer_matmul_params,
-                       p.n_layers, p.attn_dim)
+    # q/k/v train in every layer, so attention backward runs in every layer.
+    decoder = sum(m.in_features * m.out_features for _, m in decoder_linears(model))
+    return dataclasses.replace(p, trainable_matmul_params=decoder, input_grad_params=p.matmul_params - qkv0,
+                               layer_matmul_params=decoder, recompute_layers=p.n_layers,
+                               attn_backward_products=attention_backward_everywhere(model))
 
 
 class DqtStepper:

@@ -12,6 +12,7 @@ from .base import FirstOrderStepper, TrainContext
 torch = lazy("torch")
 
 NAME = "lora"
+FROZEN_BASE = True  # the base never trains: under amp_bf16 it is loaded in bf16 (budgetune.precision.load_dtype)
 DEFAULT_LR = 2e-4
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -18,6 +18,7 @@ are packed two to a byte (b ≤ 4). The embedding, norms and LM head stay in flo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,13 +57,17 @@ def quantize_model(model, bits: int) -> list[str]:
 def peqa_profile(model):
     """The FLOP profile of a PEQA step: no weight-gradient products (the scale gradient is elementwise), input
     gradients through every linear except those reading the first layer's input (nothing below them trains)."""
-    from ..flops import FlopProfile, profile_from_model
+    from ..flop_profile import attention_backward_everywhere
+    from ..flops import profile_from_model
     from .int_layers import decoder_linears
 
     p = profile_from_model(model)
     first = [m for n, m in decoder_linears(model) if n.split(".")[-1] in ("q_proj", "k_proj", "v_proj")]
     qkv0 = sum(m.in_features * m.out_features for m in first[:3])
-    return FlopProfile(p.matmul_params, 0, p.matmul_params - qkv0, p.layer_matmul_params, p.n_layers, p.attn_dim)
+    decoder = sum(m.in_features * m.out_features for _, m in decoder_linears(model))
+    return dataclasses.replace(p, trainable_matmul_params=0, input_grad_params=p.matmul_params - qkv0,
+                               layer_matmul_params=decoder, recompute_layers=p.n_layers,
+                               attn_backward_products=attention_backward_everywhere(model))
 
 
 class PeqaStepper(FirstOrderStepper):
