@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     from .models import offline
 
     offline(bool(getattr(args, "cfg__model__allow_download", None)))  # no network unless asked, this invocation
+    from .dist import runs_on_this_rank
+
+    if not runs_on_this_rank(args.verb):  # under a launcher, a verb with nothing to split runs on rank 0 alone
+        return 0
     try:
         return int(args._module.main(args) or 0)
     except UserError as e:

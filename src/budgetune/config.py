@@ -93,6 +93,13 @@ class TrainConfig:
     checkpoint_every: int = doc("save a resumable checkpoint every N optimizer steps (0: only at the end)", 25)
     keep_checkpoints: int = doc("checkpoints kept on disk", 2)
     seed: int = doc("seed of initialisation and data order", 0)
+    sharding: str = doc(
+        "how model states are split over processes under a launcher: auto (what the accelerate config says; none "
+        "without one), none (a full copy per process), fsdp (FSDP2), zero2 or zero3 (DeepSpeed); full and lora only",
+        "auto",
+    )
+    dist_timeout: float = doc("seconds a process waits for the others in a collective before it fails (several "
+                              "processes only)", 1800.0)
     nonfinite_retries: int = doc(
         "times a non-finite loss or weight goes back to the last good checkpoint with the learning rate halved, "
         "before the run stops", 3

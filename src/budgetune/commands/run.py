@@ -43,6 +43,14 @@ def execute(cfg, *, generation_eval: int | None = None, as_json: bool = False) -
     before_gen = after_gen = None
     generation_eval = cfg.generation_eval if generation_eval is None else generation_eval
     result = train(cfg, governor=gov, **_refresh_inputs(cfg, budget))
+    from ..dist import is_main
+
+    if not is_main():  # under a launcher rank 0 alone evaluates by generation, writes the report and prints
+        return 0
+    if generation_eval and result.extra.get("sharded"):
+        print(f"budgetune: generation eval skipped for a sharded run; score it with `budgetune eval "
+              f"{result.run_dir}`", file=sys.stderr)
+        generation_eval = 0
     if generation_eval:
         from ..train.progress import stage
 

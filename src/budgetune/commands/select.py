@@ -142,10 +142,14 @@ def main(args) -> int:
     split = load_data(cfg, tokenizer)
     needs_model = auto or module.NEEDS_MODEL or args.denoise is not None
     model = None if no_model or not needs_model else load_model(args.model)
+    from ..dist import is_main, start
     from ..train.progress import stage
 
+    start()  # under a launcher: ranks score shares of the pool (scorers that allow it), rank 0 writes
     with stage(f"scoring {len(split.train)} examples with {args.scorer}"):
         result = select(selection, model, split.train, split.scoring, total_flops=args.max_flops)
+    if not is_main():
+        return 0
     out = Path(args.out)
     values = result.scores.values
     chosen = {int(i) for i in result.indices}

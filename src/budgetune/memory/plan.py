@@ -7,6 +7,7 @@ weight is loaded and it raises Infeasible (exit 1) with the binding term and wha
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -235,7 +236,7 @@ def run_shape(run_cfg, precision: str | None = None) -> Shape:
                  overhead_bytes=parse_bytes(OVERHEAD), fragmentation=FRAGMENTATION)
 
 
-def check_fits(run_cfg) -> dict:
+def check_fits(run_cfg, *, world: int = 1, sharding: str = "none") -> dict:
     """Refuse a run whose method cannot fit cfg.budget.max_memory (before any weight is loaded).
 
     Returns the plan as JSON (method, options, gradient_checkpointing, bytes, fits, ...); with train.method "auto"
@@ -247,14 +248,17 @@ def check_fits(run_cfg) -> dict:
     budget = parse_bytes(run_cfg.budget.max_memory, "budget field 'max_memory'")
     spec = spec_from_model_name(run_cfg.model.model)
     shape = run_shape(run_cfg)
+    shape = shape.with_(ranks=max(1, int(world)), sharding=sharding)  # per-rank memory of the layout the run uses
     name = run_cfg.train.method
     if name == "auto":  # the planner picks: the most quality-preserving method that fits, then the fastest
-        plans = enumerate_plans(spec, shape, budget)  # with and without checkpointing
+        shardable = ["full", "lora"] if sharding != "none" else None  # train/sharding.py SHARDABLE
+        plans = enumerate_plans(spec, shape, budget, methods=shardable)  # with and without checkpointing
         best = recommend(plans)
         if best is None:
             raise Infeasible(f"budget max_memory {run_cfg.budget.max_memory}: {advice(plans, shape, budget)}")
         out = plans[best].to_json()
         out["budget"] = budget
+        out["shape"] = dataclasses.asdict(shape)
         return out
     cfg, breakdown = method_memory(spec, shape, name, dict(run_cfg.train.method_options or {}))
     if breakdown is None:
@@ -275,4 +279,5 @@ def check_fits(run_cfg) -> dict:
             f"{run_cfg.budget.max_memory}` lists what fits)")
     out = plan.to_json()
     out["budget"] = budget
+    out["shape"] = dataclasses.asdict(shape)
     return out

@@ -82,7 +82,9 @@ class FirstOrderStepper:
         self.recompute = ctx.gradient_checkpointing
         if self.recompute:
             enable_checkpointing(model)
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        from ..train.sharding import prepare
+
+        self.model, self.optimizer = prepare(self.accelerator, model, optimizer, ctx.extra.get("sharding", "none"))
         self._profile: FlopProfile | None = None
 
     @property

@@ -109,7 +109,9 @@ def save_memory(result, cfg) -> Path | None:
     from .. import atomic
     from ..memory.plan import check_fits
 
-    plan = check_fits(cfg)
+    # The plan the run checked, for its world size and sharding (train/ranks.py records it in summary.json).
+    recorded = json.loads((Path(result.run_dir) / "summary.json").read_text(encoding="utf-8")).get("plan")
+    plan = recorded or check_fits(cfg)
     out = {"method": plan.get("method"), "planned": plan.get("bytes") or {}, "budget": plan.get("budget")}
     import torch
 

@@ -25,7 +25,7 @@ from ..errors import UserError
 from ..governor.protocol import Decision, FixedBudget
 from ..methods import registry
 from ..methods.base import TrainContext
-from . import checkpoint, cooldown, guard, pacing, precost, rundir
+from . import checkpoint, cooldown, guard, pacing, precost, ranks, rundir
 from .evaluate import heldout_loss
 from .progress import TrainingBar
 from .rundir import RunDir, read_jsonl
@@ -78,10 +78,11 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
 
     _validate(cfg)
     budget = make_budget(cfg)
+    layout = ranks.layout(cfg)  # processes and sharding this run really uses (the planner plans with them)
     if budget.max_memory_bytes is not None:
         from ..memory.plan import check_fits  # refuses before any weight is loaded
 
-        plan = check_fits(cfg)
+        plan = check_fits(cfg, **layout)
         if cfg.train.method == "auto":  # the planner's recommendation for this memory budget
             cfg.train.method = plan["method"]
             cfg.train.method_options = dict(plan.get("options") or {})
@@ -92,7 +93,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     method_cfg = registry.make_config(cfg.train.method, cfg.train.method_options)
     precision = cfg.train.precision = precision_mod.for_run(cfg)  # the one check_fits planned; recorded for resume
     precision_mod.check_method(cfg.train.method, method, precision)
-    accelerator = precision_mod.make_accelerator(precision)
+    accelerator = precision_mod.make_accelerator(precision, **ranks.accelerator_kwargs(cfg, layout))
     run = rundir.prepare(cfg, writer=accelerator.is_main_process, accelerator=accelerator)  # checks; writes nothing
     cfg.out = str(run.path)
     resumed = checkpoint.load_latest(run.path) if cfg.resume and run.path.is_dir() else None
@@ -129,7 +130,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         ledger.seconds += time.perf_counter() - t0  # the time budget covers selection too
     ctx = TrainContext(accelerator=accelerator, weight_decay=cfg.train.weight_decay,
                        gradient_checkpointing=cfg.train.gradient_checkpointing, seed=cfg.train.seed,
-                       precision=precision)
+                       precision=precision, extra={"sharding": layout["sharding"]})
     torch.manual_seed(cfg.train.seed)
     stepper = method.prepare(model, method_cfg, ctx)
     governor = governor or FixedBudget()
@@ -140,8 +141,9 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
              "pool_uids": None, "cooldown": None}
     if resumed is not None:
         weights, method_state, saved = resumed
-        stepper.load_trainable_state_dict(weights)
-        stepper.load_state_dict(method_state["method"])
+        if ranks.restore_sharded(run.path, stepper) is False:
+            stepper.load_trainable_state_dict(weights)
+            stepper.load_state_dict(method_state["method"])
         torch.set_rng_state(method_state["rng"])
         state.update(saved["loop"])
         ledger = Ledger.from_dict(saved["ledger"])
@@ -298,8 +300,9 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         else evals[-1]["eval_loss"]
     _save(run, stepper, state, ledger, governor, cfg)
     artefact = None
+    result_source = ranks.result_source(stepper)  # a sharded model is gathered whole first (every rank)
     if accelerator.is_main_process:
-        artefact = _save_result(run.path, stepper, tokenizer)
+        artefact = _save_result(run.path, result_source, tokenizer)
     accelerator.wait_for_everyone()
     ledger_dict = ledger.to_dict()
     run.write_json("ledger.json", ledger_dict)
@@ -309,12 +312,14 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
                "model": cfg.model.model, "processes": world, "train_seconds_this_session": train_seconds,
                "pool_size": len(pool), "target_size": len(data.target), "cooldown": state["cooldown"],
                "divergence": guard.divergence(evals, state["before_loss"]), "rollbacks": state.get("rollbacks", 0)}
+    summary.update(ranks.summary_fields(layout, plan if budget.max_memory_bytes is not None else None))
     summary["n_params"] = scaling.base_params(stepper.model)  # the N of `budgetune scaling fit`
     run.write_json("summary.json", summary)
     tracker.ledger(ledger_dict, state["step"])
     return RunResult(run.path, ledger, evals, state["stop_reason"], artefact, state["before_loss"],
                      after_loss, {"train_seconds": train_seconds, "model": stepper.model,
-                                              "tokenizer": tokenizer, "data": data})
+                                  "tokenizer": tokenizer, "data": data,
+                                  "sharded": layout["sharding"] != "none"})
 
 
 def _save_result(run_dir: Path, stepper, tokenizer) -> Path:
@@ -347,16 +352,7 @@ def _global_shape(accelerator, micro: list[dict]) -> tuple[float, float]:
 
 
 def _decide(accelerator, governor, record: dict, ledger: Ledger, budget: Budget) -> Decision:
-    from accelerate.utils import broadcast_object_list
-
-    decision = governor.decide(record, ledger, budget) if accelerator.is_main_process else None
-    box = [decision]
-    if accelerator.num_processes > 1:
-        broadcast_object_list(box, from_process=0)
-        if not accelerator.is_main_process:
-            # Keep every process's governor state identical to rank 0's.
-            governor.decide(record, ledger, budget)
-    return box[0]
+    return ranks.decide(accelerator, governor, record, ledger, budget)
 
 
 def _global_seconds(accelerator, seconds: float) -> float:
@@ -369,6 +365,8 @@ def _global_seconds(accelerator, seconds: float) -> float:
 
 
 def _save(run: RunDir, stepper, state: dict, ledger: Ledger, governor, cfg) -> None:
+    if ranks.save_sharded(run, stepper, state, ledger, governor, cfg):  # every rank writes its own shard
+        return
     weights = stepper.trainable_state_dict()
     method_state = {"method": stepper.state_dict(), "rng": torch.get_rng_state()}
     saved = {"loop": dict(state), "ledger": ledger.to_dict(), "governor": governor.state_dict()}

@@ -15,6 +15,7 @@ from ..protocol import Scores
 NAME = "ifd"
 NEEDS_MODEL = True
 DEFAULT_STRATEGY = "topk"
+PER_EXAMPLE = True  # an example's score depends on it alone: ranks may score shares of the pool
 
 
 @dataclass(kw_only=True)

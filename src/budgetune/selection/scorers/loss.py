@@ -11,6 +11,7 @@ from ..protocol import Scores
 NAME = "loss"
 NEEDS_MODEL = True
 DEFAULT_STRATEGY = "topk"
+PER_EXAMPLE = True  # an example's score depends on it alone: ranks may score shares of the pool
 
 
 @dataclass(kw_only=True)
