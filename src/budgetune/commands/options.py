@@ -57,6 +57,10 @@ def apply_flags(cfg: config_mod.RunConfig, args: argparse.Namespace) -> config_m
             try:
                 value = json.loads(value)
             except json.JSONDecodeError:
+                if f.name == "governor" and value.replace("-", "").isalnum():  # --governor none / patience
+                    value = {"name": value}
+                    setattr(target, f.name, value)
+                    continue
                 raise UserError(f"{flag} '{value}' is not JSON; write e.g. '{{\"scorer\": \"ifd\"}}'") from None
         else:
             value = config_mod.coerce(value, hint, f"flag {flag}")

@@ -40,14 +40,17 @@ def execute(cfg, *, generation_eval: int = 0) -> int:
         before_gen, after_gen = _generation_eval(result, generation_eval)
     report = write_report(result.run_dir, generation=(before_gen, after_gen)) if cfg.report else None
     _print_summary(result, report, before_gen, after_gen, time.perf_counter() - started)
+    from ..governor.summary import governor_lines
+
+    print("\n".join(governor_lines(result.run_dir, result.ledger, budget.max_flops, gov)), file=sys.stdout)
     return 0
 
 
 def _refresh_inputs(cfg, budget) -> dict:
     """With both a governor and data selection, the governor's refresh action re-selects the training data; the
     refresher re-scores the whole training pool, so the data is loaded here and handed to the loop."""
-    if not (cfg.governor and cfg.selection):
-        return {}
+    if not cfg.selection or (cfg.governor or {}).get("name") in ("none", "fixed"):
+        return {}  # the default governor is on: a selecting run gets a refresher unless the budget is fixed
     from ..data import load_data
     from ..models import load_tokenizer
     from ..selection.refresh import make_refresher

@@ -23,8 +23,8 @@ from ..errors import UserError
 from ..governor.protocol import Decision, FixedBudget
 from ..methods import registry
 from ..methods.base import TrainContext
-from . import checkpoint, cooldown, pacing
-from .evaluate import heldout_loss
+from . import checkpoint, cooldown, evalplan, governed, pacing
+from .evaluate import heldout_losses
 from .rundir import RunDir, read_jsonl
 from .schedule import wsd_lr
 
@@ -57,7 +57,7 @@ def _validate(cfg) -> None:
     for name in ("micro_batch_size", "grad_accum", "eval_batch_size", "eval_points"):
         if getattr(t, name) < 1:
             raise UserError(f"train field '{name}' is {getattr(t, name)}; it must be at least 1")
-    for name in ("decay_fraction", "cooldown_fraction"):
+    for name in ("decay_fraction", "cooldown_fraction", "eval_share"):
         if not 0 <= getattr(t, name) <= 1:
             raise UserError(f"train field '{name}' is {getattr(t, name)}; give a share between 0 and 1")
     if t.lr is not None and t.lr <= 0:
@@ -128,13 +128,14 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     pad_id = tokenizer.pad_token_id
 
     state = {"step": 0, "epoch": 0, "cursor": 0, "stop_reason": None, "before_loss": None, "evals_done": 0,
-             "pool_uids": None, "cooldown": None}
+             "pool_uids": None, "cooldown": None, "eval_plan": None}
     if resumed is not None:
         weights, method_state, saved = resumed
         stepper.load_trainable_state_dict(weights)
         stepper.load_state_dict(method_state["method"])
         torch.set_rng_state(method_state["rng"])
         state.update(saved["loop"])
+        state["stop_reason"] = pacing.resumable(state["stop_reason"])  # a raised budget continues a finished run
         ledger = Ledger.from_dict(saved["ledger"])
         fold_outside(ledger, read_charges(run.path))  # eval/generate work done on the run since its checkpoint
         governor.load_state_dict(saved.get("governor", {}))
@@ -155,15 +156,16 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     def order(epoch: int) -> np.ndarray:
         return np.random.default_rng([cfg.train.seed, epoch]).permutation(len(pool))
 
-    def do_eval() -> dict:
+    def do_eval(indices=None) -> dict:
         t0 = time.perf_counter()
-        loss, flops, tokens = heldout_loss(stepper.model, data.target, pad_id=pad_id,
-                                           batch_size=cfg.train.eval_batch_size, accelerator=accelerator)
-        ledger.charge("eval", flops, tokens)
+        r = heldout_losses(stepper.model, data.target, pad_id=pad_id, batch_size=cfg.train.eval_batch_size,
+                           accelerator=accelerator, indices=indices)
+        loss, flops = r["loss"], r["flops"]
+        ledger.charge("eval", flops, r["tokens"])
         ledger.seconds += _global_seconds(accelerator, time.perf_counter() - t0)
         record = {"kind": "eval", "step": state["step"], "eval_loss": loss, "flops": ledger.total_flops,
                   "train_flops": ledger.flops["train"], "tokens": ledger.tokens["train"],
-                  "seconds": ledger.seconds, "eval_flops": flops}
+                  "seconds": ledger.seconds, "eval_flops": flops, **evalplan.per_example(r, len(data.target))}
         run.append(run.metrics, record)
         state["evals_done"] += 1
         return record
@@ -180,6 +182,11 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         )
 
         check_inputs(budget, eval_flops=eval_cost, heldout_examples=len(data.target))
+        state["eval_plan"] = governed.start(cfg, governor, budget, whole_flops=eval_cost, n_examples=len(data.target),
+                                            announce=progress and accelerator.is_main_process)
+        if state["eval_plan"] is not None:
+            run.append(run.decisions, {"step": 0, "flops": ledger.total_flops, "action": "plan",
+                                       "reason": state["eval_plan"]["line"], **state["eval_plan"]})
 
     bar = _progress(progress and accelerator.is_main_process, budget, ledger)
     last_step, train_seconds = None, 0.0
@@ -236,8 +243,8 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         run.append(run.metrics, {"kind": "train", "step": state["step"], "train_loss": train_loss, "lr": lr,
                                  "flops": ledger.total_flops, "tokens": ledger.tokens["train"]})
         bar.update(ledger, train_loss)
-        if cool is None and pacing.eval_due(cfg.train, budget, ledger, state):  # a cooldown ends in the final eval
-            record = do_eval()
+        if cool is None and governed.due(cfg, state["eval_plan"], budget, ledger, state):  # cooldown: final eval only
+            record = do_eval(governed.sample(state["eval_plan"]))
             record["train_loss"] = train_loss
             record["lr"] = lr
             evals.append(record)
@@ -267,7 +274,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         if every and state["step"] % every == 0 and state["stop_reason"] is None:
             _save(run, stepper, state, ledger, governor, cfg)
     bar.close()
-    if evals[-1]["step"] != state["step"]:
+    if evals[-1]["step"] != state["step"] or "eval_indices" in evals[-1]:  # the final loss: the whole set
         evals.append(do_eval())
     evals[-1]["final"] = True
     _save(run, stepper, state, ledger, governor, cfg)
