@@ -187,6 +187,9 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         if state["eval_plan"] is not None:
             run.append(run.decisions, {"step": 0, "flops": ledger.total_flops, "action": "plan",
                                        "reason": state["eval_plan"]["line"], **state["eval_plan"]})
+            origin = _decide(accelerator, governor, first, ledger, budget)  # the curve's origin: before training
+            run.append(run.decisions, {"step": 0, "flops": ledger.total_flops, "action": origin.action,
+                                       "reason": origin.reason, **origin.inputs})
 
     bar = _progress(progress and accelerator.is_main_process, budget, ledger)
     last_step, train_seconds = None, 0.0
