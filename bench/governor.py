@@ -151,12 +151,44 @@ def summarise(rows: dict, fixed: dict, bound: dict) -> dict:
 
 CURVES: dict = {}
 
+# Curves of known shape (loss as a function of the budget share), for a clearly separate synthetic table: what each
+# policy does where the right answer is known. They are not fine-tuning measurements.
+SHAPES = {
+    "keeps-falling": lambda x: 3.0 * (1.0 - 0.4 * x),
+    "fast-then-slow": lambda x: 2.0 + 1.0 * math.exp(-x / 0.03) + 0.6 * (1 + x / 0.1) ** -0.8,
+    "plateau": lambda x: 2.0 + 1.0 * math.exp(-x / 0.05),
+    "overfit": lambda x: 2.0 + 1.0 * math.exp(-x / 0.05) + 0.4 * max(0.0, x - 0.4),
+}
+
+
+def synthetic_curves(points: int = 12, examples: int = 12) -> dict:
+    import numpy as np
+
+    out = {}
+    for shape, f in SHAPES.items():
+        for noise in (0.01, 0.03):
+            for seed in range(3):
+                rng = np.random.default_rng([seed, int(noise * 1000)])
+                hard = rng.lognormal(0, 0.3, examples)
+                counts = rng.integers(10, 40, examples)
+                whole = 0.01 * 1e12
+                evals = []
+                for k in range(points + 2):
+                    x = k / (points + 1)
+                    sums = f(x) * hard * (1 + rng.normal(0, noise, examples)) * counts
+                    evals.append({"train_flops": x * 1e12, "eval_flops": whole, "eval_sums": sums.tolist(),
+                                  "eval_counts": counts.tolist(), "eval_loss": float(sums.sum() / counts.sum())})
+                out[f"{shape}-n{noise:g}-s{seed}"] = {"evals": evals, "setting": shape, "data": "synthetic",
+                                                       "method": "-", "lr": 0.0, "budget_key": "-", "seed": seed}
+    return out
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--governed", type=int, default=0, help="also train this many suite runs for real, governed")
+    ap.add_argument("--synthetic", action="store_true", help="replay on curves of known shape instead (own table)")
     args = ap.parse_args(argv)
-    CURVES.update(suite.load_curves())
+    CURVES.update(synthetic_curves() if args.synthetic else suite.load_curves())
     if not CURVES:
         print("nothing recorded yet; run bench/governor_suite.py first", file=sys.stderr)
         return 1
@@ -181,6 +213,10 @@ def main(argv=None) -> int:
     md = render(table, per, fixed, coverage, cal_rows, calib, real)
     print(md)
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.synthetic:
+        (OUT / "governor_synthetic.json").write_text(json.dumps({"table": table, "coverage": coverage}, indent=1))
+        (OUT / "governor_synthetic.md").write_text(md)
+        return 0
     (OUT / "governor.json").write_text(json.dumps({"table": table, "per_run": per, "fixed": fixed,
                                                    "calibration": calib, "coverage": coverage, "real": real},
                                                   indent=1, default=str))

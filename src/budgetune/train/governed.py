@@ -46,3 +46,22 @@ def due(cfg, plan: dict | None, budget, ledger, state: dict) -> bool:
 def sample(plan: dict | None):
     """Indices of the held-out examples the next governed evaluation reads (None: the whole set)."""
     return None if plan is None else plan.get("sample")
+
+
+def prepare_refresher(refresher, model, ledger) -> None:
+    """A refresher attached to a fresh run takes its reference scores now (charged to the ledger)."""
+    if refresher is not None and hasattr(refresher, "take_reference"):
+        refresher.take_reference(model, ledger)
+
+
+def refresh(run, step: int, ledger, refresher, model) -> list | None:
+    """The governor asked for a refresh: the refresher measures drift and maybe re-selects; its report is written
+    to decisions.jsonl and metrics.jsonl (its FLOPs are on the ledger's selection phase)."""
+    new_pool = refresher(model, ledger)
+    report = dict(refresher.history[-1]) if getattr(refresher, "history", None) else {}
+    report["reselected"] = bool(new_pool)
+    line = {"step": step, "flops": ledger.total_flops, **report}
+    run.append(run.decisions, {**line, "action": "refresh-report",
+                               "reason": report.get("reason", "refresher called")})
+    run.append(run.metrics, {**line, "kind": "refresh"})
+    return new_pool

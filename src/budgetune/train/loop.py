@@ -191,6 +191,8 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
             run.append(run.decisions, {"step": 0, "flops": ledger.total_flops, "action": origin.action,
                                        "reason": origin.reason, **origin.inputs})
 
+    if resumed is None:
+        governed.prepare_refresher(refresher, stepper.model, ledger)
     bar = _progress(progress and accelerator.is_main_process, budget, ledger)
     last_step, train_seconds = None, 0.0
     order_cache = (state["epoch"], order(state["epoch"]))
@@ -266,7 +268,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
                 else:
                     run.append(run.decisions, cooldown.record(state["cooldown"], state["step"], ledger, done=False))
             elif decision.action == "refresh" and refresher is not None:
-                new_pool = refresher(stepper.model, ledger)
+                new_pool = governed.refresh(run, state["step"], ledger, refresher, stepper.model)
                 if new_pool:
                     pool = list(new_pool)
                     state["pool_uids"] = [e.uid for e in pool]
