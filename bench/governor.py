@@ -24,7 +24,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import governor_suite as suite  # noqa: E402
+import itertools
+
+import governor_suite as suite
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -121,7 +123,7 @@ def calibration(curve: dict) -> list[dict]:
     out = []
     for t in range(3, len(evals) - 1):
         window = evals[: t + 1]
-        gaps = [noise.paired_gain(a, b) for a, b in zip(window, window[1:])]
+        gaps = [noise.paired_gain(a, b) for a, b in itertools.pairwise(window)]
         ses = sorted(g[1] for g in gaps if g is not None)
         rel = ses[len(ses) // 2] if ses else 0.0
         x = [(e["train_flops"] - window[0]["train_flops"]) / total for e in window]
@@ -226,8 +228,8 @@ def main(argv=None) -> int:
 
 def render(table, per, fixed, coverage, cal_rows, calib, real) -> str:
     out = ["# Benchmark: governor", "",
-           "Produced by `bench/governor.py` over the curves recorded by `bench/governor_suite.py` (numbers as "
-           "measured). FLOPs include every evaluation each policy used.", "",
+           ("Produced by `bench/governor.py` over the curves recorded by `bench/governor_suite.py` (numbers as "
+           "measured). FLOPs include every evaluation each policy used."), "",
            "## Recorded curves", "",
            "| run | data | method | lr | budget | seed | evals | held-out examples | loss before → end | lowest (at % of budget) |",
            "|---|---|---|---|---|---|---|---|---|---|"]
@@ -239,16 +241,16 @@ def render(table, per, fixed, coverage, cal_rows, calib, real) -> str:
                    f"{len(ls)} | {len(c['evals'][0]['eval_sums'])} | {ls[0]:.4f} → {ls[-1]:.4f} | "
                    f"{ls[i]:.4f} ({100 * share:.0f}%) |")
     out += ["", "## Frontier over the suite (replay)", "",
-            "| policy | runs stopped | FLOPs vs fixed (sum, eval incl.) | eval share of its FLOPs | loss vs fixed (mean) "
-            "| worst run | share of the hindsight bound's saving captured |",
+            ("| policy | runs stopped | FLOPs vs fixed (sum, eval incl.) | eval share of its FLOPs | loss vs fixed (mean) "
+            "| worst run | share of the hindsight bound's saving captured |"),
             "|---|---|---|---|---|---|---|"]
     for s in table:
         out.append(f"| {s['policy']} | {s['stopped']}/{s['runs']} | {100 * s['flops_vs_fixed']:.1f}% | "
                    f"{100 * s['eval_share']:.1f}% | {100 * s['mean_loss_vs_fixed']:+.2f}% | "
                    f"{100 * s['worst_loss_vs_fixed']:+.2f}% | {100 * s['bound_captured']:.0f}% |")
-    out += ["", f"## Calibration of the next-evaluation prediction", "",
-            f"±1 sd band of the ensemble's prediction of the next evaluation's loss (on the governor's sample): "
-            f"**{100 * coverage:.0f}%** of {len(cal_rows)} later observations inside (aim ≈ 68%).", "",
+    out += ["", "## Calibration of the next-evaluation prediction", "",
+            (f"±1 sd band of the ensemble's prediction of the next evaluation's loss (on the governor's sample): "
+            f"**{100 * coverage:.0f}%** of {len(cal_rows)} later observations inside (aim ≈ 68%)."), "",
             "| run | predictions | inside ±1 sd | mean |z| |", "|---|---|---|---|"]
     for r, rows in calib.items():
         if rows:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import governor_suite as suite  # noqa: E402
+import governor_suite as suite
 
 GOVERNED = suite.OUT / "governor_governed"
 

@@ -1,6 +1,8 @@
 """The marginal-gain governor and the baselines on held-out curves whose answer is known by construction
 (per-example losses with measured noise, as the loop records them)."""
 
+import itertools
+
 import numpy as np
 import pytest
 from known_curves import B, drive, evaluations, falling, flat, ledger_at, overfit
@@ -48,7 +50,7 @@ def test_confirmations_rest_on_intervals_that_do_not_overlap():
     confirmed = [(d.inputs["interval_from_flops"], evals[i]["flops"]) for i, d in enumerate(decisions)
                  if "below its price" in d.inputs.get("evidence", "")]
     assert len(confirmed) >= 3
-    for (_, end), (start, _) in zip(confirmed, confirmed[1:]):
+    for (_, end), (start, _) in itertools.pairwise(confirmed):
         assert start >= end  # the next interval starts where the last confirmed one ended
 
 

@@ -24,6 +24,7 @@ governor asks the refresher once per data window before it stops).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 
@@ -139,7 +140,7 @@ class MarginalGain:
 
         window = self.evals[self.window_start:]
         losses = self._comparable_losses(window)
-        gaps = [noise_mod.paired_gain(a, b) for a, b in zip(window, window[1:])]
+        gaps = [noise_mod.paired_gain(a, b) for a, b in itertools.pairwise(window)]
         ses = sorted(g[1] for g in gaps if g is not None and math.isfinite(g[1]))
         noise = ses[len(ses) // 2] if ses else 0.0
         sig = estimate([e["flops"] for e in window], losses, total=total, remaining=remaining, horizon=c.horizon,
