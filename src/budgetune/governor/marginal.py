@@ -162,8 +162,9 @@ class MarginalGain:
                    "no curve family has enough degrees of freedom" if sig.source != "fit" else
                    f"the fit has {sig.dof} degrees of freedom, {c.min_dof} needed")
             return self._emit("continue", f"gathering evaluations ({why})", inputs)
-        gain_txt = (f"another {c.horizon:.0%} of the budget is predicted to buy {100 * sig.gain_next:.2f}% "
-                    f"± {100 * sig.gain_next_sd:.2f}% lower loss (optimistic edge {100 * optimistic:.2f}%)")
+        left_txt = f"another {c.horizon:.0%} of the budget" if scale == 1.0 else "the rest of the budget"
+        gain_txt = (f"{left_txt} is predicted to buy {100 * sig.gain_next:.2f}% ± {100 * sig.gain_next_sd:.2f}% "
+                    f"lower loss (optimistic edge per {c.horizon:.0%} of the budget: {100 * optimistic:.2f}%)")
         curve_says_stop = optimistic < price
         evidence = self._interval_test(now, total, price, resume, optimistic)
         inputs.update(evidence)
