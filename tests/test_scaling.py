@@ -91,3 +91,29 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "needs numeric columns N, D and loss" in err and "\n" not in err
     assert main(["scaling", "fit", str(tmp_path / "missing")]) == 2
+
+
+def test_run_dirs_of_one_model_fit_the_data_term_only(tmp_path, capsys):
+    """Runs of one model whose compute-equivalent N wobbles with padding (train FLOPs per token not constant), and
+    runs that store n_params: both are one model size, so no compute-optimal N is printed."""
+    from budgetune.cli import main
+
+    def run_dir(name, n_params, wobble):
+        run = tmp_path / name
+        run.mkdir()
+        rows = [{"kind": "eval", "tokens": t, "train_flops": 6 * 1.35e8 * t * (1 + w), "eval_loss": 1.3 + 40.0 / t ** 0.45,
+                 "step": i} for i, (t, w) in enumerate(zip([1000, 2000, 4000, 8000, 16000], wobble), 1)]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (run / "summary.json").write_text(json.dumps({"n_params": n_params} if n_params else {}))
+        return str(run)
+
+    legacy = run_dir("legacy", None, [0.03, -0.02, 0.01, -0.03, 0.02])
+    assert main(["scaling", "fit", legacy, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["fitted"] == "data term only (one model size)" and "n_opt" not in out
+    stored = run_dir("stored", 134515008, [0.0] * 5)
+    assert main(["scaling", "fit", stored, run_dir("stored2", 134515008, [0.1] * 5)]) == 0
+    text = capsys.readouterr().out
+    assert "one model size (N = 1.35e+08 parameters)" in text and "compute-optimal for" not in text
+    assert "L(D) = 1.3000 + 40 / D^0.4500" in text  # the curve the runs were built from
+    assert "N: the parameter count stored" in text

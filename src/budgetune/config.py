@@ -58,7 +58,8 @@ class DataConfig:
 
 @dataclass(kw_only=True)
 class TrainConfig:
-    method: str = doc("training method (see `budgetune plan` for the list): lora, full, ...", "lora")
+    method: str = doc("training method, one of those listed at the end of this help; 'auto': the planner's pick for "
+                      "--max-memory", "lora")
     method_options: dict = doc("method options as KEY=VALUE (e.g. r=16 for lora)", {})
     lr: float | None = doc("peak learning rate; unset: the method's default", None)
     micro_batch_size: int = doc("examples per forward/backward on each process", 8)
@@ -106,6 +107,9 @@ class RunConfig:
     out: str | None = doc("run directory; unset: runs/<method>-<time>", None)
     resume: bool = doc("continue the run in --out from its latest checkpoint", False)
     report: bool = doc("write report.html at the end", True)
+    report_to: str = doc("experiment tracker through accelerate: tensorboard (event files in the run directory), "
+                         "wandb (offline unless logged in), mlflow (./mlruns unless MLFLOW_TRACKING_URI is set) or "
+                         "none", "none")
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "budget": BudgetConfig}

@@ -56,7 +56,9 @@ def fit_chinchilla(N, D, L, *, delta: float = 1e-3) -> ChinchillaFit:
     N, D, L = (np.asarray(v, dtype=float) for v in (N, D, L))
     ok = (N > 0) & (D > 0) & (L > 0) & np.isfinite(L)
     N, D, L = N[ok], D[ok], L[ok]
-    fixed_n = len(np.unique(N)) == 1
+    # One model size: sizes within 5% of each other (compute-equivalent N of runs of one model differ by padding)
+    # cannot separate the model term from the constant, so only the data term is fitted.
+    fixed_n = len(N) > 0 and float(np.ptp(np.log(N))) < math.log(1.05)
     need = 3 if fixed_n else 5
     if len(L) < need:
         raise UserError(f"scaling fit needs at least {need} (N, D, loss) points with positive values; got {len(L)}")
@@ -107,7 +109,7 @@ def fit_chinchilla(N, D, L, *, delta: float = 1e-3) -> ChinchillaFit:
     if fixed_n:
         b, beta, e = best.x
         return ChinchillaFit(math.exp(e), 0.0, math.exp(b), math.nan, float(beta), len(L), float(best.fun),
-                             float(N[0]))
+                             float(np.exp(np.mean(logN))) if np.ptp(N) else float(N[0]))
     a, b, alpha, beta, e = best.x
     return ChinchillaFit(math.exp(e), math.exp(a), math.exp(b), float(alpha), float(beta), len(L), float(best.fun))
 
@@ -131,6 +133,18 @@ def effective_data(unique_tokens: float, tokens: float, r_star: float = R_D_STAR
         return float(tokens)
     repeats = tokens / unique_tokens - 1.0
     return unique_tokens + unique_tokens * r_star * (1.0 - math.exp(-repeats / r_star))
+
+
+def base_params(model) -> int:
+    """Parameters of the model being fine-tuned, adapters excluded: the N of L(N, D). A 4-bit weight counts its
+    unpacked shape (bitsandbytes packs two values per byte)."""
+    n = 0
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            continue
+        shape = getattr(getattr(p, "quant_state", None), "shape", None)
+        n += int(np.prod(shape)) if shape is not None else p.numel()
+    return n
 
 
 # -- loading points -------------------------------------------------------------------------------------------
@@ -159,15 +173,14 @@ def _from_run_dir(path: Path):
     evals = [e for e in evals if e.get("kind") == "eval" and e.get("tokens", 0) > 0 and e.get("eval_loss")]
     summary = _read_json(path / "summary.json")
     n = summary.get("n_params") or summary.get("params")
-    note = "N from the run's summary"
-    out = []
-    for e in evals:
-        # No parameter count in the run: use the compute-equivalent size N = C/(6·D) of the C = 6·N·D convention.
-        N = float(n) if n else e["train_flops"] / (6.0 * e["tokens"])
-        if not n:
-            note = "N is compute-equivalent, train FLOPs / (6 · train tokens)"
-        out.append((N, float(e["tokens"]), float(e["eval_loss"])))
-    return out, note
+    note = "N: the parameter count stored in each run's summary"
+    if not n and evals:
+        # A run from before n_params was stored: the compute-equivalent size N = C/(6·D) of the C = 6·N·D
+        # convention, one value per run (from its last evaluation), since the model did not change size mid-run.
+        last = evals[-1]
+        n = last["train_flops"] / (6.0 * last["tokens"])
+        note = "N is compute-equivalent, train FLOPs / (6 · train tokens): the run stores no n_params"
+    return [(float(n), float(e["tokens"]), float(e["eval_loss"])) for e in evals], note
 
 
 def _from_table(path: Path):

@@ -55,8 +55,11 @@ def run_generation_eval(run_dir: str, *, limit: int | None = 32, max_new_tokens:
 
 
 def main(args) -> int:
-    result = run_generation_eval(args.run_dir, limit=args.limit, max_new_tokens=args.max_new_tokens,
-                                 batch_size=args.batch_size)
+    from ..train.progress import stage
+
+    with stage(f"generating answers to {args.limit or 'all'} held-out prompts, before and after"):
+        result = run_generation_eval(args.run_dir, limit=args.limit, max_new_tokens=args.max_new_tokens,
+                                     batch_size=args.batch_size)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -32,7 +32,30 @@ def add_arguments(parser) -> None:
     parser.add_argument("--exact", action="store_true",
                         help="also trace the real training step on fake tensors (recommended plan first)")
     parser.add_argument("--inference", action="store_true", help="also plan inference (batch × context) capacity")
+    inf = parser.add_argument_group("inference options (with --inference)")
+    inf.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16", "int8", "nf4"],
+                     help="weight format for generation (default: bf16 under amp_bf16/bf16 precision, else fp32)")
+    inf.add_argument("--contexts", default=None, type=_contexts, metavar="N,N,...",
+                     help="context lengths to plan (default: 256 to 32768 in powers of two, plus --seq-len)")
+    inf.add_argument("--draft", default=None, metavar="CONFIG",
+                     help="a speculative draft's config.json or model directory (default: the model's first "
+                          "--draft-layers layers)")
+    inf.add_argument("--draft-layers", type=int, default=None, metavar="N",
+                     help="layers of the default layer-skip draft (default: 4)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _contexts(text: str) -> list[int]:
+    import argparse
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of token counts, e.g. "
+                                         f"1024,8192") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': give positive token counts, e.g. 1024,8192")
+    return values
 
 
 def main(args) -> int:
@@ -73,9 +96,14 @@ def main(args) -> int:
         plans, params = _traced_only(args.model, shape, budget, notes)
     if not plans:
         raise UserError("no method could be planned; " + "; ".join(notes))
+    plans = P.sort_plans(plans)
     recommended = P.recommend(plans)
     if args.exact and spec is not None:
-        notes += P.trace_plans(args.model, plans, shape, budget, spec=spec, recommended=recommended)
+        from ..train.progress import stage
+
+        with stage("tracing the recommended and borderline plans on fake tensors"):
+            notes += P.trace_plans(args.model, plans, shape, budget, spec=spec, recommended=recommended)
+        plans = P.sort_plans(plans)
         recommended = P.recommend(plans)
     inference = _inference(spec, budget, args, notes) if args.inference else None
 
@@ -126,6 +154,16 @@ def _inference(spec, budget: int, args, notes: list[str]):
     return plan_inference(spec, budget, args)
 
 
+def _options_text(p, spec) -> str:
+    """A plan's options as the user would pass them with -o (the model's full list of linears shown as 'all')."""
+    def value(k, v):
+        if k == "target_modules" and spec is not None and list(v) == list(spec.linear_names):
+            return "all"
+        return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    return " ".join(f"{k}={value(k, v)}" for k, v in p.options.items()) or "defaults"
+
+
 def _gib(n: int | None) -> str:
     return "-" if n is None else f"{n / 2**30:.2f}"
 
@@ -135,20 +173,22 @@ def _print_table(args, spec, params, plans, recommended, budget, shape, tflops, 
     print(f"model {name}: {params / 1e9:.3f}B parameters; GPU memory {budget / 2**30:.1f} GiB × {args.gpus}; "
           f"batch {shape.micro_batch} × seq {shape.seq_len}; {shape.precision}, {shape.attention}"
           + (f", {shape.sharding}" if shape.sharding != "none" else ""))
-    head = (f"{'':2}{'method':10}{'options':22}{'ckpt':>5}{'weights':>9}{'grads':>8}{'optim':>8}{'activ':>8}"
+    options = [_options_text(p, spec) for p in plans]
+    width = max([len("options")] + [len(o) for o in options]) + 2  # options printed whole, never cut
+    head = (f"{'':2}{'method':10}{'options':{width}}{'ckpt':>5}{'weights':>9}{'grads':>8}{'optim':>8}{'activ':>8}"
             f"{'other':>8}{'total':>9}{'traced':>9}  {'fits':5}{'binding':12}{'GFLOP/tok':>10}{'s/step':>8}")
     print(head)
     for i, p in enumerate(plans):
         b = p.breakdown
-        opts = ",".join(f"{k}={'all' if k == 'target_modules' and spec and v == spec.linear_names else v}"
-                        for k, v in p.options.items()) or "-"
+        opts = options[i]
         mark = "* " if i == recommended else "  "
-        print(f"{mark}{p.method:10}{opts[:21]:22}{'yes' if p.gradient_checkpointing else 'no':>5}"
+        print(f"{mark}{p.method:10}{opts:{width}}{'yes' if p.gradient_checkpointing else 'no':>5}"
               f"{_gib(b.weights):>9}{_gib(b.gradients):>8}{_gib(b.optimizer):>8}{_gib(b.activations):>8}"
               f"{_gib(b.other):>8}{_gib(b.total):>9}{_gib(p.traced_total):>9}  {'yes' if p.fits else 'no':5}"
-              f"{b.binding_term:12}{p.flops_per_token / 1e9:>10.2f}{p.seconds_per_step:>8.3f}")
-    print(f"(GiB; time per step at {tflops:.0f} TFLOP/s × {args.mfu:.0%} MFU; * = recommended: the most "
-          f"quality-preserving plan that fits, then the fastest)")
+              f"{p.binding_term:12}{p.flops_per_token / 1e9:>10.2f}{p.seconds_per_step:>8.3f}")
+    print(f"(GiB; plans that fit first, then the fastest; time per step at {tflops:.0f} TFLOP/s × {args.mfu:.0%} "
+          f"MFU; binding: the largest term you can act on; * = recommended: the most quality-preserving plan that "
+          f"fits, then the fastest)")
     if recommended is not None:
         p = plans[recommended]
         print(f"recommended: {p.method}" + (" with gradient checkpointing" if p.gradient_checkpointing else ""))

@@ -12,37 +12,60 @@ HELP = ("fine-tune under a budget (default: LoRA on the embedded SmolLM2-135M an
 
 
 def add_arguments(parser) -> None:
+    from .. import config as config_mod
+    from .choices import lazy_epilog
+
     parser.add_argument("--generation-eval", type=int, default=24, metavar="N",
-                        help="score generated answers for N held-out prompts before and after (0: skip)")
-    add_config_flags(parser)
+                        help="score generated answers for N held-out prompts before and after (0: skip; default: 24)")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_config_flags(parser, config_mod.default_run_config())
+    lazy_epilog(parser)
 
 
 def main(args) -> int:
     from .. import config as config_mod
 
     cfg = resume_base(args, config_mod.default_run_config())
-    return execute(apply_flags(cfg, args), generation_eval=getattr(args, "generation_eval", 0))
+    return execute(apply_flags(cfg, args), generation_eval=getattr(args, "generation_eval", 0),
+                   as_json=getattr(args, "json", False))
 
 
-def execute(cfg, *, generation_eval: int = 0) -> int:
+def execute(cfg, *, generation_eval: int = 0, as_json: bool = False) -> int:
     import time
 
+    from .. import trackers
     from ..governor_hook import governor_from_config
+    from ..report import summary as facts
     from ..report.html import write_report
     from ..train.loop import make_budget, train
 
     started = time.perf_counter()
+    trackers.check(cfg.report_to)  # a missing tracker package fails before any work
     budget = make_budget(cfg)
     gov = governor_from_config(cfg, budget)
     before_gen = after_gen = None
     result = train(cfg, governor=gov, **_refresh_inputs(cfg, budget))
     if generation_eval:
-        before_gen, after_gen = _generation_eval(result, generation_eval)
-    report = write_report(result.run_dir, generation=(before_gen, after_gen)) if cfg.report else None
-    _print_summary(result, report, before_gen, after_gen, time.perf_counter() - started)
-    from ..governor.summary import governor_lines
+        from ..train.progress import stage
 
-    print("\n".join(governor_lines(result.run_dir, result.ledger, budget.max_flops, gov)), file=sys.stdout)
+        with stage(f"generating answers to {generation_eval} held-out prompts, before and after"):
+            before_gen, after_gen = _generation_eval(result, generation_eval)
+        facts.save_generation_eval(result, before_gen, after_gen)  # the report is rebuilt from this file
+    facts.save_memory(result, cfg)  # planned (and, on a GPU, measured) bytes, for the report
+    tracker = trackers.live(result.run_dir)
+    tracker.ledger(result.ledger.to_dict(), result.ledger.steps)
+    tracker.end()
+    report = write_report(result.run_dir) if cfg.report else None
+    if as_json:
+        import json
+
+        print(json.dumps(facts.json_summary(result, report, before_gen, after_gen, time.perf_counter() - started)))
+    else:
+        from ..governor.summary import governor_lines
+
+        _print_summary(result, report, before_gen, after_gen, time.perf_counter() - started)
+        print("\n".join(governor_lines(result.run_dir, result.ledger, budget.max_flops, gov)))
+        print("\n".join(facts.explain_lines(result, before_gen, after_gen)))
     return 0
 
 
@@ -69,14 +92,23 @@ def _generation_eval(result, n: int):
     except ImportError:
         return None, None
     model, tokenizer, data = result.extra["model"], result.extra["tokenizer"], result.extra["data"]
+    from ..train.token_accuracy import response_token_accuracy
+
     model = getattr(model, "module", model)
     examples = data.target[:n]
     after = generation_eval(model, tokenizer, examples, limit=n)
+    accuracy = {"after": response_token_accuracy(model, data.target, pad_id=tokenizer.pad_token_id)}
     if hasattr(model, "disable_adapter"):
         with model.disable_adapter():
             before = generation_eval(model, tokenizer, examples, limit=n)
+            accuracy["before"] = response_token_accuracy(model, data.target, pad_id=tokenizer.pad_token_id)
     else:
         before = None
+    for g, key in ((before, "before"), (after, "after")):
+        if g and key in accuracy:  # over the whole held-out set; its forward passes are charged with the rest
+            g["token_accuracy"] = accuracy[key]["accuracy"]
+            g["flops"] = g.get("flops", 0.0) + accuracy[key]["flops"]
+            g["tokens"] = g.get("tokens", 0) + accuracy[key]["read"]
     from ..budget import Ledger
 
     ledger = Ledger.load(result.run_dir / "ledger.json")
@@ -99,6 +131,9 @@ def _print_summary(result, report, before_gen, after_gen, wall: float) -> None:
         f"({(result.after_loss - result.before_loss) / result.before_loss:+.1%})"),
     ]
     if before_gen and after_gen:
+        if after_gen.get("token_accuracy") is not None and before_gen.get("token_accuracy") is not None:
+            lines.append(f"token acc.    {before_gen['token_accuracy']:.3f} → {after_gen['token_accuracy']:.3f}   "
+                         f"(held-out reference tokens predicted exactly)")
         lines.append(f"held-out F1   {before_gen['f1']:.3f} → {after_gen['f1']:.3f}   "
                      f"ROUGE-L {before_gen['rougeL']:.3f} → {after_gen['rougeL']:.3f}   "
                      f"({after_gen['n']} prompts, generated)")

@@ -33,7 +33,10 @@ def main(args) -> int:
     out = {"fit": asdict(fit), "points": len(points), "notes": notes, "flops": budget}
     lines = [f"fitted {len(points)} points ({'; '.join(notes) or 'from tables'})"]
     if fit.fixed_n is not None:
-        lines.append(f"all runs have N = {fit.fixed_n:.3g}: only the data term is identifiable")
+        lines.append(f"all runs have one model size (N = {fit.fixed_n:.3g} parameters): only the data term "
+                     f"L(D) is fitted, and no compute-optimal model size can be given; add runs of other model "
+                     f"sizes for that")
+        out["fitted"] = "data term only (one model size)"
         lines.append(f"L(D) = {fit.E:.4f} + {fit.B:.4g} / D^{fit.beta:.4f}")
         d_at = _tokens_for_loss(fit, budget, N[0])
         out["tokens_at_budget"] = d_at

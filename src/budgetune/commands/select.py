@@ -32,18 +32,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--response-field", default="response", help="column holding the response")
     parser.add_argument("--out", required=True, help="subset file to write (JSONL)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    from .choices import lazy_epilog
+
+    lazy_epilog(parser, ("scorers", "strategies"))
 
 
 def _options(pairs: list[str]) -> dict:
-    from ..errors import UserError
+    from .options import parse_pairs
 
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise UserError(f"scorer option '{pair}' is not KEY=VALUE; write e.g. -o batch_size=8")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
+    return parse_pairs(pairs, "--option", "-o batch_size=8")
 
 
 def record(example, score: float | None = None) -> dict:
@@ -83,7 +80,10 @@ def main(args) -> int:
                      prompt_field=args.prompt_field, response_field=args.response_field)
     split = load_data(cfg, tokenizer)
     model = None if no_model or not module.NEEDS_MODEL else load_model(args.model)
-    result = select(selection, model, split.train, split.target)
+    from ..train.progress import stage
+
+    with stage(f"scoring {len(split.train)} examples with {args.scorer}"):
+        result = select(selection, model, split.train, split.target)
     out = Path(args.out)
     values = result.scores.values
     chosen = set(int(i) for i in result.indices)

@@ -8,8 +8,15 @@ HELP = "train from a YAML config (sections model, data, train, budget, selection
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("config", help="YAML file; `budgetune train --help` lists every field")
-    add_config_flags(parser)
+    from .choices import lazy_epilog
+
+    parser.add_argument("config", help="YAML file with sections model, data, train, budget and the run options "
+                                       "below (examples/ has configs to start from)")
+    parser.add_argument("--generation-eval", type=int, default=0, metavar="N",
+                        help="score generated answers for N held-out prompts before and after (default: 0, skip)")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_config_flags(parser, default_note=" unless the YAML sets it")
+    lazy_epilog(parser)
 
 
 def main(args) -> int:
@@ -17,4 +24,4 @@ def main(args) -> int:
     from .run import execute
 
     cfg = resume_base(args, config_mod.load_yaml(args.config))
-    return execute(apply_flags(cfg, args))
+    return execute(apply_flags(cfg, args), generation_eval=args.generation_eval, as_json=args.json)

@@ -112,7 +112,7 @@ def plan_inference(spec, memory_bytes: int, args=None) -> tuple[str, dict]:
     (fp32/amp_bf16/bf16; default fp32), contexts (list of ints; seq_len is added), draft (config.json or model
     directory; default: the layer-skip draft's shape), draft_layers. Returns (text table, JSON-ready dict)."""
     if memory_bytes is None or memory_bytes <= 0:
-        raise UserError("plan --inference needs the memory to plan for; pass --memory, e.g. --memory 24GiB")
+        raise UserError("plan --inference needs the memory to plan for; pass --gpu-memory, e.g. --gpu-memory 24GiB")
     # Weights as generation holds them: --dtype when given, else from the training precision (mixed precision
     # keeps fp32 master weights for training only; generation runs in bf16).
     fmt = getattr(args, "dtype", None) or {"amp_bf16": "bf16"}.get(getattr(args, "precision", None) or "fp32",

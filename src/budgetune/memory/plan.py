@@ -28,7 +28,7 @@ QUALITY_ORDER = ("full", "adamw8bit", "galore", "lora", "badam", "hift", "qlora"
 OPTION_SETS: dict[str, list[dict]] = {
     "lora": [{"r": 16, "target_modules": "all"}, {"r": 64, "target_modules": "all"}],
     "qlora": [{"r": 16, "target_modules": "all"}],
-    "galore": [{"rank": 128}],
+    "galore": [{}],  # its default rank (methods/galore.py), the one a run without options trains with
     "badam": [{}],
     "hift": [{}],
 }
@@ -57,10 +57,28 @@ class Plan:
     def total(self) -> int:
         return self.traced_total if self.traced_total is not None else self.breakdown.total
 
+    @property
+    def binding_term(self) -> str:
+        return binding_term(self.breakdown)
+
     def to_json(self) -> dict:
         return {"method": self.method, "options": self.options, "gradient_checkpointing": self.gradient_checkpointing,
                 "bytes": self.breakdown.to_dict(), "traced_total": self.traced_total, "fits": self.fits,
-                "binding_term": self.breakdown.binding_term, "flops_per_token": self.flops_per_token}
+                "binding_term": self.binding_term, "flops_per_token": self.flops_per_token}
+
+
+ACTIONABLE = ("weights", "gradients", "optimizer", "activations")  # "other" is fixed runtime overhead
+
+
+def binding_term(breakdown: MemoryBreakdown) -> str:
+    """The largest term a user can act on (a method, quantisation, sharding, batch or sequence length); the fixed
+    overhead ("other": CUDA context, workspace) is never the one to cut."""
+    return max(ACTIONABLE, key=lambda t: getattr(breakdown, t))
+
+
+def sort_plans(plans: list[Plan]) -> list[Plan]:
+    """Plans that fit first, then the fastest per step, then the smallest."""
+    return sorted(plans, key=lambda p: (not p.fits, p.seconds_per_step, p.total))
 
 
 def resolve_options(name: str, options: dict, spec: ModelSpec | None) -> dict:
@@ -163,18 +181,19 @@ def advice(plans: list[Plan], shape: Shape, budget: int) -> str:
     """What to change when nothing fits: the smallest footprint, its binding term and the levers."""
     smallest = min(plans, key=lambda p: p.total)
     b = smallest.breakdown
+    term = binding_term(b)
     over = smallest.total - budget
     levers = []
-    if b.binding_term == "activations" or b.activations > over:
+    if term == "activations" or b.activations > over:
         levers.append(f"shorter sequences or a smaller micro-batch (activations {b.activations / GIB:.1f} GiB "
                       f"at seq-len {shape.seq_len} × batch {shape.micro_batch})")
-    if b.binding_term in ("weights", "optimizer", "gradients"):
+    if term in ("weights", "optimizer", "gradients"):
         levers.append(f"more GPUs with sharding (model states {(b.weights + b.gradients + b.optimizer) / GIB:.1f}"
                       f" GiB divide over ranks under ZeRO-3/FSDP)")
     levers.append("a GPU with more memory")
     ck = " with gradient checkpointing" if smallest.gradient_checkpointing else ""
     return (f"nothing fits in {budget / GIB:.1f} GiB; the smallest footprint is {smallest.method}{ck} at "
-            f"{smallest.total / GIB:.1f} GiB (binding term: {b.binding_term}); try " + "; or ".join(levers))
+            f"{smallest.total / GIB:.1f} GiB (binding term: {term}); try " + "; or ".join(levers))
 
 
 def trace_plans(model: str, plans: list[Plan], shape: Shape, budget: int, *, time_budget: float = 60.0,

@@ -26,6 +26,8 @@ def start(cfg, governor, budget, *, whole_flops: float, n_examples: int, announc
     need = needs(governor)
     if need is None or cfg.train.eval_every:
         return None  # ungoverned, or the user fixed the schedule in steps: evaluate the whole set as asked
+    # train.eval_points asks for at least that many evaluations; the governor's own need is the floor.
+    need = {**need, "points": max(need["points"], cfg.train.eval_points)}
     plan = evalplan.make_plan(max_flops=budget.max_flops, whole_flops=whole_flops, n_examples=n_examples,
                               share=cfg.train.eval_share, seed=cfg.train.seed, **need)
     plan["governor"] = getattr(governor, "name", type(governor).__name__)

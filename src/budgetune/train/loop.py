@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .. import config as config_mod
+from .. import scaling, trackers
 from ..budget import CHARGES, Budget, Ledger, fold_outside, read_charges
 from ..data import DataSplit, collate
 from ..errors import UserError
@@ -25,6 +26,7 @@ from ..methods import registry
 from ..methods.base import TrainContext
 from . import checkpoint, cooldown, evalplan, governed, pacing
 from .evaluate import heldout_losses
+from .progress import TrainingBar
 from .rundir import RunDir, read_jsonl
 from .schedule import wsd_lr
 
@@ -94,6 +96,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     run = RunDir(Path(cfg.out) if cfg.out else default_out(cfg), writer=accelerator.is_main_process)
     cfg.out = str(run.path)
+    tracker = trackers.attach(cfg, accelerator, run)  # every metric and decision record goes to it as well
     resumed = checkpoint.load_latest(run.path) if cfg.resume else None
     if cfg.resume and resumed is None and (run.path / "ledger.json").exists():
         raise UserError(f"{run.path}: has no checkpoint to resume from; delete it or drop --resume")
@@ -116,9 +119,11 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     ledger = Ledger()
     pool = list(data.train)
     if cfg.selection and resumed is None:
-        from ..selection import apply as select
+        from ..report.selection_scores import apply_and_record
 
-        pool = select(cfg.selection, model, tokenizer, DataSplit(pool, data.target, data.source), ledger)
+        # selection.apply, with the pool's scores kept in the run directory for the report
+        pool = apply_and_record(cfg.selection, model, tokenizer, DataSplit(pool, data.target, data.source), ledger,
+                                run)
     ctx = TrainContext(accelerator=accelerator, weight_decay=cfg.train.weight_decay,
                        gradient_checkpointing=cfg.train.gradient_checkpointing, seed=cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
@@ -193,7 +198,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
 
     if resumed is None:
         governed.prepare_refresher(refresher, stepper.model, ledger)
-    bar = _progress(progress and accelerator.is_main_process, budget, ledger)
+    bar = TrainingBar(progress and accelerator.is_main_process, budget, ledger, cfg.train.max_steps, state["step"])
     last_step, train_seconds = None, 0.0
     order_cache = (state["epoch"], order(state["epoch"]))
     while state["stop_reason"] is None:
@@ -247,7 +252,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         train_loss = loss_tokens / max(1.0, step_tokens)
         run.append(run.metrics, {"kind": "train", "step": state["step"], "train_loss": train_loss, "lr": lr,
                                  "flops": ledger.total_flops, "tokens": ledger.tokens["train"]})
-        bar.update(ledger, train_loss)
+        bar.update(ledger, train_loss, state["step"])
         if cool is None and governed.due(cfg, state["eval_plan"], budget, ledger, state):  # cooldown: final eval only
             record = do_eval(governed.sample(state["eval_plan"]))
             record["train_loss"] = train_loss
@@ -294,7 +299,9 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
                "artefact": str(artefact) if artefact else None, "method": cfg.train.method,
                "model": cfg.model.model, "processes": world, "train_seconds_this_session": train_seconds,
                "pool_size": len(pool), "target_size": len(data.target), "cooldown": state["cooldown"]}
+    summary["n_params"] = scaling.base_params(stepper.model)  # the N of `budgetune scaling fit`
     run.write_json("summary.json", summary)
+    tracker.ledger(ledger_dict, state["step"])
     return RunResult(run.path, ledger, evals, state["stop_reason"], artefact, state["before_loss"],
                      evals[-1]["eval_loss"], {"train_seconds": train_seconds, "model": stepper.model,
                                               "tokenizer": tokenizer, "data": data})
@@ -367,28 +374,4 @@ def _save(run: RunDir, stepper, state: dict, ledger: Ledger, governor, cfg) -> N
     if run.writer:
         checkpoint.save(run.path, state["step"], weights, method_state, saved, keep=cfg.train.keep_checkpoints)
         run.write_json("ledger.json", ledger.to_dict())
-
-
-class _progress:
-    """A tqdm bar over the budget's limiting resource."""
-
-    def __init__(self, enabled: bool, budget: Budget, ledger: Ledger):
-        self.bar = None
-        self.budget = budget
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=1000, desc="training", unit="‰", leave=True,
-                            bar_format="{desc} {bar} {percentage:3.0f}% of budget [{elapsed}<{remaining}] {postfix}")
-            self.bar.n = int(1000 * budget.fraction_spent(ledger))
-
-    def update(self, ledger: Ledger, loss: float) -> None:
-        if self.bar is not None:
-            self.bar.n = int(1000 * self.budget.fraction_spent(ledger))
-            self.bar.set_postfix_str(f"loss {loss:.3f} · {ledger.total_flops:.2e} FLOPs", refresh=False)
-            self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
