@@ -44,6 +44,9 @@ SETTINGS = {
     "mezo": ({}, 1e-5, 2),
     "lozo": ({}, 1e-5, 2),
     "addax": ({}, 2e-4, 4),
+    "subzero": ({}, 1e-5, 2),
+    "peqa": ({}, 2e-4, 4),  # Adam on the scales: PEQA's 1e-5 … 6e-5 (LLaMA, 3 epochs) taken up for 5-15 steps
+    "dqt": ({}, 1e-4, 4),
 }
 
 
@@ -83,7 +86,7 @@ def tracked_step_peak(name: str, options: dict, batch: dict, lr: float) -> dict:
     cfg = registry.make_config(name, options)
     model = load_model("smollm2-135m", **(module.load_kwargs(cfg) if hasattr(module, "load_kwargs") else {}))
     out = {}
-    if name in ("mezo", "lozo"):
+    if name in ("mezo", "lozo", "subzero"):
         tracker = _PeakTracker()
         for t in list(model.parameters()) + list(model.buffers()) + list(batch.values()):
             tracker.register(t)
@@ -103,6 +106,9 @@ def tracked_step_peak(name: str, options: dict, batch: dict, lr: float) -> dict:
             for v in state.values():
                 if torch.is_tensor(v):
                     tracker.register(v)
+    perturbation = getattr(getattr(stepper, "spsa", None), "perturbation", None)
+    for t in getattr(perturbation, "tensors", list)():  # SubZero's factors of the current window
+        tracker.register(t)
     with tracker.mode:
         stepper.step([batch], lr)
     spec = spec_from_model_name("smollm2-135m")
@@ -174,11 +180,37 @@ def table(rows: list[dict], budget: float, n_target: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def memory_only(names: list[str], probe: dict) -> int:
+    """Memory model against the tracked peak of one real step (after a warm-up step), per method."""
+    mib = 2 ** 20
+    rows = []
+    for name in names:
+        options, lr, _ = SETTINGS.get(name, ({}, None, 8))
+        row = {"method": name, "options": options, **tracked_step_peak(name, options, probe, lr)}
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "model"}), flush=True)
+    lines = [f"One step on a fixed batch (4 × {probe['input_ids'].shape[1]} tokens), SmolLM2-135M fp32; model = the "
+             "method's memory(), tracked = peak of all live tensors in the real step.", "",
+             "| method | model MiB | tracked MiB | tracked/model | weights MiB (model) | binding term |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['model_total'] / mib:.0f} | {r['tracked_peak'] / mib:.0f} | "
+                     f"{r['tracked_peak'] / r['model_total']:.2f} | {r['model']['weights'] / mib:.0f} | "
+                     f"{r['binding_term']} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    (OUT / "methods_memory.json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--methods", default="", help="comma-separated subset (default: every registered method)")
     parser.add_argument("--budget", type=float, default=4e12, help="FLOPs per method, training + evaluation")
     parser.add_argument("--target", type=int, default=16, help="held-out prompts evaluated")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the memory columns (model vs one tracked step), no training run; rows go to "
+                             "bench/out/methods_memory.json")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; on 2 cores shared with other work, 1 thread ran ~5x faster than 2")
     args = parser.parse_args()
@@ -199,6 +231,8 @@ def main() -> int:
     probe = collate(full.train[:4], tokenizer.pad_token_id)
     names = [n for n in args.methods.split(",") if n] or registry.names()
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.memory_only:
+        return memory_only(names, probe)
     rows = []
     for name in names:
         print(f"== {name}", flush=True)

@@ -37,6 +37,9 @@ CASES = {
     "mezo": ({}, 2e-3, 12),
     "lozo": ({"rank": 2, "lazy": 4}, 2e-3, 12),
     "addax": ({"max_fo_len": 24}, 0.1, 6),
+    "subzero": ({"rank": 4, "lazy": 4}, 2e-3, 12),
+    "peqa": ({}, 3e-2, 5),
+    "dqt": ({}, 3e-3, 5),
 }
 DEFAULT_CASE = ({}, None, 6)
 
@@ -138,6 +141,8 @@ def measure_step(stepper, batch, lr) -> int:
     perturbation = getattr(getattr(stepper, "spsa", None), "perturbation", None)
     for pool in getattr(perturbation, "_pool", {}).values():  # zeroth order: the fixed pool z is drawn from
         tracker.register(pool)
+    for factor in getattr(perturbation, "tensors", list)():  # SubZero: the current window's orthonormal factors
+        tracker.register(factor)
     with tracker.mode:
         stepper.step([batch], lr)
     return tracker.peak
@@ -201,8 +206,10 @@ def test_method_contract(name, tiny_paths, accelerator):
     full_rows = dict(batch, attention_mask=torch.ones_like(batch["attention_mask"]))
     if name == "addax":  # the model's worst case is backprop over all rows: make every row short enough
         full_rows = {k: v[:, : int(cfg.max_fo_len)] for k, v in full_rows.items()}
-        shape = Shape(micro_batch=B, seq_len=int(cfg.max_fo_len), precision="fp32")
+        shape = Shape(micro_batch=B, seq_len=int(cfg.max_fo_len), precision="fp32", padding=0.0)
         predicted = module.memory(spec, shape, cfg)
+    shape = shape.with_(padding=0.0)  # full_rows has no padding: transformers drops its all-ones mask
+    predicted = module.memory(spec, shape, cfg)
     peak = measure_step(stepper, full_rows, lr)
     total = predicted.total + (module.host_bytes(spec, shape, cfg) if hasattr(module, "host_bytes") else 0)
     assert 0.75 * total <= peak <= 1.10 * total, f"{name}: measured {peak} B, model {total} B ({peak / total:.2f})"

@@ -66,6 +66,9 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_config_path, tokenizer, meth
     ("lozo", {"lazy": "4"}, 1e-3),
     ("addax", {"max_fo_len": "30"}, 0.1),
     ("adamw8bit", {}, 1e-3),
+    ("subzero", {"rank": "4", "lazy": "4"}, 1e-3),  # the resume falls inside a subspace window
+    ("dqt", {}, 3e-3),  # stochastic rounding draws the same after a resume
+    ("peqa", {}, 3e-2),
 ])
 def test_resume_equals_uninterrupted_slow(tmp_path, tiny_config_path, tokenizer, method, options, lr):
     _resume_matches(tmp_path, tiny_config_path, tokenizer, method, options, lr)

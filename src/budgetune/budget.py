@@ -9,6 +9,7 @@ command in RUN_DIR/charges.json; the ledger counts how many of those it holds an
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class Budget:
     def __post_init__(self) -> None:
         for name in ("max_flops", "max_tokens", "max_seconds", "max_memory_bytes"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
+            if value is not None and not (value > 0 and math.isfinite(value)):
                 raise UserError(f"budget field '{name}' is {value}; give a positive number or leave it unset")
 
     def exhausted(self, ledger: Ledger) -> str | None:
@@ -107,22 +108,32 @@ class Ledger:
 CHARGES = "charges.json"
 
 
-def charge_outside(ledger_path: str | Path, spent: Ledger, command: str) -> Ledger:
+def charge_outside(ledger_path: str | Path, spent: Ledger, command: str, extra: dict | None = None) -> Ledger:
     """Add `spent`, the work of one command outside the training loop, to the ledger at `ledger_path` and to the
-    charges record beside it; returns the updated ledger. Both files are replaced whole (temp name, then rename)."""
+    charges record beside it; returns the updated ledger. Both files are replaced whole (temp name, then rename),
+    under the run directory's writer lock."""
+    from .runlock import hold
+
     path = Path(ledger_path)
-    ledger = Ledger.load(path) if path.exists() else Ledger()
-    records = read_charges(path.parent)
-    records.append({"command": command, "flops": spent.flops, "tokens": spent.tokens})
-    atomic.write_json(path.parent / CHARGES, records)
-    fold_outside(ledger, records)
-    ledger.save(path)
+    with hold(path.parent):
+        ledger = Ledger.load(path) if path.exists() else Ledger()
+        records = read_charges(path.parent)
+        records.append({"command": command, "flops": spent.flops, "tokens": spent.tokens, "seconds": spent.seconds,
+                        **(extra or {})})
+        atomic.write_json(path.parent / CHARGES, records)
+        fold_outside(ledger, records)
+        ledger.save(path)
     return ledger
 
 
 def check_outside(ledger_path: str | Path) -> None:
     """Read the ledger and charges record `charge_outside` will update, so a bad file fails before any work."""
+    from .runlock import holder, refuse
+
     path = Path(ledger_path)
+    pid = holder(path.parent) if path.parent.is_dir() else None
+    if pid is not None:  # the run is being written: its writer keeps the ledger
+        raise refuse(path.parent, pid)
     if path.exists():
         Ledger.load(path)
     read_charges(path.parent)
@@ -133,6 +144,7 @@ def fold_outside(ledger: Ledger, records: list[dict]) -> None:
     for r in records[ledger.external:]:
         for phase in PHASES:
             ledger.charge(phase, r["flops"].get(phase, 0.0), r["tokens"].get(phase, 0))
+        ledger.seconds += float(r.get("seconds") or 0.0)  # the time budget covers work outside the loop too
     ledger.external = max(ledger.external, len(records))
 
 

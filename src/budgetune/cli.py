@@ -22,8 +22,15 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad flags are one line too (argparse's usage block would make them two)."""
+
+    def error(self, message: str):
+        self.exit(2, f"budgetune: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="budgetune",
         description="Plan and run LLM fine-tuning under explicit memory, data and compute budgets.",
     )
@@ -50,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .models import offline
+
+    offline(bool(getattr(args, "cfg__model__allow_download", None)))  # no network unless asked, this invocation
     try:
         return int(args._module.main(args) or 0)
     except UserError as e:

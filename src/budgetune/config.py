@@ -6,6 +6,7 @@ Every field name is unique across sections, so each becomes one flag (`--lr`, `-
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, close_matches
 
 
 def doc(help: str, default: Any = dataclasses.MISSING, **kw):
@@ -75,6 +76,11 @@ class TrainConfig:
     )
     weight_decay: float = doc("AdamW weight decay", 0.0)
     gradient_checkpointing: bool = doc("recompute activations in backward: less memory, one more forward", False)
+    precision: str = doc(
+        "training precision (the one `budgetune plan --precision` plans for): fp32; amp_bf16 (fp32 weights, bf16 "
+        "autocast through accelerate; a frozen LoRA base in bf16); bf16 (pure bf16 weights and optimizer states); "
+        "auto: amp_bf16 on CUDA, fp32 on CPU, bf16 when --dtype is bfloat16", "auto"
+    )
     max_steps: int | None = doc("stop after this many optimizer steps (in addition to the budget)", None)
     eval_every: int = doc("evaluate every N optimizer steps; 0: eval_points evaluations spread over the budget", 0)
     eval_points: int = doc("evaluations spread over the budget when eval_every is 0 (plus one before and one at the end)", 2)
@@ -86,6 +92,10 @@ class TrainConfig:
     checkpoint_every: int = doc("save a resumable checkpoint every N optimizer steps (0: only at the end)", 25)
     keep_checkpoints: int = doc("checkpoints kept on disk", 2)
     seed: int = doc("seed of initialisation and data order", 0)
+    nonfinite_retries: int = doc(
+        "times a non-finite loss or weight goes back to the last good checkpoint with the learning rate halved, "
+        "before the run stops", 3
+    )
 
 
 @dataclass(kw_only=True)
@@ -107,6 +117,8 @@ class RunConfig:
     out: str | None = doc("run directory; unset: runs/<method>-<time>", None)
     resume: bool = doc("continue the run in --out from its latest checkpoint", False)
     report: bool = doc("write report.html at the end", True)
+    overwrite: bool = doc("replace the earlier run in --out (never a directory that is not a run)", False)
+    generation_eval: int = doc("score generated answers for N held-out prompts before and after (0: skip)", 0)
     report_to: str = doc("experiment tracker through accelerate: tensorboard (event files in the run directory), "
                          "wandb (offline unless logged in), mlflow (./mlruns unless MLFLOW_TRACKING_URI is set) or "
                          "none", "none")
@@ -120,6 +132,7 @@ def default_run_config() -> RunConfig:
     cfg = RunConfig()
     cfg.budget.max_flops = 2.2e13
     cfg.budget.max_seconds = 240.0
+    cfg.generation_eval = 24
     return cfg
 
 
@@ -133,7 +146,10 @@ def parse_bytes(text: str | float, what: str = "memory") -> int:
     m = _SIZE.match(str(text))
     if not m:
         raise UserError(f"{what} '{text}' is not a size; write it like 24GiB, 80GB or 512MiB")
-    value, unit = float(m.group(1)), (m.group(2) or "B").upper()
+    try:
+        value, unit = float(m.group(1)), (m.group(2) or "B").upper()
+    except ValueError:
+        raise UserError(f"{what} '{text}' is not a size; write it like 24GiB, 80GB or 512MiB") from None
     scale = {"B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9, "T": 1e12, "TB": 1e12,
              "KI": 2**10, "KIB": 2**10, "MI": 2**20, "MIB": 2**20, "GI": 2**30, "GIB": 2**30, "TI": 2**40,
              "TIB": 2**40}[unit]
@@ -161,12 +177,19 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
                 return False
             raise ValueError
         if annotation is int:
+            if isinstance(value, bool):
+                raise ValueError
             f = float(value)
-            if f != int(f):
+            if not math.isfinite(f) or f != int(f):
                 raise ValueError
             return int(f)
         if annotation is float:
-            return float(value)
+            if isinstance(value, bool):
+                raise ValueError
+            f = float(value)
+            if not math.isfinite(f):
+                raise UserError(f"{where}: value {value!r} is not a finite number; give a number such as 1e12")
+            return f
         if annotation is str:
             return str(value)
         if annotation is dict or origin is dict:
@@ -195,8 +218,9 @@ def from_dict(d: dict, source: str = "config") -> RunConfig:
             shints = typing.get_type_hints(type(section))
             for fkey, fval in value.items():
                 if fkey not in shints:
-                    known = ", ".join(f.name for f in dataclasses.fields(section))
-                    raise UserError(f"{source}: unknown field '{key}.{fkey}'; known fields: {known}")
+                    near = close_matches(fkey, shints)
+                    raise UserError(f"{source}: unknown field '{key}.{fkey}'; "
+                                    f"{near or 'see `budgetune train --help` for the fields'}")
                 setattr(section, fkey, coerce(fval, shints[fkey], f"{source}: field '{key}.{fkey}'"))
         elif key in hints and key not in SECTIONS:
             setattr(cfg, key, coerce(value, hints[key], f"{source}: field '{key}'"))
@@ -238,3 +262,49 @@ def all_fields():
     hints = typing.get_type_hints(RunConfig)
     out += [(None, f, hints[f.name]) for f in dataclasses.fields(RunConfig) if f.name not in SECTIONS]
     return out
+
+
+# (section, field) -> (lowest, highest, what the value means), both ends allowed; None: no bound on that side.
+RANGES = {
+    ("data", "max_seq_len"): (2, None, "tokens per example"),
+    ("data", "heldout_fraction"): (0.0, 0.9, "a share of the prompts"),
+    ("data", "split_seed"): (0, None, "a seed"),
+    ("train", "lr"): (0.0, 1e6, "a positive learning rate"),
+    ("train", "micro_batch_size"): (1, None, "examples"),
+    ("train", "grad_accum"): (1, None, "micro-batches"),
+    ("train", "warmup_steps"): (0, None, "steps"),
+    ("train", "decay_fraction"): (0.0, 1.0, "a share between 0 and 1"),
+    ("train", "min_lr_ratio"): (0.0, 1.0, "a share between 0 and 1"),
+    ("train", "cooldown_fraction"): (0.0, 1.0, "a share between 0 and 1"),
+    ("train", "weight_decay"): (0.0, None, "a non-negative weight decay"),
+    ("train", "max_steps"): (1, None, "steps"),
+    ("train", "eval_every"): (0, None, "steps (0: spread over the budget)"),
+    ("train", "eval_points"): (1, None, "evaluations"),
+    ("train", "eval_batch_size"): (1, None, "examples"),
+    ("train", "checkpoint_every"): (0, None, "steps (0: only at the end)"),
+    ("train", "keep_checkpoints"): (1, None, "checkpoints"),
+    ("train", "seed"): (0, None, "a seed"),
+    ("train", "nonfinite_retries"): (0, 100, "retries"),
+    ("budget", "max_flops"): (0.0, None, "a positive FLOP count"),
+    ("budget", "max_tokens"): (1, None, "tokens"),
+    ("budget", "max_seconds"): (0.0, None, "positive seconds"),
+    (None, "generation_eval"): (0, None, "prompts (0: skip)"),
+}
+_EXCLUSIVE = {("train", "lr"), ("budget", "max_flops"), ("budget", "max_seconds")}  # 0 itself is not allowed
+
+
+def check(cfg: RunConfig, source: str = "config") -> None:
+    """Every number of a run finite and in range, or a one-line UserError naming the field, value and range."""
+    for (section, name), (lo, hi, what) in RANGES.items():
+        value = getattr(getattr(cfg, section) if section else cfg, name)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        field_name = f"{section}.{name}" if section else name
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UserError(f"field '{field_name}' ({flag}) is {value!r}; give a finite number ({what})")
+        low_bad = lo is not None and (value <= lo if (section, name) in _EXCLUSIVE else value < lo)
+        if low_bad or (hi is not None and value > hi):
+            bounds = (f"above {lo}" if (section, name) in _EXCLUSIVE else f"at least {lo}") if hi is None else \
+                f"between {lo} and {hi}"
+            raise UserError(f"field '{field_name}' ({flag}) is {value!r}; it must be {bounds} ({what})")

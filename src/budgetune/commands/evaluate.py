@@ -55,8 +55,13 @@ def run_generation_eval(run_dir: str, *, limit: int | None = 32, max_new_tokens:
 
 
 def main(args) -> int:
+    from ..errors import check_number
     from ..train.progress import stage
 
+    check_number(args.limit, "--limit", minimum=0)
+    check_number(args.max_new_tokens, "--max-new-tokens", minimum=1)
+    check_number(args.batch_size, "--batch-size", minimum=1)
+    check_number(args.samples, "--samples", minimum=0)
     with stage(f"generating answers to {args.limit or 'all'} held-out prompts, before and after"):
         result = run_generation_eval(args.run_dir, limit=args.limit, max_new_tokens=args.max_new_tokens,
                                      batch_size=args.batch_size)

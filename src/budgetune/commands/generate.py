@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, check_number
 
 HELP = ("generate with a model or a run's fine-tune: FLOPs and KV-cache bytes per request, an optional per-request "
         "FLOP budget, speculative decoding (draft model or prompt lookup)")
@@ -32,6 +32,12 @@ def add_arguments(parser) -> None:
                              "model's distilled draft (built once, ~3 min), 'draft:PATH' a model sharing the "
                              "tokenizer, 'prompt-lookup' n-grams from the prompt (default none)")
     parser.add_argument("--draft-tokens", type=int, default=3, help="tokens the draft proposes per pass (default 3)")
+    parser.add_argument("--early-exit", default=None, metavar="LAYERS",
+                        help="adaptive depth: try to leave the model after these decoder layers (e.g. 12,20) when "
+                             "the top token's probability reaches --exit-threshold (CALM-style; one prompt at a "
+                             "time; default: full depth)")
+    parser.add_argument("--exit-threshold", type=float, default=0.9,
+                        help="softmax confidence at which --early-exit leaves the model (default 0.9)")
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per batch without speculation")
     parser.add_argument("--dtype", default="float32", help="weight dtype (float32 on CPU)")
     parser.add_argument("--ledger", default=None, metavar="PATH",
@@ -98,12 +104,21 @@ def _line(r) -> str:
 
 
 def main(args) -> int:
+    check_number(args.max_new_tokens, "--max-new-tokens", minimum=1)
+    check_number(args.flops_budget, "--flops-budget", above=0)
+    check_number(args.draft_tokens, "--draft-tokens", minimum=1)
+    check_number(args.batch_size, "--batch-size", minimum=1)
     prompts = [args.prompt] if args.prompt is not None else read_prompts(args.file)
     if args.prompt is not None and not args.prompt.strip():
         raise UserError("--prompt is empty; give some text")
     if args.speculative.partition(":")[0] not in ("none", "draft", "prompt-lookup"):
         raise UserError(f"--speculative '{args.speculative}' is not known; use none, draft, draft:PATH or "
                         f"prompt-lookup")
+    from ..infer.early_exit import parse_early_exit
+
+    early_exit = parse_early_exit(args.early_exit, args.exit_threshold)
+    if early_exit is not None and args.speculative != "none":
+        raise UserError("--early-exit and --speculative are two ways to decode; choose one")
     from ..budget import Ledger, charge_outside, check_outside
     from ..infer.generate import generate, summarize
     from ..infer.load import load_for_inference
@@ -113,16 +128,23 @@ def main(args) -> int:
         check_outside(ledger_path)
     model_name = args.model or ("smollm2-135m" if args.adapter is None else None)
     model, tokenizer, name = load_for_inference(model_name, args.adapter, dtype=args.dtype)
-    spec = speculation_from(args.speculative, model, tokenizer, name, args.draft_tokens)
+    spec = None if early_exit else speculation_from(args.speculative, model, tokenizer, name, args.draft_tokens)
     ledger = Ledger()  # this command's own work; added to the ledger at `ledger_path` at the end
     streamer = None
     if len(prompts) == 1 and not args.json:
         from transformers import TextStreamer
 
         streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    results = generate(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens,
-                       flops_budget=args.flops_budget, speculation=spec, batch_size=args.batch_size,
-                       ledger=ledger, streamer=streamer)
+    if early_exit is not None:
+        from ..infer.early_exit import generate_early_exit
+
+        results = generate_early_exit(model, tokenizer, prompts, early_exit, max_new_tokens=args.max_new_tokens,
+                                      flops_budget=args.flops_budget, ledger=ledger)
+        streamer = None  # nothing was streamed: print the text below
+    else:
+        results = generate(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens,
+                           flops_budget=args.flops_budget, speculation=spec, batch_size=args.batch_size,
+                           ledger=ledger, streamer=streamer)
     if ledger_path:
         ledger = charge_outside(ledger_path, ledger, "generate")
     totals = summarize(results)

@@ -132,10 +132,22 @@ def apply_flags(cfg: config_mod.RunConfig, args: argparse.Namespace) -> config_m
 def resume_base(args: argparse.Namespace, fallback: config_mod.RunConfig) -> config_mod.RunConfig:
     """With --resume --out DIR, start from the run's saved config (then flags override)."""
     out = getattr(args, "cfg____out", None)
+    if getattr(args, "cfg____resume", None) and not out:
+        raise UserError("--resume needs the run directory: add --out RUN_DIR")
     if getattr(args, "cfg____resume", None) and out:
         saved = Path(out) / "config.json"
         if not saved.exists():
             raise UserError(f"{out}: not a run directory (no config.json); check --out")
-        data = json.loads(saved.read_text(encoding="utf-8"))
-        return config_mod.from_dict(data, str(saved))
+        try:
+            data = json.loads(saved.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise UserError(f"{saved}: not valid JSON ({e}); the run directory is damaged, start a new run") from None
+        if not isinstance(data, dict) or not {"model", "data", "train", "budget"} <= data.keys():
+            raise UserError(f"{out}: not a run directory (its config.json is not a budgetune run's); check --out")
+        cfg = config_mod.from_dict(data, str(saved))
+        # Code execution and network access are this invocation's to allow, never a run directory's.
+        cfg.model.trust_remote_code = False
+        cfg.model.allow_download = False
+        cfg.overwrite = False
+        return cfg
     return fallback

@@ -15,16 +15,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--gpus", type=int, default=1, help="data-parallel GPUs (default: 1)")
     parser.add_argument("--sharding", default="auto", choices=["auto", "none", "zero2", "zero3", "fsdp"],
                         help="how model states are split over GPUs (auto: none on 1 GPU, fsdp on several)")
-    parser.add_argument("--precision", default="amp_bf16", choices=["amp_bf16", "bf16", "fp32"],
-                        help="amp_bf16: fp32 weights with bf16 autocast (default); bf16: pure bf16; fp32")
+    parser.add_argument("--precision", default="auto", choices=["auto", "amp_bf16", "bf16", "fp32"],
+                        help="the run's --precision: amp_bf16 (fp32 weights, bf16 autocast), bf16 (pure bf16) or "
+                             "fp32; auto (default): amp_bf16, what `budgetune run` uses on a CUDA GPU")
     parser.add_argument("--attention", default="sdpa", choices=["sdpa", "eager"],
                         help="sdpa (fused, default) or eager (keeps the s×s attention matrix)")
     parser.add_argument("--method", action="append", default=None,
                         help="only this method (repeatable); default: every registered method")
-    parser.add_argument("--overhead", default="512MiB",
-                        help="fixed runtime overhead per GPU: CUDA context, cuBLAS workspace (default: 512MiB)")
-    parser.add_argument("--fragmentation", type=float, default=0.05,
-                        help="allocator slack as a share of the tensor bytes (default: 0.05)")
+    parser.add_argument("--overhead", default=None,
+                        help="fixed runtime overhead per GPU: CUDA context, cuBLAS workspace (default: 512MiB, "
+                             "as a run's --max-memory check)")
+    parser.add_argument("--fragmentation", type=float, default=None,
+                        help="allocator slack as a share of the tensor bytes (default: 0.05, as a run's check)")
     parser.add_argument("--device", default="a100", help="device for the time estimate: " +
                         "h200, h100, a100, l40s, a10g, l4, rtx4090, rtx3090, v100, t4 (default: a100)")
     parser.add_argument("--tflops", type=float, default=None, help="override the device's peak bf16 TFLOP/s")
@@ -63,11 +65,17 @@ def main(args) -> int:
     import sys
 
     from ..config import parse_bytes
-    from ..errors import UserError
+    from ..errors import UserError, check_number
     from ..memory import plan as P
     from ..memory.spec import UnsupportedArchitecture, spec_from_model_name
     from ..memory.terms import Shape
 
+    for flag, value, low in (("--seq-len", args.seq_len, 1), ("--batch-size", args.batch_size, 1),
+                             ("--gpus", args.gpus, 1), ("--fragmentation", args.fragmentation, 0)):
+        check_number(value, flag, minimum=low)
+    check_number(args.fragmentation, "--fragmentation", maximum=0.9)
+    check_number(args.tflops, "--tflops", above=0)
+    check_number(args.mfu, "--mfu", above=0, maximum=1)
     budget = parse_bytes(args.gpu_memory, "--gpu-memory")
     if budget <= 0:
         raise UserError(f"--gpu-memory {args.gpu_memory} must be positive")
@@ -79,9 +87,14 @@ def main(args) -> int:
     if not 0 < args.mfu <= 1:
         raise UserError(f"--mfu {args.mfu} must be in (0, 1]")
     sharding = args.sharding if args.sharding != "auto" else ("fsdp" if args.gpus > 1 else "none")
-    shape = Shape(micro_batch=args.batch_size, seq_len=args.seq_len, precision=args.precision,
+    from .. import precision as precision_mod
+
+    precision = precision_mod.resolve(args.precision, cuda=True)  # a plan is for a GPU: auto is what run uses there
+    args.precision = precision
+    shape = Shape(micro_batch=args.batch_size, seq_len=args.seq_len, precision=precision,
                   attention=args.attention, ranks=args.gpus, sharding=sharding,
-                  overhead_bytes=parse_bytes(args.overhead, "--overhead"), fragmentation=args.fragmentation)
+                  overhead_bytes=parse_bytes(args.overhead or P.OVERHEAD, "--overhead"),
+                  fragmentation=P.FRAGMENTATION if args.fragmentation is None else args.fragmentation)
     notes: list[str] = []
     try:
         spec = spec_from_model_name(args.model)

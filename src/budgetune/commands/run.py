@@ -15,10 +15,8 @@ def add_arguments(parser) -> None:
     from .. import config as config_mod
     from .choices import lazy_epilog
 
-    parser.add_argument("--generation-eval", type=int, default=24, metavar="N",
-                        help="score generated answers for N held-out prompts before and after (0: skip; default: 24)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    add_config_flags(parser, config_mod.default_run_config())
+    add_config_flags(parser, config_mod.default_run_config())  # --generation-eval too: stored with the run
     lazy_epilog(parser)
 
 
@@ -26,11 +24,10 @@ def main(args) -> int:
     from .. import config as config_mod
 
     cfg = resume_base(args, config_mod.default_run_config())
-    return execute(apply_flags(cfg, args), generation_eval=getattr(args, "generation_eval", 0),
-                   as_json=getattr(args, "json", False))
+    return execute(apply_flags(cfg, args), as_json=getattr(args, "json", False))
 
 
-def execute(cfg, *, generation_eval: int = 0, as_json: bool = False) -> int:
+def execute(cfg, *, generation_eval: int | None = None, as_json: bool = False) -> int:
     import time
 
     from .. import trackers
@@ -44,6 +41,7 @@ def execute(cfg, *, generation_eval: int = 0, as_json: bool = False) -> int:
     budget = make_budget(cfg)
     gov = governor_from_config(cfg, budget)
     before_gen = after_gen = None
+    generation_eval = cfg.generation_eval if generation_eval is None else generation_eval
     result = train(cfg, governor=gov, **_refresh_inputs(cfg, budget))
     if generation_eval:
         from ..train.progress import stage
@@ -91,6 +89,11 @@ def _generation_eval(result, n: int):
         from ..infer.evaluate import generation_eval
     except ImportError:
         return None, None
+    from ..train.outside import charge_generation_eval, done_generation_eval
+
+    done = done_generation_eval(result)
+    if done is not None:  # a resumed run whose generation evaluation was done and charged before the kill
+        return done
     model, tokenizer, data = result.extra["model"], result.extra["tokenizer"], result.extra["data"]
     from ..train.token_accuracy import response_token_accuracy
 
@@ -109,15 +112,15 @@ def _generation_eval(result, n: int):
             g["token_accuracy"] = accuracy[key]["accuracy"]
             g["flops"] = g.get("flops", 0.0) + accuracy[key]["flops"]
             g["tokens"] = g.get("tokens", 0) + accuracy[key]["read"]
-    from ..budget import Ledger
-
-    ledger = Ledger.load(result.run_dir / "ledger.json")
-    for g in (before, after):
-        if g:
-            ledger.charge("eval", g.get("flops", 0.0), g.get("tokens", 0))
-    ledger.save(result.run_dir / "ledger.json")
-    result.ledger = ledger
+    charge_generation_eval(result, before, after)
     return before, after
+
+
+def _divergence_line(result) -> str:
+    from ..train.guard import divergence
+
+    d = divergence(result.evals, result.before_loss)
+    return f"warning      held-out loss ended {d['factor'] or float('nan'):.1f}x its start: {d['advice']}" if d else ""
 
 
 def _print_summary(result, report, before_gen, after_gen, wall: float) -> None:
@@ -143,6 +146,7 @@ def _print_summary(result, report, before_gen, after_gen, wall: float) -> None:
         f"tokens       {ledger.tokens['train']} trained in {ledger.steps} steps"
         + (f" ({rate:.0f} tokens/s)" if rate else ""),
         f"stopped      {result.stop_reason}",
+        _divergence_line(result),
         f"result       {result.artefact}",
         f"report       {report}" if report else "",
         f"wall time    {wall:.0f} s",

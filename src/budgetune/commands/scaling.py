@@ -25,7 +25,10 @@ def main(args) -> int:
     from dataclasses import asdict
 
     from .. import scaling
+    from ..errors import check_number
 
+    check_number(getattr(args, "flops", None), "--flops", above=0)
+    check_number(getattr(args, "unique_tokens", None), "--unique-tokens", above=0)
     points, notes = scaling.load_points(args.runs)
     N, D, L = zip(*points) if points else ((), (), ())
     fit = scaling.fit_chinchilla(N, D, L)

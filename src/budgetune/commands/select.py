@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-HELP = ("score a data pool (random, length, dsir, loss, el2n, grand, ifd, rho, s2l, less) and keep a budgeted "
-        "subset; writes OUT (JSONL), OUT.scores.jsonl and OUT.summary.json, with the scoring FLOPs")
+HELP = ("score a data pool (random, length, dsir, loss, el2n, grand, ifd, rho, s2l, less, greats) and keep a "
+        "budgeted subset; writes OUT (JSONL), OUT.scores.jsonl and OUT.summary.json, with the scoring FLOPs")
 
 
 def add_arguments(parser) -> None:
@@ -15,7 +15,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--target", default=None,
                         help="target examples (same formats); unset: the held-out split of --data")
     parser.add_argument("--scorer", required=True, help="scorer name: random, length, dsir, loss, el2n, grand, "
-                                                        "ifd, rho, s2l, less")
+                                                        "ifd, rho, s2l, less, greats")
     parser.add_argument("--budget", required=True, help="5%%, 0.05, 200 (examples) or 20000tok (tokens)")
     parser.add_argument("--strategy", default=None,
                         help="topk, bottomk, offset, stratified or balanced (default: the scorer's own)")
@@ -43,6 +43,23 @@ def _options(pairs: list[str]) -> dict:
     return parse_pairs(pairs, "--option", "-o batch_size=8")
 
 
+def _check_out(out: Path) -> None:
+    """--out names a file to write: not a directory, not under a file, in a writable directory."""
+    import os
+
+    from ..errors import UserError
+
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory; name the subset file to write, e.g. {out / 'subset.jsonl'}")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"--out {out} is under {parent}, which is a file; choose another path")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UserError(f"--out {out}: {parent} is not writable; choose a directory you can write")
+            return
+
+
 def record(example, score: float | None = None) -> dict:
     """An example as a JSONL record that `--data` reads back."""
     row = {"messages": example.messages} if example.messages else {"text": example.text}
@@ -58,11 +75,15 @@ def main(args) -> int:
     from .. import atomic
     from ..config import DataConfig
     from ..data import load_data
-    from ..errors import UserError
+    from ..errors import UserError, check_number
     from ..models import load_model, load_tokenizer
     from ..selection import parse, registry, select
     from ..selection.sizing import parse_budget
 
+    check_number(args.max_seq_len, "--max-seq-len", minimum=2)
+    check_number(args.seed, "--seed", minimum=0)
+    check_number(args.dedup, "--dedup", above=0, maximum=1)
+    _check_out(Path(args.out))
     selection = {"scorer": args.scorer, "budget": args.budget, "options": _options(args.option), "seed": args.seed}
     if args.strategy:
         selection["strategy"] = args.strategy
@@ -87,13 +108,14 @@ def main(args) -> int:
     out = Path(args.out)
     values = result.scores.values
     chosen = set(int(i) for i in result.indices)
-    atomic.write_text(out, "".join(json.dumps(record(split.train[i], float(values[i]))) + "\n"
-                                   for i in result.indices))
     scores_path = out.with_name(out.name + ".scores.jsonl")
-    atomic.write_text(scores_path, "".join(json.dumps({"uid": e.uid, "score": float(values[i]), "selected": i in chosen})
-                                           + "\n" for i, e in enumerate(split.train)))
     summary = {**result.summary, "out": str(out), "scores": str(scores_path), "target": len(split.target)}
-    atomic.write_json(out.with_name(out.name + ".summary.json"), summary)
+    atomic.write_texts({  # the three outputs together: all written, then all renamed
+        out: "".join(atomic.dumps(record(split.train[i], float(values[i]))) + "\n" for i in result.indices),
+        scores_path: "".join(atomic.dumps({"uid": e.uid, "score": float(values[i]), "selected": i in chosen})
+                             + "\n" for i, e in enumerate(split.train)),
+        out.with_name(out.name + ".summary.json"): atomic.dumps(summary, indent=2, sort_keys=True) + "\n",
+    })
     if args.json:
         print(json.dumps(summary))
     else:

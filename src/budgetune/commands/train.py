@@ -12,10 +12,8 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("config", help="YAML file with sections model, data, train, budget and the run options "
                                        "below (examples/ has configs to start from)")
-    parser.add_argument("--generation-eval", type=int, default=0, metavar="N",
-                        help="score generated answers for N held-out prompts before and after (default: 0, skip)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    add_config_flags(parser, default_note=" unless the YAML sets it")
+    add_config_flags(parser, default_note=" unless the YAML sets it")  # --generation-eval too (stored with the run)
     lazy_epilog(parser)
 
 
@@ -24,4 +22,4 @@ def main(args) -> int:
     from .run import execute
 
     cfg = resume_base(args, config_mod.load_yaml(args.config))
-    return execute(apply_flags(cfg, args), generation_eval=args.generation_eval, as_json=args.json)
+    return execute(apply_flags(cfg, args), as_json=args.json)

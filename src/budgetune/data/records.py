@@ -112,12 +112,18 @@ def to_messages(path, number: int, record: dict, *, prompt_field: str, response_
             raise UserError(f"{path}:{number}: field '{messages_field}' must be a list of {{role, content}} objects")
         if not any(m["role"] == "assistant" for m in messages):
             raise UserError(f"{path}:{number}: field '{messages_field}' has no assistant message to learn from")
-        return [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
+        if not all(isinstance(m["content"], str) and isinstance(m["role"], str) for m in messages):
+            raise UserError(f"{path}:{number}: field '{messages_field}' has a role or content that is not text; "
+                            f"write each message as {{\"role\": \"user\", \"content\": \"...\"}}")
+        return [{"role": m["role"], "content": m["content"]} for m in messages]
     for name in (prompt_field, response_field):
         value = record.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
             fields = ", ".join(sorted(record)) or "none"
             raise UserError(f"{path}:{number}: missing field '{name}' (fields here: {fields}); "
                             f"map your columns with --prompt-field/--response-field or give '{messages_field}'")
+        if not isinstance(value, str):  # an object or a number is not an answer to learn, even stringified
+            raise UserError(f"{path}:{number}: field '{name}' is a {type(value).__name__}, not text; give the "
+                            f"{'prompt' if name == prompt_field else 'response'} as a string")
     return [{"role": "user", "content": str(record[prompt_field])},
             {"role": "assistant", "content": str(record[response_field])}]

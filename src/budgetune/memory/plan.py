@@ -15,13 +15,18 @@ from .spec import ModelSpec
 from .terms import MemoryBreakdown, Shape
 
 GIB = 2**30
+# The runtime overhead on one device, one definition for `plan` and a run's check_fits: the CUDA context and
+# cuBLAS/cuDNN workspaces (≈ 0.3–0.5 GiB), and the caching allocator's slack as a share of the tensor bytes.
+OVERHEAD = "512MiB"
+FRAGMENTATION = 0.05
 
 # Most quality-preserving first (the order the planner recommends in when several fit). Full fine-tuning and
 # 8-bit Adam match in quality (Dettmers et al. 2022); GaLore is close to full (Zhao et al. 2024); LoRA and the
 # block-wise optimizers trail full fine-tuning slightly (Biderman et al. 2024 "LoRA Learns Less and Forgets Less";
 # BAdam, Luo et al. 2024; HiFT, Liu et al. 2024); QLoRA adds quantisation error to LoRA (Dettmers et al. 2023);
 # zeroth-order methods need far more steps for less (Malladi et al. 2023; Addax and LOZO improve on MeZO).
-QUALITY_ORDER = ("full", "adamw8bit", "galore", "lora", "badam", "hift", "qlora", "addax", "lozo", "mezo")
+QUALITY_ORDER = ("full", "adamw8bit", "galore", "lora", "badam", "hift", "qlora", "dqt", "peqa", "addax", "subzero",
+                 "lozo", "mezo")
 
 # Option sets the planner tries per method; a method not listed is tried with its defaults. "all" LoRA targets
 # are the model's linear layers (memory/spec.py names them per family).
@@ -37,7 +42,7 @@ OPTION_SETS: dict[str, list[dict]] = {
 DEVICE_TFLOPS = {"h200": 989.0, "h100": 989.0, "a100": 312.0, "l40s": 362.0, "a10g": 125.0, "l4": 121.0,
                  "rtx4090": 165.0, "rtx3090": 71.0, "v100": 125.0, "t4": 65.0}
 
-ZEROTH_ORDER = {"mezo", "lozo"}  # forward passes only: two per step (per sampled direction)
+ZEROTH_ORDER = {"mezo", "lozo", "subzero"}  # forward passes only: two per step (per sampled direction)
 ADAPTERS = {"lora", "qlora"}
 
 
@@ -90,37 +95,12 @@ def resolve_options(name: str, options: dict, spec: ModelSpec | None) -> dict:
 
 
 def flops_per_token(spec: ModelSpec, method: str, cfg, shape: Shape) -> float:
-    """Training FLOPs per token from budgetune.flops (Kaplan et al. 2020; Narayanan et al. 2021), the trainable
-    share per method: all matrices (full, 8-bit Adam, GaLore), adapters only (LoRA, QLoRA; backward still runs
-    through every layer), one block (BAdam, HiFT), or forward passes only (two per direction: MeZO, LOZO)."""
-    from ..flops import (
-        FlopProfile,
-        backward_flops_per_token,
-        forward_flops_per_token,
-        recompute_flops_per_token,
-    )
+    """Training FLOPs per token from the profile the run's ledger charges (budgetune.flop_plan: the model's products
+    laid out from the config, with the method's trainable set): all matrices (full, 8-bit Adam, GaLore), adapters (LoRA,
+    QLoRA), the mean over a cycle of blocks (BAdam, HiFT), or two forward passes per direction (MeZO, LOZO)."""
+    from ..flop_plan import planned_flops_per_token
 
-    layer = sum(l.in_features * l.out_features for l in spec.layer_linears)
-    matmul = spec.n_layers * layer + spec.vocab * spec.hidden
-    if method in ADAPTERS:
-        targets = list(getattr(cfg, "target_modules", []))
-        r = int(getattr(cfg, "r", 16))
-        adapters = spec.n_layers * sum(r * (spec.linear(t).in_features + spec.linear(t).out_features)
-                                       for t in targets if t in spec.linear_names)
-        trainable, total = adapters, matmul + adapters
-    elif method in ("badam", "hift"):
-        per_block = int(getattr(cfg, "layers_per_block", getattr(cfg, "layers_per_group", 1)) or 1)
-        trainable, total = min(spec.n_layers, per_block) * layer, matmul
-    else:
-        trainable, total = matmul, matmul
-    p = FlopProfile(total, trainable, total, spec.n_layers * layer, spec.n_layers, spec.n_heads * spec.head_dim)
-    s = shape.seq_len
-    if method in ZEROTH_ORDER:
-        return 2.0 * forward_flops_per_token(p, s) * int(getattr(cfg, "samples", 1) or 1)
-    f = forward_flops_per_token(p, s) + backward_flops_per_token(p, s)
-    if shape.gradient_checkpointing:
-        f += recompute_flops_per_token(p, s)
-    return f
+    return planned_flops_per_token(spec, method, cfg, shape.seq_len, shape.gradient_checkpointing)
 
 
 def method_memory(spec: ModelSpec, shape: Shape, name: str, options: dict):
@@ -142,6 +122,12 @@ def enumerate_plans(spec: ModelSpec, shape: Shape, budget: int, *, methods: list
     plans: list[Plan] = []
     names = methods or registry.names()
     for name in names:
+        from ..precision import supports
+
+        if not supports(registry.get(name), shape.precision):
+            if notes is not None:
+                notes.append(f"{name}: skipped (it cannot train in {shape.precision})")
+            continue
         for options in OPTION_SETS.get(name, [{}]):
             for ckpt in (False, True):
                 s = shape.with_(gradient_checkpointing=ckpt)
@@ -237,6 +223,18 @@ def trace_plans(model: str, plans: list[Plan], shape: Shape, budget: int, *, tim
     return notes
 
 
+def run_shape(run_cfg, precision: str | None = None) -> Shape:
+    """The Shape a configured run trains with, as `plan` builds it: its micro-batch and longest sequence, padded
+    batches as the loop collates them, the precision the run resolves to, and the shared runtime overhead."""
+    from .. import precision as precision_mod
+    from ..config import parse_bytes
+
+    return Shape(micro_batch=int(run_cfg.train.micro_batch_size), seq_len=int(run_cfg.data.max_seq_len),
+                 precision=precision or precision_mod.for_run(run_cfg),
+                 gradient_checkpointing=bool(run_cfg.train.gradient_checkpointing),
+                 overhead_bytes=parse_bytes(OVERHEAD), fragmentation=FRAGMENTATION)
+
+
 def check_fits(run_cfg) -> dict:
     """Refuse a run whose method cannot fit cfg.budget.max_memory (before any weight is loaded).
 
@@ -248,9 +246,7 @@ def check_fits(run_cfg) -> dict:
 
     budget = parse_bytes(run_cfg.budget.max_memory, "budget field 'max_memory'")
     spec = spec_from_model_name(run_cfg.model.model)
-    precision = {"float32": "fp32", "bfloat16": "bf16", "float16": "bf16"}.get(run_cfg.model.dtype, "fp32")
-    shape = Shape(micro_batch=int(run_cfg.train.micro_batch_size), seq_len=int(run_cfg.data.max_seq_len),
-                  precision=precision, gradient_checkpointing=bool(run_cfg.train.gradient_checkpointing))
+    shape = run_shape(run_cfg)
     name = run_cfg.train.method
     if name == "auto":  # the planner picks: the most quality-preserving method that fits, then the fastest
         plans = enumerate_plans(spec, shape, budget)  # with and without checkpointing

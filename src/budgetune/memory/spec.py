@@ -214,7 +214,7 @@ def config_dict(name: str) -> dict:
 
     kind = models.resolve(name)
     if kind == "config":
-        return read_config_json(name)
+        return models.require_size(read_config_json(name), name)  # never a size from a family's defaults
     if kind == "dir":
         return read_config_json(Path(name) / "config.json")
     if kind == "embedded":

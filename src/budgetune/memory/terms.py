@@ -32,6 +32,7 @@ from ..errors import UserError
 from .spec import ModelSpec
 
 PRECISIONS = ("fp32", "amp_bf16", "bf16")
+DEFAULT_PADDING = 0.25  # padding share assumed for an unset Shape.padding (the peak does not depend on its value)
 ATTENTIONS = ("sdpa", "eager")
 SHARDINGS = ("none", "zero2", "zero3", "fsdp")
 TERMS = ("weights", "gradients", "optimizer", "activations", "other")
@@ -57,6 +58,10 @@ class Shape:
     sharding: str = "none"  # none | zero2 (grads + optimizer) | zero3 / fsdp (also weights)
     overhead_bytes: int = 0  # fixed runtime overhead (CUDA context, workspaces); 0 for tensor bytes only
     fragmentation: float = 0.0  # allocator slack as a share of the tensor bytes
+    # Share of a micro-batch's positions that are padding (budgetune.data.collate pads every example to the
+    # longest). None: as the training loop runs, where any micro-batch of 2 or more examples of unequal length has
+    # some. Any padding makes transformers pass a mask to attention, which changes what attention keeps.
+    padding: float | None = None
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -70,6 +75,20 @@ class Shape:
                 raise UserError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.overhead_bytes < 0 or not 0 <= self.fragmentation < 1:
             raise UserError("runtime overhead must be >= 0 bytes and fragmentation in [0, 1)")
+        if self.padding is not None and not 0 <= self.padding < 1:
+            raise UserError(f"padding share {self.padding} must be in [0, 1)")
+
+    @property
+    def padding_share(self) -> float:
+        """The padding share in use: none in a single-example micro-batch, DEFAULT_PADDING when unset."""
+        if self.micro_batch == 1:
+            return 0.0
+        return DEFAULT_PADDING if self.padding is None else float(self.padding)
+
+    @property
+    def masked(self) -> bool:
+        """Whether attention gets a mask: transformers drops an all-ones mask, so only a padded batch has one."""
+        return self.padding_share > 0
 
     @property
     def tokens(self) -> int:
@@ -225,8 +244,13 @@ def _layer_saved_bytes(spec: ModelSpec, shape: Shape, base_trains: bool, adapter
     per_token += _linear_inputs(spec, shape, base_trains, targets)
     # Attention: q and k after rotary embeddings, v, and (SDPA) the output and fp32 logsumexp; eager attention keeps
     # q, K and V expanded to every head, the fp32 softmax and (16-bit) its cast copy instead.
+    # A padded batch (Shape.masked) takes transformers' masked SDPA path (integrations/sdpa_attention.py): K/V are
+    # expanded to every head (repeat_kv) before SDPA, which keeps the expanded copies instead, and SDPA turns the
+    # boolean b×1×s×s mask into an additive one in the query dtype, kept per layer (added below).
     if shape.attention == "sdpa":
-        per_token += E * (2 * qd + 2 * kvd) + 4 * spec.n_heads
+        # (with a single KV head the expansion is a view: repeat_kv's reshape needs no copy)
+        kv_kept = qd if shape.masked and spec.n_kv_heads > 1 else kvd
+        per_token += E * (2 * qd + 2 * kv_kept) + 4 * spec.n_heads
     else:
         per_token += E * 3 * qd + (4 + (E if E != 4 else 0)) * spec.n_heads * s
         if spec.attn_logit_softcapping:  # Gemma2: tanh(scores / cap) keeps its s×s output for backward
@@ -236,7 +260,13 @@ def _layer_saved_bytes(spec: ModelSpec, shape: Shape, base_trains: bool, adapter
     per_token += E * i * (3 if spec.mlp_kind != "plain" else 1)
     if adapters:  # A·x of every adapter, kept by B (bf16 under autocast, else the fp32 adapter dtype)
         per_token += (2 if shape.precision == "amp_bf16" else 4) * adapters.rank * len(targets & set(spec.linear_names))
-    return per_token * T
+    return per_token * T + (attention_mask_bytes(shape, E) if shape.attention == "sdpa" else 0)
+
+
+def attention_mask_bytes(shape: Shape, width: int) -> int:
+    """The b×1×s×s mask of a padded batch at `width` bytes per entry (1: the boolean mask transformers builds once
+    per forward; the query dtype: the additive copy SDPA makes and keeps in each layer); 0 without padding."""
+    return width * shape.micro_batch * shape.seq_len ** 2 if shape.masked else 0
 
 
 def activation_bytes(spec: ModelSpec, shape: Shape, *, base_trains: bool = True, adapters: Adapters | None = None,
@@ -311,18 +341,27 @@ def forward_only_bytes(spec: ModelSpec, shape: Shape) -> int:
     residual stream, and the largest of one layer's intermediates, the LM head's matmul and the loss's buffers.
     Under AMP the fp32 weights (zeroth-order methods update them) are cast to bf16 at each use and, without
     autograd, not cached: one weight's cast is alive at a time, the head's (V×h) the largest (measured by the
-    tracer)."""
+    tracer); accelerate converts the bf16 logits to fp32 as the forward returns, so the loss sees fp32 logits.
+    A padded batch adds the boolean mask for the whole forward and, per layer, K/V expanded to every head and the
+    additive mask (see _layer_saved_bytes)."""
     T = shape.tokens
     _, E, R, _ = precision_dtypes(shape.precision)
+    amp = shape.precision == "amp_bf16"
     qd = spec.n_heads * spec.head_dim
-    cast = 2 if shape.precision == "amp_bf16" else 0
-    layer = max(2 * E * T * spec.intermediate + E * T * spec.intermediate, 3 * E * T * qd)
+    cast = 2 if amp else 0
+    attention = 3 * E * T * qd
+    if shape.masked and shape.attention == "sdpa":
+        kv = qd if spec.n_kv_heads > 1 else spec.n_kv_heads * spec.head_dim
+        attention = E * T * (2 * qd + 2 * kv) + attention_mask_bytes(shape, E)
+    layer = max(2 * E * T * spec.intermediate + E * T * spec.intermediate, attention)
     layer += cast * max(l.in_features * l.out_features for l in spec.layer_linears) if spec.layer_linears else 0
     if shape.attention == "eager":
         layer = max(layer, (4 + E) * shape.micro_batch * spec.n_heads * shape.seq_len ** 2)
-    head = E * T * spec.vocab + cast * spec.vocab * spec.hidden
-    loss = E * T * spec.vocab + (4 * T * spec.vocab if E != 4 else 0) + 4 * T * spec.vocab
-    return 2 * R * T * spec.hidden + max(layer, head, loss)
+    head = E * T * spec.vocab + max(cast * spec.vocab * spec.hidden, 4 * T * spec.vocab if amp else 0)
+    L = 4 if amp else E  # the logits' dtype at the loss
+    loss = L * T * spec.vocab + (4 * T * spec.vocab if L != 4 else 0) + 4 * T * spec.vocab
+    # The loss runs after the forward has returned: the residual stream and the mask are gone by then.
+    return max(2 * R * T * spec.hidden + attention_mask_bytes(shape, 1) + max(layer, head), loss)
 
 
 def kv_cache_bytes(spec: ModelSpec, batch: int, context: int, dtype: str = "bf16") -> int:

@@ -30,7 +30,10 @@ from dataclasses import dataclass
 from ..errors import UserError
 from .terms import MemoryBreakdown, Shape
 
-TRACEABLE = ("full", "lora", "badam", "galore", "mezo")  # methods whose training step the tracer reproduces
+TRACEABLE = ("full", "lora", "badam", "galore", "mezo", "subzero")  # methods whose training step the tracer reproduces
+# SubZero's step is MeZO's (two no-grad probes, in-place perturbations); its orthonormal factors (Σ(m+n)·r values,
+# a few MiB) are not traced: its memory() counts them.
+TRACE_AS = {"subzero": "mezo"}
 UPDATES_BASE = ("full", "badam", "galore", "mezo")  # methods that change the base weights (fp32 under AMP)
 
 
@@ -181,16 +184,46 @@ def _build(config, shape: Shape, method: str, method_cfg):
     return model
 
 
-def _loss(model, batch, *, no_grad: bool = False):
-    """methods.base.token_loss's tensor operations (its token count reads data, which fake tensors have none of)."""
+def padded_batch(shape: Shape, pad_id: int = 0) -> dict:
+    """A micro-batch as the training loop builds it: examples right-padded to the longest by
+    budgetune.data.collate, padding masked from attention and loss. Row 0 is seq_len long; the others share the
+    real tokens so that `shape.padding_share` of the positions are padding."""
+    from ..data import Example, collate
+
+    b, s = shape.micro_batch, shape.seq_len
+    share = shape.padding_share
+    if b == 1 or share == 0:
+        lengths = [s] * b
+    else:
+        rest = max(b - 1, round((1 - share) * b * s) - s)  # real tokens of rows 1..b-1
+        lengths = [s] + [max(1, min(s, rest // (b - 1) + (1 if i < rest % (b - 1) else 0))) for i in range(b - 1)]
+    examples = [Example([1] * n, [1] * n) for n in lengths]
+    return collate(examples, pad_id)
+
+
+def _loss(model, batch, *, precision: str = "fp32", no_grad: bool = False):
+    """methods.base.token_loss's tensor operations under the loop's precision (its token count reads data, which
+    fake tensors have none of). Under amp_bf16 accelerate wraps the model's forward in autocast and converts its
+    outputs to fp32 (accelerate.utils.convert_outputs_to_fp32); the loss runs outside autocast."""
+    import torch
     import torch.nn.functional as F
 
-    # No attention mask: a causal batch without padding (packed sequences). With a mask, transformers checks the
-    # mask's values to skip it, which fake tensors cannot answer, and would build an s×s mask and copy K/V per head.
-    # token_loss passes use_cache=False; under fake tensors that alone makes transformers build a mask (on real
-    # tensors it does not), so with autograd (where the cache holds only tensors backward saves anyway) the default
-    # is kept, and without autograd (where the cache would hold every layer's K/V) it is turned off.
-    logits = model(input_ids=batch["input_ids"], **({"use_cache": False} if no_grad else {})).logits
+    # The mask as the loop passes it: transformers skips an all-ones mask on real tensors (and then SDPA handles
+    # grouped-query K/V without expanding them); with padding, or on fake tensors whose values it cannot read, it
+    # builds a b×1×s×s mask and expands K/V to every head (repeat_kv). A batch without padding is passed without
+    # its mask, which is what transformers does with the all-ones mask. token_loss passes use_cache=False; under
+    # fake tensors that alone makes transformers build a mask (on real tensors it does not), so an unpadded batch
+    # with autograd (where the cache holds only tensors backward saves anyway) keeps the default, and without
+    # autograd (where the cache would hold every layer's K/V) turns it off.
+    padded = bool(batch.get("padded"))
+    kw = {"attention_mask": batch["attention_mask"], "use_cache": False} if padded else (
+        {"use_cache": False} if no_grad else {})
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "amp_bf16"
+                else contextlib.nullcontext())
+    with autocast:
+        logits = model(input_ids=batch["input_ids"], **kw).logits
+    if precision == "amp_bf16":
+        logits = logits.float()
     labels = batch["labels"][:, 1:]
     logits = logits[:, :-1]
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100,
@@ -214,7 +247,7 @@ def _optimizer(model, method: str, method_cfg, trainable: list):
     return torch.optim.AdamW(trainable, lr=1e-5, foreach=True)
 
 
-def _zeroth_order_steps(model, batch, tracker, autocast, steps: int) -> None:
+def _zeroth_order_steps(model, batch, tracker, precision: str, steps: int) -> None:
     """MeZO's step (methods.zeroth_order): θ+εz, forward, θ−2εz, forward, θ+εz, θ−lr·g·z, all in place. The
     perturbation allocates only its pool of z (CHUNK values at most) and adds windows of it to views of each weight;
     one window per weight allocates exactly what the chunked loop does, without thousands of fake ops per pass."""
@@ -236,8 +269,7 @@ def _zeroth_order_steps(model, batch, tracker, autocast, steps: int) -> None:
 
     def probe() -> None:
         tracker.phase = "forward"
-        with autocast:
-            loss = _loss(model, batch, no_grad=True)
+        loss = _loss(model, batch, precision=precision, no_grad=True)
         del loss
 
     pools: dict = {}
@@ -260,6 +292,7 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     start = time.perf_counter()
+    method, method_cfg = (TRACE_AS[method], None) if method in TRACE_AS else (method, method_cfg)
     model = _build(config, shape, method, method_cfg)
     model.train()
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext()
@@ -267,9 +300,10 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
     params = list(model.parameters())
     trainable = [p for p in params if p.requires_grad]
     optimizer = _optimizer(model, method, method_cfg, trainable)
-    with fake_mode:
-        ids = torch.zeros(shape.micro_batch, shape.seq_len, dtype=torch.long)
-        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+    batch = padded_batch(shape)
+    batch["padded"] = bool((batch["attention_mask"] == 0).any())
+    if fake:
+        batch = {k: fake_mode.from_tensor(v) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     tracker = _PeakTracker()
     weight_ids = {id(t.untyped_storage()) for t in list(params) + list(model.buffers())}
@@ -292,14 +326,12 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
                 terms["other"] += nbytes
         return MemoryBreakdown(**terms)
 
-    for t in list(params) + list(model.buffers()) + list(batch.values()):
+    for t in list(params) + list(model.buffers()) + [v for v in batch.values() if isinstance(v, torch.Tensor)]:
         tracker.register(t)
     tracker.classify = classify
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if shape.precision == "amp_bf16"
-                else torch.autocast("cpu", enabled=False))
     if method == "mezo":
         with fake_mode, tracker.mode:
-            _zeroth_order_steps(model, batch, tracker, autocast, steps)
+            _zeroth_order_steps(model, batch, tracker, shape.precision, steps)
         tracker.finish()
         n_params = sum(p.numel() for p in {id(p): p for p in params}.values())
         return TraceResult(tracker.peak, tracker.snapshot or MemoryBreakdown(), tracker.peak_phase,
@@ -321,8 +353,7 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
         compact()
         for _ in range(steps - 1):
             tracker.phase = "forward"
-            with autocast:
-                loss = _loss(model, batch)
+            loss = _loss(model, batch, precision=shape.precision)
             tracker.phase = "backward"
             loss.backward()
             del loss

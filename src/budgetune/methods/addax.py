@@ -28,6 +28,8 @@ from .spec_parts import formats, matmul_params, tensor_numels, tied_embedding_gr
 from .zeroth_order import (
     CHUNK,
     SPSA,
+    ZO_PRECISION_REASON,
+    ZO_PRECISIONS,
     GaussianPerturbation,
     SPSAConfig,
     WholeModelWeights,
@@ -38,6 +40,7 @@ from .zeroth_order import (
 torch = lazy("torch")
 
 NAME = "addax"
+PRECISIONS, PRECISION_REASON = ZO_PRECISIONS, ZO_PRECISION_REASON
 DEFAULT_LR = 2e-4  # plain SGD on every weight: 5e-3 diverged and 1e-3 raised the held-out loss (bench/methods.py)
 
 
@@ -73,7 +76,7 @@ class AddaxStepper(WholeModelWeights):
     def __init__(self, model, cfg: Config, ctx: TrainContext):
         self.cfg, self.ctx = cfg, ctx
         self.accelerator = ctx.accelerator
-        model.to(self.accelerator.device)
+        model = self.accelerator.prepare_model(model, evaluation_mode=True)  # device and autocast, no DDP
         for p in model.parameters():
             p.requires_grad_(True)
         self.recompute = ctx.gradient_checkpointing
@@ -91,6 +94,16 @@ class AddaxStepper(WholeModelWeights):
         if self._profile is None:
             self._profile = profile_from_model(self.model)
         return self._profile
+
+    def cost(self, micro_batches: list[dict]) -> float:
+        """What step() will charge: two forwards on the long rows, a training step on the short ones."""
+        total = 0.0
+        for mb in micro_batches:
+            s, l = split_by_length(mb, int(self.cfg.max_fo_len))
+            total += 2 * self.spsa.forward_cost([l]) if l is not None else 0.0
+            total += train_step_flops(self.profile(), *s["input_ids"].shape, recompute=self.recompute) \
+                if s is not None else 0.0
+        return total
 
     def step(self, micro_batches: list[dict], lr: float) -> StepResult:
         short, long = [], []
@@ -159,4 +172,5 @@ def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
     zeroth = MemoryBreakdown(weights=weights, activations=forward_peak_bytes(spec, shape),
                              other=4 * min(CHUNK, max(tensor_numels(spec))),
                              notes=(f"zeroth-order probes on examples longer than {cfg.max_fo_len} tokens",))
+    zeroth = zeroth.plus(other=T.runtime_overhead(shape, zeroth.total))
     return first if first.total >= zeroth.total else zeroth

@@ -93,6 +93,16 @@ class BAdamStepper(FirstOrderStepper):
         self.step_count += 1
         return result
 
+    def cost(self, micro_batches) -> float:
+        block = self._block(self.step_count)
+        if block == self.active:
+            return super().cost(micro_batches)
+        from ..flop_profile import profile_with
+        from ..flops import train_step_flops
+
+        profile = profile_with(self.unwrapped, set(self.blocks[block]))  # the block step() will switch to
+        return sum(train_step_flops(profile, *mb["input_ids"].shape, recompute=self.recompute) for mb in micro_batches)
+
     def state_dict(self) -> dict:
         return {"step": self.step_count, "active": self.active, "optimizer": self.optimizer.state_dict()}
 

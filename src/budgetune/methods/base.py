@@ -35,6 +35,7 @@ class TrainContext:
     weight_decay: float = 0.0
     gradient_checkpointing: bool = False
     seed: int = 0
+    precision: str = "fp32"  # budgetune.precision: fp32, amp_bf16 (autocast through the accelerator) or bf16
     extra: dict = field(default_factory=dict)
 
 
@@ -96,6 +97,11 @@ class FirstOrderStepper:
     def invalidate_profile(self) -> None:
         """Call when the trainable set changes (block-wise methods)."""
         self._profile = None
+
+    def cost(self, micro_batches: list[dict]) -> float:
+        """FLOPs the next step() on these micro-batches will charge, before it runs (the loop's budget check)."""
+        return sum(train_step_flops(self.profile(), *mb["input_ids"].shape, recompute=self.recompute)
+                   for mb in micro_batches)
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:

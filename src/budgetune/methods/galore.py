@@ -81,12 +81,18 @@ class GaLoreStepper(FirstOrderStepper):
     def step(self, micro_batches, lr):
         result = super().step(micro_batches, lr)
         self._compact_projectors()
+        result.flops += self._extra()
+        self.step_count += 1
+        return result
+
+    def cost(self, micro_batches) -> float:
+        return super().cost(micro_batches) + self._extra()
+
+    def _extra(self) -> float:
         extra = sum(projection_flops(m, n, int(self.cfg.rank)) for m, n in self.shapes)
         if self.step_count % int(self.cfg.update_proj_gap) == 0:  # galore-torch refreshes at its step 0, T, 2T, ...
             extra += sum(svd_flops(m, n) for m, n in self.shapes)
-        self.step_count += 1
-        result.flops += extra
-        return result
+        return extra
 
     def _compact_projectors(self) -> None:
         compact_projectors(self._inner())

@@ -92,6 +92,14 @@ class HiFTStepper(FirstOrderStepper):
         self.step_count += 1
         return result
 
+    def cost(self, micro_batches) -> float:
+        from ..flop_profile import profile_with
+        from ..flops import train_step_flops
+
+        group = group_at(self.step_count, len(self.groups), self.cfg.order, self.ctx.seed)
+        profile = profile_with(self.unwrapped, set(self.groups[group]))  # the group step() will train
+        return sum(train_step_flops(profile, *mb["input_ids"].shape, recompute=self.recompute) for mb in micro_batches)
+
     def state_dict(self) -> dict:
         return {"step": self.step_count, "cycle_lr": self.cycle_lr,
                 "optimizers": {int(g): opt.state_dict() for g, opt in self.optimizers.items()}}

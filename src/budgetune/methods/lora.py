@@ -12,6 +12,7 @@ from .base import FirstOrderStepper, TrainContext
 torch = lazy("torch")
 
 NAME = "lora"
+FROZEN_BASE = True  # the base never trains: under amp_bf16 it is loaded in bf16 (budgetune.precision.load_dtype)
 DEFAULT_LR = 2e-4
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -35,16 +36,24 @@ class Config:
             raise UserError("lora option target_modules is empty; name linear layers, e.g. q_proj,v_proj")
 
 
+def _adaptable(model) -> dict[str, tuple[int, int]]:
+    """(in, out) of every layer peft can adapt: nn.Linear and transformers' Conv1D (GPT-2's projections)."""
+    from transformers.pytorch_utils import Conv1D
+
+    return {n: (m.in_features, m.out_features) if isinstance(m, torch.nn.Linear) else tuple(m.weight.shape)
+            for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D))}
+
+
 def lora_config(cfg: Config, model):
     from peft import LoraConfig
 
-    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    dims = _adaptable(model)
+    names = {n.rsplit(".", 1)[-1] for n in dims}
     missing = [t for t in cfg.target_modules if t not in names]
     if missing:
         raise UserError(f"lora option target_modules names {missing}, which the model does not have; "
                         f"its linear layers are {sorted(names)}")
-    smallest = min(min(m.in_features, m.out_features) for n, m in model.named_modules()
-                   if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in cfg.target_modules)
+    smallest = min(min(d) for n, d in dims.items() if n.rsplit(".", 1)[-1] in cfg.target_modules)
     if cfg.r > smallest:
         raise UserError(f"lora option r={cfg.r} is larger than the smallest adapted layer dimension ({smallest}); "
                         f"use r <= {smallest}")

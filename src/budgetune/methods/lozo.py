@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 from ..lazy import lazy
-from ..memory.terms import MemoryBreakdown, Shape, weight_bytes
+from ..memory.terms import MemoryBreakdown, Shape, runtime_overhead, weight_bytes
 from .spec_parts import formats
 from .zeroth_order import (
     CHUNK,
+    ZO_PRECISION_REASON,
+    ZO_PRECISIONS,
     ZerothOrderStepper,
     _generator,
     forward_peak_bytes,
@@ -25,6 +27,7 @@ from .zeroth_order import (
 torch = lazy("torch")
 
 NAME = "lozo"
+PRECISIONS, PRECISION_REASON = ZO_PRECISIONS, ZO_PRECISION_REASON
 DEFAULT_LR = 1e-5
 
 
@@ -76,7 +79,7 @@ class LowRankPerturbation:
 
 
 def prepare(model, cfg: Config, ctx) -> ZerothOrderStepper:
-    model.to(ctx.accelerator.device)
+    model = ctx.accelerator.prepare_model(model, evaluation_mode=True)  # device and autocast only
     smallest = min(min(p.shape[0], p[0].numel()) for p in model.parameters() if p.dim() >= 2)
     if int(cfg.rank) > smallest:
         raise UserError(f"lozo option rank={cfg.rank} is larger than the smallest weight matrix dimension "
@@ -94,5 +97,6 @@ def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
     widest = max([spec.hidden] + [l.in_features for l in spec.layer_linears])
     rows = max(1, CHUNK // widest)
     factors = 4 * (widest * int(cfg.rank) + rows * int(cfg.rank))
-    return MemoryBreakdown(weights=weight_bytes(spec.n_params, wfmt), activations=forward_peak_bytes(spec, shape),
+    peak = MemoryBreakdown(weights=weight_bytes(spec.n_params, wfmt), activations=forward_peak_bytes(spec, shape),
                            other=factors, notes=(f"rank-{cfg.rank} perturbations, forward passes only",))
+    return peak.plus(other=runtime_overhead(shape, peak.total))  # as every method: plan's overhead

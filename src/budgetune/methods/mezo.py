@@ -7,10 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UserError
-from ..memory.terms import MemoryBreakdown, Shape, weight_bytes
+from ..memory.terms import MemoryBreakdown, Shape, runtime_overhead, weight_bytes
 from .spec_parts import formats, tensor_numels
 from .zeroth_order import (
     CHUNK,
+    ZO_PRECISION_REASON,
+    ZO_PRECISIONS,
     GaussianPerturbation,
     ZerothOrderStepper,
     forward_peak_bytes,
@@ -18,6 +20,7 @@ from .zeroth_order import (
 )
 
 NAME = "mezo"
+PRECISIONS, PRECISION_REASON = ZO_PRECISIONS, ZO_PRECISION_REASON
 DEFAULT_LR = 1e-5  # larger than MeZO's 1e-6/1e-7 for 13B models: a 135M model under a small budget needs it
 
 
@@ -35,7 +38,7 @@ class Config:
 
 
 def prepare(model, cfg: Config, ctx) -> ZerothOrderStepper:
-    model.to(ctx.accelerator.device)
+    model = ctx.accelerator.prepare_model(model, evaluation_mode=True)  # device and autocast only
     return ZerothOrderStepper(model, GaussianPerturbation(mix_seed(ctx.seed, 0x3E20), bool(cfg.iid)), eps=float(cfg.eps), samples=int(cfg.samples),
                               seed=ctx.seed, weight_decay=ctx.weight_decay, accelerator=ctx.accelerator)
 
@@ -45,6 +48,7 @@ def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
     forward; other: the fixed pool z is drawn from, or one fresh chunk of z at a time (zeroth_order.CHUNK values)."""
     wfmt, _ = formats(shape.precision)
     # One chunk of z (iid) or the pool (default): both as long as the largest tensor, CHUNK values at most.
-    chunk = 4 * min(CHUNK, max(tensor_numels(spec)))
-    return MemoryBreakdown(weights=weight_bytes(spec.n_params, wfmt), activations=forward_peak_bytes(spec, shape),
+    chunk = (2 if wfmt == "bf16" else 4) * min(CHUNK, max(tensor_numels(spec)))
+    peak = MemoryBreakdown(weights=weight_bytes(spec.n_params, wfmt), activations=forward_peak_bytes(spec, shape),
                            other=chunk, notes=("forward passes only",))
+    return peak.plus(other=runtime_overhead(shape, peak.total))  # as every method: plan's overhead

@@ -17,6 +17,9 @@ _MODULES = (
     ("mezo", "budgetune.methods.mezo"),
     ("lozo", "budgetune.methods.lozo"),
     ("addax", "budgetune.methods.addax"),
+    ("subzero", "budgetune.methods.subzero"),
+    ("peqa", "budgetune.methods.peqa"),
+    ("dqt", "budgetune.methods.dqt"),
 )
 
 REGISTRY = Registry("method", _MODULES)

@@ -26,6 +26,10 @@ torch = lazy("torch")
 # z is generated this many elements at a time, so the largest transient is 4 MiB (fp32), not a whole
 # embedding matrix; the chunking is fixed, so the same seed always gives the same z.
 CHUNK = 1 << 20
+# The probes perturb the weights in place and restore them (θ+εz, −2εz, +εz): in bf16 each pass rounds every weight
+# to 8 mantissa bits, so θ is not restored and the rounding drift swamps an update of lr·g.
+ZO_PRECISIONS = ("fp32", "amp_bf16")
+ZO_PRECISION_REASON = "its in-place perturb-and-restore of bf16 weights does not restore them"
 
 
 def mix_seed(*parts: int) -> int:
@@ -44,13 +48,15 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
 
 
 def forward_peak_bytes(spec, shape) -> int:
-    """Live activations of one probe: the planner's inference-forward term plus, in fp32, the copy token_loss makes
-    when it flattens the shifted logits (logits[:, :-1] is not contiguous, so reshape copies: b·(s−1)·V·4 B; with
-    16-bit logits the fp32 upcast already is that copy and forward_only_bytes counts it)."""
+    """Live activations of one probe: the planner's inference-forward term plus, with fp32 logits at the loss (fp32,
+    or AMP, where accelerate converts the outputs to fp32), the copy token_loss makes when it flattens the shifted
+    logits (logits[:, :-1] is not contiguous, so reshape copies: b·(s−1)·V·4 B; with 16-bit logits the fp32 upcast
+    already is that copy and forward_only_bytes counts it)."""
     from ..memory.terms import forward_only_bytes, precision_dtypes
 
     _, E, _, _ = precision_dtypes(shape.precision)
-    copy = 4 * shape.micro_batch * (shape.seq_len - 1) * spec.vocab if E == 4 else 0
+    fp32_logits = E == 4 or shape.precision == "amp_bf16"
+    copy = 4 * shape.micro_batch * (shape.seq_len - 1) * spec.vocab if fp32_logits else 0
     return forward_only_bytes(spec, shape) + copy
 
 
@@ -220,8 +226,12 @@ class ZerothOrderStepper(WholeModelWeights):
             losses.append(loss)
         self.spsa.decay(lr)
         self.step_count += 1
-        flops = 2 * self.spsa.cfg.samples * self.spsa.forward_cost(micro_batches)
+        flops = self.cost(micro_batches)
         return StepResult(sum(losses) / len(losses), flops, sum(batch_tokens(mb) for mb in micro_batches))
+
+    def cost(self, micro_batches: list[dict]) -> float:
+        """Two forward passes per sampled direction (Malladi et al. 2023); known before the step runs."""
+        return 2 * self.spsa.cfg.samples * self.spsa.forward_cost(micro_batches)
 
     def state_dict(self) -> dict:
         return {"step": self.step_count, "seed": self.spsa.seed, "perturbation": self.spsa.perturbation.state_dict()}

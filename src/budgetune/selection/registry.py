@@ -21,6 +21,7 @@ _MODULES = (
     ("rho", "budgetune.selection.scorers.rho"),
     ("s2l", "budgetune.selection.scorers.s2l"),
     ("less", "budgetune.selection.scorers.less"),
+    ("greats", "budgetune.selection.scorers.greats"),
 )
 
 REGISTRY = Registry("scorer", _MODULES)

@@ -51,6 +51,8 @@ def load_latest(run_dir: Path) -> tuple[dict, dict, dict] | None:
         weights = load_file(str(path / "weights.safetensors"))
         method_state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RuntimeError) as e:
+        if not isinstance(state, dict) or not isinstance(state.get("loop"), dict) or "ledger" not in state:
+            raise ValueError("state.json is not a checkpoint state")
+    except Exception as e:  # noqa: BLE001 — safetensors, torch and json each raise their own types for a damaged file
         raise UserError(f"{path}: damaged checkpoint ({type(e).__name__}); delete it to resume from the one before") from None
     return weights, method_state, state

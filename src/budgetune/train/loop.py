@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .. import config as config_mod
+from .. import precision as precision_mod
 from .. import scaling, trackers
 from ..budget import CHARGES, Budget, Ledger, fold_outside, read_charges
 from ..data import DataSplit, collate
@@ -24,7 +25,7 @@ from ..errors import UserError
 from ..governor.protocol import Decision, FixedBudget
 from ..methods import registry
 from ..methods.base import TrainContext
-from . import checkpoint, cooldown, evalplan, governed, pacing
+from . import checkpoint, cooldown, evalplan, governed, guard, pacing, precost, rundir
 from .evaluate import heldout_losses
 from .progress import TrainingBar
 from .rundir import RunDir, read_jsonl
@@ -55,6 +56,7 @@ def make_budget(cfg) -> Budget:
 
 
 def _validate(cfg) -> None:
+    config_mod.check(cfg)
     t = cfg.train
     for name in ("micro_batch_size", "grad_accum", "eval_batch_size", "eval_points"):
         if getattr(t, name) < 1:
@@ -69,14 +71,8 @@ def _validate(cfg) -> None:
         raise UserError("no budget: set at least one of --max-flops, --max-tokens, --max-seconds or --max-steps")
 
 
-def default_out(cfg) -> Path:
-    return Path("runs") / f"{cfg.train.method}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, governor=None,
           refresher: Callable | None = None, on_step: Callable | None = None, progress: bool = True) -> RunResult:
-    from accelerate import Accelerator
-
     from .. import models
 
     _validate(cfg)
@@ -93,14 +89,14 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         raise UserError("method 'auto' needs a memory budget to plan against; add --max-memory (e.g. 24GiB)")
     method = registry.get(cfg.train.method)
     method_cfg = registry.make_config(cfg.train.method, cfg.train.method_options)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    run = RunDir(Path(cfg.out) if cfg.out else default_out(cfg), writer=accelerator.is_main_process)
+    precision = cfg.train.precision = precision_mod.for_run(cfg)  # the one check_fits planned; recorded for resume
+    precision_mod.check_method(cfg.train.method, method, precision)
+    accelerator = precision_mod.make_accelerator(precision)
+    run = rundir.prepare(cfg, writer=accelerator.is_main_process, accelerator=accelerator)  # checks; writes nothing
     cfg.out = str(run.path)
-    tracker = trackers.attach(cfg, accelerator, run)  # every metric and decision record goes to it as well
-    resumed = checkpoint.load_latest(run.path) if cfg.resume else None
+    resumed = checkpoint.load_latest(run.path) if cfg.resume and run.path.is_dir() else None
     if cfg.resume and resumed is None and (run.path / "ledger.json").exists():
         raise UserError(f"{run.path}: has no checkpoint to resume from; delete it or drop --resume")
-    run.write_json("config.json", config_mod.to_dict(cfg))
 
     torch.manual_seed(cfg.train.seed)
     if tokenizer is None:
@@ -114,18 +110,24 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         raise UserError("the held-out target set is empty; give --target or a larger --heldout-fraction")
     if model is None:
         load_kwargs = method.load_kwargs(method_cfg) if hasattr(method, "load_kwargs") else {}
-        model = models.load_model(cfg.model.model, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
+        model = models.load_model(cfg.model.model, dtype=precision_mod.load_dtype(precision, method, cfg.model.dtype),
+                                  trust_remote_code=cfg.model.trust_remote_code,
                                   allow_download=cfg.model.allow_download, seed=cfg.train.seed, **load_kwargs)
+    model = precision_mod.cast_model(model, precision, method, cfg.model.dtype)
     ledger = Ledger()
     pool = list(data.train)
     if cfg.selection and resumed is None:
         from ..report.selection_scores import apply_and_record
 
+        t0 = time.perf_counter()
+        run.open(config_mod.to_dict(cfg))  # model and data are checked: the scores below go into the run directory
         # selection.apply, with the pool's scores kept in the run directory for the report
         pool = apply_and_record(cfg.selection, model, tokenizer, DataSplit(pool, data.target, data.source), ledger,
                                 run)
+        ledger.seconds += time.perf_counter() - t0  # the time budget covers selection too
     ctx = TrainContext(accelerator=accelerator, weight_decay=cfg.train.weight_decay,
-                       gradient_checkpointing=cfg.train.gradient_checkpointing, seed=cfg.train.seed)
+                       gradient_checkpointing=cfg.train.gradient_checkpointing, seed=cfg.train.seed,
+                       precision=precision)
     torch.manual_seed(cfg.train.seed)
     stepper = method.prepare(model, method_cfg, ctx)
     governor = governor or FixedBudget()
@@ -140,23 +142,27 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         stepper.load_state_dict(method_state["method"])
         torch.set_rng_state(method_state["rng"])
         state.update(saved["loop"])
-        state["stop_reason"] = pacing.resumable(state["stop_reason"])  # a raised budget continues a finished run
         ledger = Ledger.from_dict(saved["ledger"])
         fold_outside(ledger, read_charges(run.path))  # eval/generate work done on the run since its checkpoint
         governor.load_state_dict(saved.get("governor", {}))
         if state["pool_uids"] is not None:
             by_uid = {e.uid: e for e in data.train}
             pool = [by_uid[u] for u in state["pool_uids"] if u in by_uid]
-        run.truncate_after(state["step"])
-    elif run.writer:
-        for f in (run.metrics, run.decisions, run.path / CHARGES):
-            f.unlink(missing_ok=True)
+        if state["stop_reason"] and not state["stop_reason"].startswith("governor"):
+            state["stop_reason"] = None  # a limit raised since: train on (an unchanged one stops again at once)
 
     world = accelerator.num_processes
     per_step = cfg.train.micro_batch_size * cfg.train.grad_accum * world
     if len(pool) < per_step:
         raise UserError(f"the training pool has {len(pool)} examples, fewer than one optimizer step needs "
                         f"({per_step}); lower --micro-batch-size/--grad-accum or give more data")
+    run.open(config_mod.to_dict(cfg))  # the first write to the run directory: every input is valid by now
+    tracker = trackers.attach(cfg, accelerator, run)  # every metric and decision record goes to it as well
+    if resumed is not None:
+        run.truncate_after(state["step"])
+    elif run.writer:
+        for f in (run.metrics, run.decisions, run.path / CHARGES):
+            f.unlink(missing_ok=True)
 
     def order(epoch: int) -> np.ndarray:
         return np.random.default_rng([cfg.train.seed, epoch]).permutation(len(pool))
@@ -195,11 +201,12 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
             origin = _decide(accelerator, governor, first, ledger, budget)  # the curve's origin: before training
             run.append(run.decisions, {"step": 0, "flops": ledger.total_flops, "action": origin.action,
                                        "reason": origin.reason, **origin.inputs})
+        _save(run, stepper, state, ledger, governor, cfg)  # step 0: a good state to roll back or resume to
 
     if resumed is None:
         governed.prepare_refresher(refresher, stepper.model, ledger)
     bar = TrainingBar(progress and accelerator.is_main_process, budget, ledger, cfg.train.max_steps, state["step"])
-    last_step, train_seconds = None, 0.0
+    last_step, train_seconds = state.get("last_step"), 0.0  # a resumed run pre-costs its first step too
     order_cache = (state["epoch"], order(state["epoch"]))
     while state["stop_reason"] is None:
         cool = state["cooldown"]
@@ -228,7 +235,8 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         micro = [{k: v.to(accelerator.device) for k, v in mb.items()} for mb in micro]
         # Cost this batch before running it, so a long batch cannot overrun the FLOP budget.
         shape = _global_shape(accelerator, micro)
-        reason = pacing.should_stop(budget, ledger, None, state["step"], _estimate(last_step, shape), eval_cost)
+        next_cost = precost.next_step_flops(stepper, micro, accelerator, last_step, shape)
+        reason = pacing.should_stop(budget, ledger, None, state["step"], next_cost, eval_cost)
         if reason:
             state["epoch"], state["cursor"] = position  # the batch was not trained on
             state["stop_reason"] = reason
@@ -237,6 +245,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
             peak_lr, state["step"], warmup_steps=cfg.train.warmup_steps,
             progress=pacing.progress_fraction(budget, ledger, cfg.train.max_steps, state["step"]),
             decay_fraction=cfg.train.decay_fraction, min_ratio=cfg.train.min_lr_ratio)
+        lr *= guard.lr_scale(state)
         t0 = time.perf_counter()
         result = stepper.step(micro, lr)
         totals = accelerator.reduce(torch.tensor([result.flops, float(result.tokens), result.loss * result.tokens],
@@ -247,9 +256,13 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         ledger.steps += 1
         ledger.seconds += elapsed
         train_seconds += elapsed
-        last_step = (step_flops, shape)
+        last_step = state["last_step"] = (step_flops, shape)
         state["step"] += 1
         train_loss = loss_tokens / max(1.0, step_tokens)
+        if not guard.step_finite(train_loss, stepper.model, accelerator):
+            guard.rollback(run, stepper, state, ledger, governor, evals, loss=train_loss, lr=lr,
+                           retries=cfg.train.nonfinite_retries)
+            continue
         run.append(run.metrics, {"kind": "train", "step": state["step"], "train_loss": train_loss, "lr": lr,
                                  "flops": ledger.total_flops, "tokens": ledger.tokens["train"]})
         bar.update(ledger, train_loss, state["step"])
@@ -298,7 +311,8 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
                "stop_reason": state["stop_reason"], "steps": ledger.steps, "ledger": ledger_dict,
                "artefact": str(artefact) if artefact else None, "method": cfg.train.method,
                "model": cfg.model.model, "processes": world, "train_seconds_this_session": train_seconds,
-               "pool_size": len(pool), "target_size": len(data.target), "cooldown": state["cooldown"]}
+               "pool_size": len(pool), "target_size": len(data.target), "cooldown": state["cooldown"],
+               "divergence": guard.divergence(evals, state["before_loss"]), "rollbacks": state.get("rollbacks", 0)}
     summary["n_params"] = scaling.base_params(stepper.model)  # the N of `budgetune scaling fit`
     run.write_json("summary.json", summary)
     tracker.ledger(ledger_dict, state["step"])
@@ -312,13 +326,13 @@ def _save_result(run_dir: Path, stepper, tokenizer) -> Path:
     import shutil
     import tempfile
 
+    from ..atomic import replace_dir
+
     tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".result.", suffix=".tmp"))
     try:
         kind = stepper.save_pretrained(tmp, tokenizer)
         final = run_dir / kind
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        replace_dir(tmp, final)  # the new result in place before the old one is removed
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -334,15 +348,6 @@ def _global_shape(accelerator, micro: list[dict]) -> tuple[float, float]:
         m = accelerator.reduce(torch.tensor([longest], dtype=torch.float64, device=accelerator.device), "max")
         tokens, longest = float(t[0]), float(m[0])
     return tokens, longest
-
-
-def _estimate(last_step, shape: tuple[float, float]) -> float:
-    """Upper estimate of a step's FLOPs from the previous step's: linear in tokens, and in sequence length
-    when sequences grow (the attention term)."""
-    if last_step is None:
-        return 0.0
-    flops, (tokens, longest) = last_step
-    return flops * (shape[0] / tokens) * max(1.0, shape[1] / longest)
 
 
 def _decide(accelerator, governor, record: dict, ledger: Ledger, budget: Budget) -> Decision:

@@ -29,8 +29,3 @@ def eval_due(t, budget: Budget, ledger: Ledger, state: dict) -> bool:
     # evals_done counts the one before training: evaluation k of eval_points falls at k/(eval_points + 1).
     return state["evals_done"] <= t.eval_points and done >= state["evals_done"] / (t.eval_points + 1)
 
-
-def resumable(stop_reason):
-    """The stop reason a resumed run starts with: a governor's stop is final, a budget limit is checked again (the
-    run may be resumed with a raised budget, as arms are, and then trains on)."""
-    return stop_reason if stop_reason and str(stop_reason).startswith("governor") else None

@@ -1,19 +1,39 @@
-"""The run directory: config.json, metrics.jsonl, decisions.jsonl, ledger.json, checkpoints/, the result."""
+"""The run directory: config.json, metrics.jsonl, decisions.jsonl, ledger.json, checkpoints/, the result.
+
+Which directory a run may write, and when, is decided here:
+- `prepare` checks --out before any work and writes nothing: a fresh run takes a new or empty directory, its own
+  unfinished run (same config, no checkpoint yet), or — with --overwrite — a previous *run* directory; anything else
+  that is not empty (a user's directory, an earlier run) is refused in one line. A directory another process writes
+  is refused too (runlock).
+- `RunDir.open` is the first write, made once every input has been read and checked: it creates (or replaces) the
+  directory, takes the writer's lock, removes what killed writes left behind (`.….tmp`) and writes config.json.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+import time
 from pathlib import Path
 
-from .. import atomic
+from .. import atomic, runlock
+from ..errors import UserError
+
+_RUN_KEYS = {"model", "data", "train", "budget"}  # the sections of a saved config.json
+_IGNORED = {runlock.LOCK}  # what an otherwise empty directory may hold
+_PER_INVOCATION = ("resume", "overwrite", "out")  # config fields that are not part of the run's identity
 
 
 class RunDir:
-    def __init__(self, path: Path, *, writer: bool = True):
+    def __init__(self, path: Path, *, writer: bool = True, fresh: bool = True, replace: bool = False):
         self.path = Path(path)
         self.writer = writer  # only the main process writes
-        if writer:
-            self.path.mkdir(parents=True, exist_ok=True)
+        self.fresh = fresh
+        self.replace = replace  # --overwrite of a previous run directory, done at open()
+        self.default_name = False
+        self.opened = False
 
     @property
     def metrics(self) -> Path:
@@ -23,11 +43,29 @@ class RunDir:
     def decisions(self) -> Path:
         return self.path / "decisions.jsonl"
 
+    def open(self, config: dict) -> None:
+        """Create (or replace) the directory, lock it for this process, clean leftovers, write config.json."""
+        if not self.writer or self.opened:
+            return
+        self.opened = True
+        try:
+            if self.replace:
+                _replace_run(self.path)
+            else:
+                _make(self)
+            runlock.acquire(self.path)
+            for where in (self.path, self.path / "checkpoints"):
+                atomic.clean_leftovers(where)
+            atomic.clean_leftovers(self.path.parent, f".{self.path.name}.")  # an --overwrite cut short
+        except PermissionError as e:
+            raise UserError(f"{self.path}: cannot write here ({e.strerror}); choose another --out") from None
+        self.write_json("config.json", config)
+
     def append(self, file: Path, record: dict) -> None:
         if not self.writer:
             return
         with open(file, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.write(atomic.dumps(record, sort_keys=True) + "\n")
             f.flush()
 
     def truncate_after(self, step: int) -> None:
@@ -36,9 +74,8 @@ class RunDir:
             return
         for file in (self.metrics, self.decisions):
             if file.exists():
-                kept = [line for line in file.read_text(encoding="utf-8").splitlines()
-                        if line.strip() and json.loads(line).get("step", 0) <= step]
-                atomic.write_text(file, "".join(line + "\n" for line in kept))
+                kept = [r for r in read_jsonl(file) if r.get("step", 0) <= step]
+                atomic.write_text(file, "".join(atomic.dumps(r, sort_keys=True) + "\n" for r in kept))
 
     def write_json(self, name: str, obj) -> None:
         if self.writer:
@@ -46,7 +83,148 @@ class RunDir:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSONL log. A torn last line (a write cut short by a kill) is dropped; a damaged line
+    anywhere else is a one-line error."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text; the run directory is damaged") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError
+        except ValueError:
+            if number == len(lines):
+                break  # the last write was cut short; the resumed run rewrites it
+            raise UserError(f"{path}:{number}: not a JSON record; the run directory is damaged (remove the line "
+                            f"or start a new run)") from None
+        records.append(record)
+    return records
+
+
+def default_path(method: str, accelerator=None) -> Path:
+    """runs/<method>-<time>[-N]: a name no directory has yet (every process of a run gets rank 0's)."""
+    base = Path("runs") / f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    if accelerator is not None and accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        box = [str(path)]
+        broadcast_object_list(box, from_process=0)
+        path = Path(box[0])
+    return path
+
+
+def is_run(path: Path) -> bool:
+    """A budgetune run directory: its config.json holds the run's sections."""
+    try:
+        saved = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and _RUN_KEYS <= saved.keys()
+
+
+def _content(path: Path) -> list[Path]:
+    return [p for p in path.iterdir() if p.name not in _IGNORED and not p.name.endswith(atomic.TMP_SUFFIX)]
+
+
+def _same_run(path: Path, config: dict) -> bool:
+    """`path` is this very run, started before and stopped before its first checkpoint or result."""
+    from .checkpoint import checkpoint_dirs
+
+    if checkpoint_dirs(path) or (path / "summary.json").exists():
+        return False
+    try:
+        saved = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    strip = lambda d: {k: v for k, v in d.items() if k not in _PER_INVOCATION}
+    return strip(saved) == strip(config)
+
+
+def _check_writable(path: Path) -> None:
+    """`path` (which need not exist) can become a directory: no file on the way, the nearest parent writable."""
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                where = "is a file" if parent == path else f"is under {parent}, which is a file"
+                raise UserError(f"--out {path} {where}; give a directory path for the run")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UserError(f"--out {path}: {parent} is not writable; choose a directory you can write")
+            return
+
+
+def prepare(cfg, *, writer: bool = True, accelerator=None) -> RunDir:
+    """Decide, before any work and without writing, where this run writes (see the module's docstring)."""
+    from .. import config as config_mod
+
+    if not cfg.out:
+        run = RunDir(default_path(cfg.train.method, accelerator), writer=writer)
+        _check_writable(run.path)
+        run.default_name = True
+        return run
+    path = Path(cfg.out).expanduser()
+    _check_writable(path)
+    if not path.exists() or not _content(path):
+        return RunDir(path, writer=writer)
+    if not writer:
+        return RunDir(path, writer=False, fresh=not cfg.resume)
+    pid = runlock.holder(path)
+    if pid is not None:
+        raise runlock.refuse(path, pid)
+    if not is_run(path):
+        raise UserError(f"--out {path} is a directory that is not a budgetune run ({len(_content(path))} entries in "
+                        f"it); nothing was changed: choose a new or empty directory for the run")
+    if cfg.resume:
+        from ..budget import read_charges
+
+        for log in ("metrics.jsonl", "decisions.jsonl"):  # a damaged log fails now, before any work
+            read_jsonl(path / log)
+        read_charges(path)
+        return RunDir(path, writer=writer, fresh=False)
+    if getattr(cfg, "overwrite", False):
+        return RunDir(path, writer=writer, replace=True)
+    if _same_run(path, config_mod.to_dict(cfg)):
+        return RunDir(path, writer=writer)
+    raise UserError(f"--out {path} holds an earlier run; add --resume to continue it, --overwrite to replace it, "
+                    f"or choose another --out")
+
+
+def _make(run: RunDir) -> None:
+    if not run.default_name:
+        run.path.mkdir(parents=True, exist_ok=True)
+        return
+    while True:  # another run may have taken the default name since prepare()
+        try:
+            run.path.mkdir(parents=True)
+            return
+        except FileExistsError:
+            stem = run.path.name.rsplit("-", 1)
+            n = int(stem[1]) + 1 if len(stem) == 2 and stem[1].isdigit() and len(stem[1]) < 4 else 2
+            base = stem[0] if n > 2 else run.path.name
+            run.path = run.path.with_name(f"{base}-{n}")
+
+
+def _replace_run(path: Path) -> None:
+    """--overwrite: the previous run (checked by `prepare` to be a run) moves aside, a new directory takes its place,
+    then the previous one is removed."""
+    if not is_run(path):
+        raise UserError(f"--out {path} is not a budgetune run; --overwrite replaces only a previous run directory")
+    pid = runlock.holder(path)
+    if pid is not None:
+        raise runlock.refuse(path, pid)
+    runlock.release(path)  # a lock this process held on the previous run moves away with it
+    aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.replaced.", suffix=atomic.TMP_SUFFIX))
+    os.replace(path, aside / path.name)
+    path.mkdir()
+    shutil.rmtree(aside, ignore_errors=True)
