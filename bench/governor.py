@@ -1,297 +1,276 @@
-"""Benchmark `governor`: does the marginal-gain governor save FLOPs against a fixed budget and patience?
+"""Benchmark `governor`: does the governor save FLOPs against the fixed budget, and against patience, at equal loss?
 
-1. Record: real runs on the embedded SmolLM2-135M and chatterbot-corpus (different target categories, training
-   pools, learning rates, methods), each to its full fixed FLOP budget with dense evaluation, so the whole held-out
-   loss curve, and with it the oracle stopping point, is known. Runs already recorded in bench/out are reused.
-2. Replay: every single-run policy sees the recorded evaluations one at a time, exactly as the training loop would
-   show them, until it stops; its FLOPs and final held-out loss are those of the evaluation where it stopped. The
-   learning-rate schedule depends on the budget, not on the stop, so replaying a stop on the fixed run is exact.
-3. Arms: runs that share a target are arms; each arm policy splits one run's budget between them (governor/arms.py
-   over the recorded curves; an arm granted F FLOPs sees its evaluations within F).
+1. Record (bench/governor_suite.py): real runs of SmolLM2-135M to their whole fixed budget, evaluating the whole
+   (small) held-out set densely and keeping every example's loss.
+2. Replay: every single-run policy sees the recorded evaluations one at a time, as the loop would show them,
+   restricted to the evaluation sample its plan would use (train/evalplan.py, 10% of the budget by default); its
+   FLOPs are the training FLOPs up to its stop plus every evaluation it used (the whole set before and after, the
+   sample in between); its loss is the whole set's at the evaluation where it stopped. The fixed budget evaluates the
+   whole set before and after only. The hindsight bounds are charged the same two whole-set evaluations.
+3. Calibration: at every evaluation, the ensemble's ±1 sd band for the next evaluation's loss, and how often the
+   next observation falls inside it (aim: about 68%).
+4. Real governed runs (--governed N): the default `budgetune run` governor (decay on stop) in the loop.
 
-4. Governed (--governed): chosen runs trained again for real with the governor in the loop and decay on stop
-   (train.cooldown_fraction); the cooldown changes the trajectory after the stop, so it cannot be replayed.
-
-    OMP_NUM_THREADS=1 nice -n 5 python bench/governor.py   # records (≈1 h on 2 shared CPU cores), then replays
-    OMP_NUM_THREADS=1 nice -n 5 python bench/governor.py --governed   # + real marginal runs with decay on stop
-    (one thread: on a loaded machine, OpenMP threads that wait on each other made steps ~30x slower)
-    python bench/governor.py --replay-only         # replays what is recorded
+    python bench/governor.py              # replays what is recorded, writes bench/out/governor.json and the doc
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import statistics
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import itertools
+
+import governor_suite as suite
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 DOC = ROOT / "docs" / "benchmarks" / "governor.md"
-
-# (name, target categories, training pool, method, learning rate). Pools: "same" = the training examples of the
-# target's categories, "all" = every training example, "small" = 24 examples of the target's categories (a small
-# fine-tuning set that the budget covers about twice). Suite B repeats suite A's settings on small pools.
-SUITE_A = [
-    ("trivia-lora-2e-4", ("trivia",), "same", "lora", 2e-4),
-    ("trivia-lora-1e-3", ("trivia",), "same", "lora", 1e-3),
-    ("trivia-full-3e-5", ("trivia",), "all", "full", 3e-5),
-    ("emotion-lora-2e-4", ("emotion",), "same", "lora", 2e-4),
-    ("emotion-lora-1e-3", ("emotion",), "all", "lora", 1e-3),
-    ("coding-ai-lora-5e-4", ("coding", "ai"), "all", "lora", 5e-4),
-]
-SUITE_B = [("small-" + name, cats, "small", method, lr) for name, cats, _, method, lr in SUITE_A]
-# Suite C repeats suite A with 4x the budget and 20 evaluations (recorded last; partly, if time runs out).
-SUITE_C = [("long-" + name, cats, pool, method, lr) for name, cats, pool, method, lr in SUITE_A]
-LONG = {"budget": 4.0, "evals": 20}
-RUNS = SUITE_A + SUITE_B + SUITE_C
-SMALL_POOL = 24
-
-POLICIES = [
-    ("fixed", "fixed", {}),
-    ("patience-3", "patience", {"patience": 3}),
-    ("patience-5", "patience", {"patience": 5}),
-    ("marginal (fit only)", "marginal", {"trend_cap": False}),
-    ("marginal", "marginal", {}),
-]
-ARM_POLICIES = [("fixed-split", "fixed", {}), ("halving", "halving", {}), ("marginal", "marginal", {})]
+THRESHOLDS = (0.0025, 0.005, 0.01, 0.02, 0.04)
+PATIENCE = (3, 5, 10)
 
 
-
-def _setting(name: str, args, data, out_dir: Path):
-    """The RunConfig and data of suite run `name`, as recorded (governed reruns use the very same)."""
-    from budgetune.config import RunConfig
-    from budgetune.data import DataSplit
-
-    _, cats, pool, method, lr = next(r for r in RUNS if r[0] == name)
-    # A small target set keeps dense evaluation affordable on 2 shared CPU cores; sorted by length so that
-    # evaluation batches carry little padding.
-    target = sorted((e for e in data.target if e.category in cats), key=lambda e: e.uid)[:args.target_size]
-    target.sort(key=lambda e: e.n_tokens)
-    same = [e for e in data.train if e.category in cats]
-    train_pool = {"same": same, "all": list(data.train),
-                  "small": sorted(same, key=lambda e: e.uid)[:SMALL_POOL]}[pool]
-    cfg = RunConfig()
-    cfg.train.method, cfg.train.lr = method, lr
-    cfg.train.micro_batch_size = args.batch
-    long = name.startswith("long-")
-    cfg.train.eval_points = LONG["evals"] if long else args.evals
-    cfg.train.eval_batch_size = 8
-    cfg.train.warmup_steps = 3
-    cfg.train.checkpoint_every = 0
-    cfg.budget.max_flops = args.budget * (LONG["budget"] if long else 1.0)
-    cfg.out = str(out_dir)
-    cfg.report = False
-    return cfg, DataSplit(train_pool, target, data.source)
+def _sub(e: dict, sample) -> dict:
+    """An evaluation as the governor would have measured it: on the sample's examples only."""
+    if sample is None:
+        return dict(e)
+    sums = [e["eval_sums"][i] for i in sample]
+    counts = [e["eval_counts"][i] for i in sample]
+    return {**e, "eval_sums": sums, "eval_counts": counts, "eval_indices": list(sample),
+            "eval_loss": sum(sums) / max(1, sum(counts))}
 
 
-def record(args) -> None:
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from budgetune.config import RunConfig
-    from budgetune.data import load_data
-    from budgetune.models import load_model, load_tokenizer
-    from budgetune.train.loop import train
+def costs(curve: dict) -> dict:
+    """The fixed run's budget and the evaluation plan a governed run would get on this curve."""
+    from budgetune.train.evalplan import make_plan
 
-    tokenizer = load_tokenizer("smollm2-135m")
-    data = load_data(RunConfig().data, tokenizer)
-    for name, *_ in RUNS:
-        run_dir = OUT / "governor_runs" / name
-        if (run_dir / "summary.json").exists():
-            print(f"{name}: recorded already", flush=True)
-            continue
-        cfg, split = _setting(name, args, data, run_dir)
-        t0 = time.perf_counter()
-        result = train(cfg, model=load_model("smollm2-135m"), tokenizer=tokenizer, data=split, progress=False)
-        print(f"{name}: {len(result.evals)} evals, loss {result.before_loss:.4f} -> {result.after_loss:.4f}, "
-              f"{result.ledger.steps} steps, {time.perf_counter() - t0:.0f} s", flush=True)
-
-
-def load_curves() -> dict[str, dict]:
-    curves = {}
-    for name, cats, pool, method, lr in RUNS:
-        path = OUT / "governor_runs" / name / "metrics.jsonl"
-        if not (path.parent / "summary.json").exists():  # not recorded to the end (yet)
-            continue
-        evals = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-        evals = [e for e in evals if e.get("kind") == "eval"]
-        budget = json.loads((OUT / "governor_runs" / name / "config.json").read_text())["budget"]["max_flops"]
-        curves[name] = {"evals": evals, "budget": budget, "method": method, "lr": lr, "target": "+".join(cats),
-                        "pool": pool}
-    return curves
+    evals = curve["evals"]
+    whole = float(evals[0]["eval_flops"])
+    n = len(evals[0]["eval_sums"])
+    budget = evals[-1]["train_flops"] + 2 * whole
+    points = len(evals) - 2  # the recorded evaluations between the one before training and the last
+    plan = make_plan(max_flops=budget, whole_flops=whole, n_examples=n, points=points, min_points=min(points, 6),
+                     min_sample=min(8, n), share=0.1)
+    return {"whole": whole, "n": n, "budget": budget, "plan": plan}
 
 
 def replay(name: str, options: dict, curve: dict) -> dict:
     from budgetune.budget import Budget, Ledger
     from budgetune.governor import make
 
-    budget = Budget(max_flops=curve["budget"])
+    c = costs(curve)
+    plan, whole, budget_flops = c["plan"], c["whole"], c["budget"]
+    per_sample = whole * plan["sample_size"] / c["n"]
+    budget = Budget(max_flops=budget_flops)
     governor = make(name, options, budget)
     evals = curve["evals"]
-    stop_at, decisions = len(evals) - 1, []
-    for i, e in enumerate(evals[1:], 1):  # the evaluation before training is not a decision point in the loop
+    last = len(evals) - 1
+    stop_at, used, decisions = last, 0, []
+    for i, e in enumerate(evals):
+        if i == last:
+            break  # the last recorded evaluation is the end of the budget: the final whole-set one
+        if i > 0:
+            used += 1
+        eval_flops = whole + used * per_sample
+        seen = _sub(e, plan["sample"]) if i > 0 else dict(e)
+        seen["flops"] = e["train_flops"] + eval_flops
         ledger = Ledger()
         ledger.charge("train", e["train_flops"])
-        ledger.charge("eval", e["flops"] - e["train_flops"])
-        d = governor.decide(e, ledger, budget)
+        ledger.charge("eval", eval_flops)
+        d = governor.decide(seen, ledger, budget)
         decisions.append({"i": i, "action": d.action, "reason": d.reason})
         if d.action == "stop":
             stop_at = i
             break
     e = evals[stop_at]
-    return {"flops": e["flops"], "loss": e["eval_loss"], "stop_eval": stop_at, "decisions": decisions}
+    flops = e["train_flops"] + 2 * whole + used * per_sample
+    return {"flops": flops, "loss": e["eval_loss"], "stop_eval": stop_at, "evals_used": used,
+            "eval_flops": 2 * whole + used * per_sample, "decisions": decisions[-2:]}
 
 
-def replay_arms(name: str, options: dict, group: dict) -> dict:
-    from budgetune.governor import make
-    from budgetune.governor.arms import orchestrate, replay_advance
+def fixed_row(curve: dict) -> dict:
+    c = costs(curve)
+    e = curve["evals"][-1]
+    return {"flops": e["train_flops"] + 2 * c["whole"], "loss": e["eval_loss"], "stop_eval": len(curve["evals"]) - 1,
+            "evals_used": 0, "eval_flops": 2 * c["whole"]}
 
-    total = max(c["budget"] for c in group.values())
-    curves = {k: ([e["flops"] for e in c["evals"]], [e["eval_loss"] for e in c["evals"]]) for k, c in group.items()}
-    result = orchestrate(make(name, options), list(group), total, replay_advance(curves), initial_share=1 / 9)
-    return {"flops": result.flops_used, "loss": result.best_loss, "best": result.best,
-            "rounds": [(d["action"], d["reason"]) for d in result.decisions]}
+
+def hindsight(curve: dict, within: float | None) -> dict:
+    c = costs(curve)
+    evals = curve["evals"][1:]
+    final = curve["evals"][-1]["eval_loss"]
+    if within is None:
+        e = min(evals, key=lambda v: v["eval_loss"])
+    else:
+        e = next(v for v in evals if v["eval_loss"] <= final * (1 + within))
+    return {"flops": e["train_flops"] + 2 * c["whole"], "loss": e["eval_loss"], "eval_flops": 2 * c["whole"]}
+
+
+def calibration(curve: dict) -> list[dict]:
+    """One row per evaluation with a fit: the predicted next loss, its sd, the observation (on the plan's sample),
+    with the noise measured as the governor measures it (median paired standard error so far)."""
+    from budgetune.governor import noise
+    from budgetune.governor.curves import fit_ensemble
+
+    c = costs(curve)
+    evals = [_sub(e, c["plan"]["sample"]) for e in curve["evals"]]
+    total = c["budget"]
+    out = []
+    for t in range(3, len(evals) - 1):
+        window = evals[: t + 1]
+        gaps = [noise.paired_gain(a, b) for a, b in itertools.pairwise(window)]
+        ses = sorted(g[1] for g in gaps if g is not None)
+        rel = ses[len(ses) // 2] if ses else 0.0
+        x = [(e["train_flops"] - window[0]["train_flops"]) / total for e in window]
+        ens = fit_ensemble(x, [e["eval_loss"] for e in window], noise=rel * window[-1]["eval_loss"], min_dof=1)
+        if ens is None:
+            continue
+        x_next = (evals[t + 1]["train_flops"] - window[0]["train_flops"]) / total
+        mean, sd = ens.next_level(x_next)
+        obs = evals[t + 1]["eval_loss"]
+        out.append({"t": t, "pred": mean, "sd": sd, "obs": obs, "inside": bool(abs(obs - mean) <= sd),
+                    "z": (obs - mean) / sd if sd > 0 else math.inf})
+    return out
+
+
+def summarise(rows: dict, fixed: dict, bound: dict) -> dict:
+    runs = list(fixed)
+    ff = sum(fixed[r]["flops"] for r in runs)
+    pf = sum(rows[r]["flops"] for r in runs)
+    bf = sum(bound[r]["flops"] for r in runs)
+    dl = [(rows[r]["loss"] - fixed[r]["loss"]) / fixed[r]["loss"] for r in runs]
+    ev = sum(rows[r].get("eval_flops", 0.0) for r in runs)
+    return {"runs": len(runs), "flops_vs_fixed": pf / ff, "mean_loss_vs_fixed": statistics.mean(dl),
+            "worst_loss_vs_fixed": max(dl), "eval_share": ev / pf,
+            "bound_captured": (ff - pf) / (ff - bf) if ff > bf else math.nan,
+            "stopped": sum(1 for r in runs if rows[r].get("stop_eval", 0) < len(CURVES[r]["evals"]) - 1)}
+
+
+CURVES: dict = {}
+
+# Curves of known shape (loss as a function of the budget share), for a clearly separate synthetic table: what each
+# policy does where the right answer is known. They are not fine-tuning measurements.
+SHAPES = {
+    "keeps-falling": lambda x: 3.0 * (1.0 - 0.4 * x),
+    "fast-then-slow": lambda x: 2.0 + 1.0 * math.exp(-x / 0.03) + 0.6 * (1 + x / 0.1) ** -0.8,
+    "plateau": lambda x: 2.0 + 1.0 * math.exp(-x / 0.05),
+    "overfit": lambda x: 2.0 + 1.0 * math.exp(-x / 0.05) + 0.4 * max(0.0, x - 0.4),
+}
+
+
+def synthetic_curves(points: int = 12, examples: int = 12) -> dict:
+    import numpy as np
+
+    out = {}
+    for shape, f in SHAPES.items():
+        for noise in (0.01, 0.03):
+            for seed in range(3):
+                rng = np.random.default_rng([seed, int(noise * 1000)])
+                hard = rng.lognormal(0, 0.3, examples)
+                counts = rng.integers(10, 40, examples)
+                whole = 0.01 * 1e12
+                evals = []
+                for k in range(points + 2):
+                    x = k / (points + 1)
+                    sums = f(x) * hard * (1 + rng.normal(0, noise, examples)) * counts
+                    evals.append({"train_flops": x * 1e12, "eval_flops": whole, "eval_sums": sums.tolist(),
+                                  "eval_counts": counts.tolist(), "eval_loss": float(sums.sum() / counts.sum())})
+                out[f"{shape}-n{noise:g}-s{seed}"] = {"evals": evals, "setting": shape, "data": "synthetic",
+                                                       "method": "-", "lr": 0.0, "budget_key": "-", "seed": seed}
+    return out
 
 
 def main(argv=None) -> int:
-    import governor_real as real  # part 4; imported here, as it reads this module's suite
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budget", type=float, default=3e12, help="FLOP budget of each recorded run")
-    ap.add_argument("--evals", type=int, default=10, help="evaluations spread over each run's budget")
-    ap.add_argument("--target-size", type=int, default=8, help="held-out examples per target (evaluation cost)")
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--replay-only", action="store_true")
-    ap.add_argument("--governed", nargs="*", choices=list(real.GOVERNED), default=None, metavar="POLICY",
-                    help=f"also run these policies for real with decay on stop (none given: marginal); "
-                         f"choices: {', '.join(real.GOVERNED)}")
-    ap.add_argument("--runs", nargs="*", default=None, help="suite runs to govern (default: GOVERNED_RUNS)")
+    ap.add_argument("--governed", type=int, default=0, help="also train this many suite runs for real, governed")
+    ap.add_argument("--synthetic", action="store_true", help="replay on curves of known shape instead (own table)")
     args = ap.parse_args(argv)
-    if args.governed is not None and not args.governed:
-        args.governed = ["marginal + cooldown"]
-    if not args.replay_only:
-        record(args)
-    if args.governed and not args.replay_only:
-        real.run_governed(args, _setting)
-    curves = load_curves()
-    if not curves:
-        print("nothing recorded yet; run without --replay-only", file=sys.stderr)
+    CURVES.update(synthetic_curves() if args.synthetic else suite.load_curves())
+    if not CURVES:
+        print("nothing recorded yet; run bench/governor_suite.py first", file=sys.stderr)
         return 1
+    fixed = {r: fixed_row(c) for r, c in CURVES.items()}
+    bound = {r: hindsight(c, 0.01) for r, c in CURVES.items()}
+    oracle = {r: hindsight(c, None) for r, c in CURVES.items()}
+    policies = {f"marginal t={t:g}": ("marginal", {"threshold": t}) for t in THRESHOLDS}
+    policies.update({f"patience-{p}": ("patience", {"patience": p}) for p in PATIENCE})
+    per = {label: {r: replay(g, o, c) for r, c in CURVES.items()} for label, (g, o) in policies.items()}
+    table = [{"policy": "fixed", **summarise(fixed, fixed, bound)}]
+    table += [{"policy": label, **summarise(rows, fixed, bound)} for label, rows in per.items()]
+    table += [{"policy": "hindsight: cheapest stop within 1% of fixed", **summarise(bound, fixed, bound)},
+              {"policy": "hindsight: lowest recorded loss", **summarise(oracle, fixed, bound)}]
+    calib = {r: calibration(c) for r, c in CURVES.items()}
+    cal_rows = [x for v in calib.values() for x in v]
+    coverage = sum(x["inside"] for x in cal_rows) / len(cal_rows) if cal_rows else math.nan
+    real = []
+    if args.governed:
+        import governor_real
 
-    rows, per_policy = [], {p: [] for p, _, _ in POLICIES}
-    for run, curve in curves.items():
-        losses = [e["eval_loss"] for e in curve["evals"]]
-        oracle = min(range(len(losses)), key=lambda i: losses[i])
-        o_loss, o_flops = losses[oracle], curve["evals"][oracle]["flops"]
-        fixed_flops = curve["evals"][-1]["flops"]
-        for label, gname, options in POLICIES:
-            r = replay(gname, options, curve)
-            r.update(run=run, policy=label, oracle_loss=o_loss, oracle_flops=o_flops,
-                     regret=(r["loss"] - o_loss) / o_loss, flops_vs_fixed=r["flops"] / fixed_flops)
-            rows.append(r)
-            per_policy[label].append(r)
-
-    fixed = {r["run"]: r for r in per_policy["fixed"]}
-    summary = []
-    suites = {"all": lambda run: True,
-              "A (large pools)": lambda run: not run.startswith(("small-", "long-")),
-              "B (small pools)": lambda run: run.startswith("small-"),
-              "C (A with 4x budget)": lambda run: run.startswith("long-")}
-    for (suite, keep), (label, _, _) in ((x, y) for x in suites.items() for y in POLICIES):
-        rs = [r for r in per_policy[label] if keep(r["run"])]
-        if not rs:
-            continue
-        flops = sum(r["flops"] for r in rs) / sum(fixed[r["run"]]["flops"] for r in rs)
-        dloss = [(r["loss"] - fixed[r["run"]]["loss"]) / fixed[r["run"]]["loss"] for r in rs]
-        summary.append({"suite": suite, "policy": label, "flops_vs_fixed": flops, "mean_loss_vs_fixed": statistics.mean(dloss),
-                        "worst_loss_vs_fixed": max(dloss), "mean_regret": statistics.mean(r["regret"] for r in rs),
-                        "runs": len(rs)})
-
-        if label == POLICIES[-1][0]:
-            # What any stopping rule could at best achieve on these curves: stop exactly at the lowest loss.
-            fx = [r for r in per_policy["fixed"] if keep(r["run"])]
-            o_dloss = [(r["oracle_loss"] - r["loss"]) / r["loss"] for r in fx]
-            summary.append({"suite": suite, "policy": "oracle (hindsight)",
-                            "flops_vs_fixed": sum(r["oracle_flops"] for r in fx) / sum(r["flops"] for r in fx),
-                            "mean_loss_vs_fixed": statistics.mean(o_dloss), "worst_loss_vs_fixed": max(o_dloss),
-                            "mean_regret": 0.0, "runs": len(fx)})
-
-    groups: dict[str, dict] = {}
-    for run, curve in curves.items():
-        prefix = "small " if run.startswith("small-") else "long " if run.startswith("long-") else ""
-        groups.setdefault(prefix + curve["target"], {})[run] = curve
-    arm_rows = []
-    for target, group in groups.items():
-        if len(group) < 2:
-            continue
-        best_single = min(min(e["eval_loss"] for e in c["evals"]) for c in group.values())
-        for label, gname, options in ARM_POLICIES:
-            r = replay_arms(gname, options, group)
-            r.update(target=target, policy=label, arms=len(group), oracle_loss=best_single,
-                     regret=(r["loss"] - best_single) / best_single, budget=max(c["budget"] for c in group.values()))
-            arm_rows.append(r)
-
-    grows = real.load_governed(curves)
-    gsummary = real.governed_summary(grows, rows, curves)
-    md = render(curves, rows, summary, arm_rows, real.render(grows, gsummary), gsummary)
+        real = governor_real.run(CURVES, args.governed)
+    md = render(table, per, fixed, coverage, cal_rows, calib, real)
     print(md)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "governor.json").write_text(json.dumps({"rows": rows, "summary": summary, "arms": arm_rows,
-                                                   "governed": grows, "governed_summary": gsummary,
-                                                   "runs": {k: {kk: vv for kk, vv in v.items()}
-                                                            for k, v in curves.items()}}, indent=1, default=str))
-    DOC.parent.mkdir(parents=True, exist_ok=True)
+    if args.synthetic:
+        (OUT / "governor_synthetic.json").write_text(json.dumps({"table": table, "coverage": coverage}, indent=1))
+        (OUT / "governor_synthetic.md").write_text(md)
+        return 0
+    (OUT / "governor.json").write_text(json.dumps({"table": table, "per_run": per, "fixed": fixed,
+                                                   "calibration": calib, "coverage": coverage, "real": real},
+                                                  indent=1, default=str))
     DOC.write_text(md)
     return 0
 
 
-def render(curves, rows, summary, arm_rows, governed_md=(), gsummary=()) -> str:
+def render(table, per, fixed, coverage, cal_rows, calib, real) -> str:
     out = ["# Benchmark: governor", "",
-           "Produced by `bench/governor.py` (numbers as measured; FLOPs include the dense evaluations).", "",
-           "## Runs (each to its full fixed budget)", "",
-           "| run | target | pool | method | lr | evals | loss before → at end | oracle loss (at % of budget) |",
-           "|---|---|---|---|---|---|---|---|"]
-    for name, c in curves.items():
+           ("Produced by `bench/governor.py` over the curves recorded by `bench/governor_suite.py` (numbers as "
+           "measured). FLOPs include every evaluation each policy used."), "",
+           "## Recorded curves", "",
+           "| run | data | method | lr | budget | seed | evals | held-out examples | loss before → end | lowest (at % of budget) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, c in CURVES.items():
         ls = [e["eval_loss"] for e in c["evals"]]
         i = min(range(len(ls)), key=lambda k: ls[k])
-        out.append(f"| {name} | {c['target']} | {c['pool']} | {c['method']} | {c['lr']:g} | {len(ls)} | "
-                   f"{ls[0]:.4f} → {ls[-1]:.4f} | {ls[i]:.4f} ({100 * c['evals'][i]['flops'] / c['budget']:.0f}%) |")
-    out += ["", "## Single-run policies, replayed on the recorded curves", "",
-            "| run | policy | FLOPs vs fixed | final loss | regret vs oracle | stopped at eval |",
-            "|---|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| {r['run']} | {r['policy']} | {100 * r['flops_vs_fixed']:.0f}% | {r['loss']:.4f} | "
-                   f"{100 * r['regret']:+.2f}% | {r['stop_eval']} |")
-    out += ["", "## Summary over the suite", "",
-            ("| suite | runs | policy | FLOPs vs fixed (sum) | loss vs fixed (mean) | loss vs fixed (worst run) | "
-            "regret vs oracle (mean) |"),
+        share = c["evals"][i]["train_flops"] / c["evals"][-1]["train_flops"]
+        out.append(f"| {name} | {c['data']} | {c['method']} | {c['lr']:g} | {c['budget_key']} | {c['seed']} | "
+                   f"{len(ls)} | {len(c['evals'][0]['eval_sums'])} | {ls[0]:.4f} → {ls[-1]:.4f} | "
+                   f"{ls[i]:.4f} ({100 * share:.0f}%) |")
+    out += ["", "## Frontier over the suite (replay)", "",
+            ("| policy | runs stopped | FLOPs vs fixed (sum, eval incl.) | eval share of its FLOPs | loss vs fixed (mean) "
+            "| worst run | share of the hindsight bound's saving captured |"),
             "|---|---|---|---|---|---|---|"]
-    for s in summary:
-        out.append(f"| {s['suite']} | {s['runs']} | {s['policy']} | {100 * s['flops_vs_fixed']:.0f}% | {100 * s['mean_loss_vs_fixed']:+.2f}% | "
-                   f"{100 * s['worst_loss_vs_fixed']:+.2f}% | {100 * s['mean_regret']:+.2f}% |")
-    if arm_rows:
-        out += ["", "## Arms: runs sharing a target split one run's budget", "",
-                "| target | arms | policy | FLOPs used (of one budget) | best arm | its loss | regret vs best arm's oracle |",
-                "|---|---|---|---|---|---|---|"]
-        for r in arm_rows:
-            out.append(f"| {r['target']} | {r['arms']} | {r['policy']} | {100 * r['flops'] / r['budget']:.0f}% | "
-                       f"{r['best']} | {r['loss']:.4f} | {100 * r['regret']:+.2f}% |")
-    marginal = next(s for s in summary if s["policy"] == "marginal" and s["suite"] == "all")
-    out += ["", "## Decisions of the marginal governor (last decision of each run)", ""]
-    for r in rows:
-        if r["policy"] == "marginal" and r["decisions"]:
-            d = r["decisions"][-1]
-            out.append(f"- {r['run']}, eval {d['i']}: **{d['action']}** — {d['reason']}")
-    out += list(governed_md)
-    out += ["", (f"Marginal governor over the suite (replay, no cooldown): {100 * (1 - marginal['flops_vs_fixed']):.0f}% fewer FLOPs than "
-                f"fixed, mean loss {100 * marginal['mean_loss_vs_fixed']:+.2f}% vs fixed "
-                f"(worst run {100 * marginal['worst_loss_vs_fixed']:+.2f}%).")]
-    for g in gsummary:
-        if g["policy"] == g["set"].split(": ")[0] + " (real)":
-            out.append(f"{g['policy']} over {g['set'].split(': ')[1]} ({g['runs']} runs): "
-                       f"{100 * (1 - g['flops_vs_fixed']):.0f}% fewer FLOPs than fixed, mean loss "
-                       f"{100 * g['mean_loss_vs_fixed']:+.2f}% vs fixed (worst run {100 * g['worst_loss_vs_fixed']:+.2f}%).")
+    for s in table:
+        out.append(f"| {s['policy']} | {s['stopped']}/{s['runs']} | {100 * s['flops_vs_fixed']:.1f}% | "
+                   f"{100 * s['eval_share']:.1f}% | {100 * s['mean_loss_vs_fixed']:+.2f}% | "
+                   f"{100 * s['worst_loss_vs_fixed']:+.2f}% | {100 * s['bound_captured']:.0f}% |")
+    out += ["", "## Calibration of the next-evaluation prediction", "",
+            (f"±1 sd band of the ensemble's prediction of the next evaluation's loss (on the governor's sample): "
+            f"**{100 * coverage:.0f}%** of {len(cal_rows)} later observations inside (aim ≈ 68%)."), "",
+            "| run | predictions | inside ±1 sd | mean |z| |", "|---|---|---|---|"]
+    for r, rows in calib.items():
+        if rows:
+            out.append(f"| {r} | {len(rows)} | {sum(x['inside'] for x in rows)} | "
+                       f"{statistics.mean(abs(x['z']) for x in rows):.2f} |")
+    out += ["", "## Per run (default threshold 0.01)", "",
+            "| run | fixed loss | governor: stop at eval | FLOPs vs fixed | loss vs fixed | last reason |",
+            "|---|---|---|---|---|---|"]
+    for r, row in per["marginal t=0.01"].items():
+        f = fixed[r]
+        reason = row["decisions"][-1]["reason"] if row["decisions"] else ""
+        out.append(f"| {r} | {f['loss']:.4f} | {row['stop_eval']} | {100 * row['flops'] / f['flops']:.0f}% | "
+                   f"{100 * (row['loss'] - f['loss']) / f['loss']:+.2f}% | {reason[:160]} |")
+    if real:
+        out += ["", "## Real governed runs (default governor, decay on stop)", "",
+                "| run | fixed loss (recorded) | governed loss | FLOPs vs fixed | eval share | stop reason |",
+                "|---|---|---|---|---|---|"]
+        for x in real:
+            out.append(f"| {x['run']} | {x['fixed_loss']:.4f} | {x['loss']:.4f} | {100 * x['flops_vs_fixed']:.0f}% | "
+                       f"{100 * x['eval_share']:.1f}% | {x['stop_reason'][:120]} |")
     out.append("")
     return "\n".join(out)
 

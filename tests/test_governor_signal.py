@@ -1,66 +1,91 @@
-"""The signal: a fitted learning curve with uncertainty, scale-free, robust to evaluation noise."""
+"""The signal's parts on inputs whose answer is known: paired standard errors by hand, curve families recovered,
+uncertainty that reflects measured noise."""
 
 import math
 
 import numpy as np
 import pytest
 
-from budgetune.governor.signal import ema, estimate, fit_power_law
+from budgetune.governor import noise
+from budgetune.governor.curves import FAMILIES, fit_ensemble, fit_family
+from budgetune.governor.signal import ema, estimate
 
 
-def curve(E, A, alpha, xs, noise=0.0, seed=0):
-    rng = np.random.default_rng(seed)
-    return [E + A * x ** (-alpha) + rng.normal(0, noise) for x in xs]
+def test_paired_gain_and_its_standard_error_by_hand():
+    a = {"eval_sums": [4.0, 6.0, 10.0], "eval_counts": [2, 3, 5]}
+    b = {"eval_sums": [3.0, 6.0, 8.0], "eval_counts": [2, 3, 5]}
+    gain, se, base = noise.paired_gain(a, b)
+    # D = (1 + 0 + 2) / 10 = 0.3; residuals d_i − D·n_i = 0.4, −0.9, 0.5; se = sqrt(3/2 · 1.22) / 10
+    assert base == pytest.approx(2.0)
+    assert gain == pytest.approx(0.3 / 2.0)
+    assert se == pytest.approx(math.sqrt(1.5 * (0.16 + 0.81 + 0.25)) / 10 / 2.0)
 
 
-def test_fit_recovers_a_known_power_law():
-    xs = np.linspace(0.05, 0.6, 12)
-    fit = fit_power_law(xs * 1e12, curve(1.7, 0.3, 0.6, xs), scale=1e12)
-    assert fit is not None
-    assert fit.E == pytest.approx(1.7, rel=1e-3)
-    assert fit.alpha == pytest.approx(0.6, rel=1e-2)
-    assert fit.predict(0.9e12) == pytest.approx(1.7 + 0.3 * 0.9 ** -0.6, rel=1e-4)
+def test_pairing_removes_the_spread_between_easy_and_hard_examples():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(10, 40, 30)
+    hard = rng.lognormal(0, 0.5, 30)  # examples differ a lot; the model improves each by ~5%
+    a = {"eval_sums": (hard * counts).tolist(), "eval_counts": counts.tolist()}
+    b = {"eval_sums": (hard * 0.95 * (1 + rng.normal(0, 0.01, 30)) * counts).tolist(), "eval_counts": counts.tolist()}
+    gain, se, _ = noise.paired_gain(a, b)
+    assert gain == pytest.approx(0.05, abs=0.01)
+    assert se < noise.mean_se(a) / 5  # the unpaired error of one mean is dominated by the examples' spread
 
 
-def test_uncertainty_shrinks_with_more_evaluations():
-    sds = []
-    for n in (6, 24):
-        xs = np.linspace(0.05, 0.5, n)
-        sig = estimate(xs, curve(1.5, 0.4, 0.5, xs, noise=0.01), total=1.0, remaining=0.5)
-        assert sig.source == "fit"
-        sds.append(sig.gain_rest_sd)
-    assert sds[1] < sds[0]
+def test_paired_gain_uses_the_common_examples_of_a_sample():
+    whole = {"eval_sums": [1.0, 2.0, 3.0, 4.0], "eval_counts": [1, 1, 1, 1]}
+    sample = {"eval_sums": [1.5, 3.5], "eval_counts": [1, 1], "eval_indices": [1, 3]}
+    gain, _, base = noise.paired_gain(whole, sample)
+    assert base == pytest.approx(3.0) and gain == pytest.approx(0.5 / 3.0)  # examples 1 and 3 only
+
+
+@pytest.mark.parametrize("family,truth", [
+    ("exp", lambda x: 2.0 + 1.0 * np.exp(-x / 0.1)),
+    ("pow3", lambda x: 1.5 + 2.0 * (1 + x / 0.01) ** -0.5),
+])
+def test_a_family_recovers_a_curve_of_its_own_form(family, truth):
+    x = np.linspace(0, 1, 12)
+    fit = fit_family(family, x, truth(x))
+    assert fit.rmse < 0.01 * truth(x).min()
+    assert float(fit.predict(np.array([1.3]))[0]) == pytest.approx(float(truth(1.3)), rel=0.01)
+
+
+def test_ensemble_weights_the_family_that_predicts_best():
+    # A fast drop and a slow power-law decline: a single exponential cannot follow the slow part.
+    x = np.linspace(0, 0.8, 14)
+    y = 2.0 + 1.0 * np.exp(-x / 0.03) + 0.8 * (1 + x / 0.1) ** -0.6
+    ens = fit_ensemble(x, y, noise=0.0)
+    assert min(ens.weights, key=ens.weights.get) == "exp"
+    truth = 0.8 * ((1 + 0.8 / 0.1) ** -0.6 - (1 + 0.9 / 0.1) ** -0.6)
+    assert ens.gain(0.8, 0.9)[0] == pytest.approx(truth, rel=0.2)
+
+
+def test_measured_noise_widens_the_prediction_and_dof_are_counted():
+    x = np.linspace(0, 0.6, 8)
+    y = 2.0 + np.exp(-x / 0.05)
+    quiet = fit_ensemble(x, y, noise=0.001)
+    loud = fit_ensemble(x, y, noise=0.05)
+    assert loud.gain(0.6, 0.7)[1] > 5 * quiet.gain(0.6, 0.7)[1]
+    assert quiet.dof == 8 - max(FAMILIES[f][2] for f in quiet.weights)
+    assert fit_ensemble(x[:4], y[:4], min_dof=3) is None  # 4 points cannot give 3 degrees of freedom to any family
+
+
+def test_rising_loss_predicts_no_gain_and_the_gain_stops_at_the_budget():
+    flops = [0.1 * i for i in range(8)]
+    rising = estimate(flops, [2.0 + 0.05 * i for i in range(8)], total=1.0, remaining=0.3, noise=0.01)
+    assert rising.source == "fit" and rising.gain_next == pytest.approx(0.0, abs=1e-3)
+    steep = estimate(flops, [3.0 - 0.2 * i for i in range(8)], total=1.0, remaining=0.05, noise=0.01)
+    longer = estimate(flops, [3.0 - 0.2 * i for i in range(8)], total=1.0, remaining=0.3, noise=0.01)
+    assert 0 < steep.gain_next < longer.gain_next  # only 5% of the budget is left to buy anything with
 
 
 def test_signal_is_scale_free():
-    xs = np.linspace(0.05, 0.5, 10)
-    ys = curve(1.5, 0.4, 0.5, xs, noise=0.005)
-    a = estimate(xs, ys, total=1.0, remaining=0.5)
-    b = estimate(xs * 3e13, [3 * y for y in ys], total=3e13, remaining=1.5e13)
-    assert b.gain_next == pytest.approx(a.gain_next, rel=1e-4)
-    assert b.gain_rest == pytest.approx(a.gain_rest, rel=1e-4)
-
-
-def test_rising_loss_predicts_no_gain():
-    xs = np.linspace(0.05, 0.5, 10)
-    ys = [2.0 + 0.5 * x for x in xs]  # overfitting: the held-out loss climbs
-    sig = estimate(xs, ys, total=1.0, remaining=0.5)
-    assert sig.gain_rest < 1e-3
-
-
-def test_steeper_curve_predicts_more_gain_and_gain_never_passes_the_budget():
-    xs = np.linspace(0.05, 0.5, 10)
-    flat = estimate(xs, curve(1.5, 0.05, 0.5, xs), total=1.0, remaining=0.5)
-    steep = estimate(xs, curve(1.5, 0.5, 0.5, xs), total=1.0, remaining=0.5)
-    assert steep.gain_next > flat.gain_next > 0
-    end = estimate(xs, curve(1.5, 0.5, 0.5, xs), total=1.0, remaining=0.02)
-    assert end.horizon_flops == pytest.approx(0.02)
-
-
-def test_too_few_points_fall_back_to_the_smoothed_slope():
-    sig = estimate([0.0, 0.1, 0.2], [3.0, 2.5, 2.3], total=1.0, remaining=0.8)
-    assert sig.source == "slope" and sig.gain_next > 0 and math.isinf(sig.gain_next_sd)
-    assert estimate([0.0], [3.0], total=1.0, remaining=1.0).source == "none"
+    flops = [0.1 * i for i in range(8)]
+    losses = [2.0 + np.exp(-i) for i in range(8)]
+    a = estimate(flops, losses, total=1.0, remaining=0.3, noise=0.01)
+    b = estimate([f * 1e12 for f in flops], [v * 3 for v in losses], total=1e12, remaining=0.3e12, noise=0.01)
+    assert a.gain_next == pytest.approx(b.gain_next, rel=1e-6)
+    assert a.gain_next_sd == pytest.approx(b.gain_next_sd, rel=1e-6)
 
 
 def test_ema_is_bias_corrected():

@@ -90,6 +90,10 @@ class TrainConfig:
     eval_every: int = doc("evaluate every N optimizer steps; 0: eval_points evaluations spread over the budget", 0)
     eval_points: int = doc("evaluations spread over the budget when eval_every is 0 (plus one before and one at the end)", 2)
     eval_batch_size: int = doc("examples per evaluation forward pass", 16)
+    eval_share: float = doc(
+        "governed runs: share of the FLOP budget that evaluation may cost, the whole held-out set before and after "
+        "included; the evaluations in between use a sample sized to fit", 0.1
+    )
     checkpoint_every: int = doc("save a resumable checkpoint every N optimizer steps (0: only at the end)", 25)
     keep_checkpoints: int = doc("checkpoints kept on disk", 2)
     seed: int = doc("seed of initialisation and data order", 0)

@@ -1,17 +1,32 @@
-"""Build the governor a run config names (the `governor:` section); the fixed budget when none is named."""
+"""Build the governor a run config names (the `governor:` section).
+
+An empty section means the default governor (marginal gain, with decay on stop); `{name: none}` or `{name: fixed}`
+(`--governor none`) is the fixed budget. The default steps aside, with a note, where it cannot work: a run with no
+FLOP, token or time budget to price FLOPs against (only --max-steps). What a governor needs from the run (its
+evaluation points and sample) is declared in its Config and planned by train/evalplan.py, never set here.
+"""
 
 from __future__ import annotations
 
 from .governor.protocol import FixedBudget
 
+FIXED_NAMES = ("none", "fixed")
+
 
 def governor_from_config(cfg, budget):
     spec = dict(cfg.governor or {})
-    if not spec:
-        return FixedBudget()
+    asked = bool(spec)
     name = spec.pop("name", "marginal")
-    if cfg.train.eval_every == 0 and cfg.train.eval_points < 12:
-        cfg.train.eval_points = 12  # a learning-curve fit needs points: the governor cannot act on four
+    if name in FIXED_NAMES:
+        if spec:
+            from .errors import UserError
+
+            raise UserError(f"governor '{name}' takes no options; remove {', '.join(sorted(spec))}")
+        return FixedBudget()
+    if not asked and budget.max_flops is None and budget.max_tokens is None and budget.max_seconds is None:
+        gov = FixedBudget()
+        gov.note = "fixed budget: the default governor needs a FLOP, token or time budget to price FLOPs against"
+        return gov
     if cfg.selection and name == "marginal":
         spec.setdefault("refresh_probe", True)  # ask the refresher whether fresh scores would buy more
     from . import governor

@@ -21,10 +21,10 @@ SECTION_EXAMPLES = {
 }
 
 
-# What governor_from_config does to the evaluation schedule (tests/test_help.py checks the two agree).
-GOVERNOR_EVAL_POINTS = 12
-GOVERNOR_NOTE = (f"; a governor fits a learning curve, so with --eval-every 0 it raises --eval-points to at least "
-                 f"{GOVERNOR_EVAL_POINTS}")
+# What governor_from_config and the evaluation plan do (tests/test_help.py checks the two agree).
+GOVERNOR_NOTE = ("; `budgetune run` is governed by default (marginal, decay on stop), --governor none gives the "
+                 "fixed budget; a governor plans its own evaluations (its eval_points option, on a held-out sample "
+                 "within --eval-share of the budget) and prints the plan before training")
 
 
 def parse_pairs(items, flag: str, example: str, *, typed: bool = False) -> dict:
@@ -120,6 +120,8 @@ def apply_flags(cfg: config_mod.RunConfig, args: argparse.Namespace) -> config_m
         if f.name == "method_options":
             value = {**target.method_options, **parse_pairs(value, flag, "-o r=8")}
         elif f.name in ("selection", "governor"):
+            if f.name == "governor" and len(value) == 1 and "=" not in value[0] and not value[0].startswith("{"):
+                value = [f"name={value[0]}"]  # --governor none / --governor patience
             value = parse_pairs(value, flag, SECTION_EXAMPLES[f.name].replace("%%", "%"), typed=True)
         else:
             value = config_mod.coerce(value, hint, f"flag {flag}")

@@ -67,7 +67,10 @@ def execute(cfg, *, generation_eval: int | None = None, as_json: bool = False) -
 
         print(json.dumps(facts.json_summary(result, report, before_gen, after_gen, time.perf_counter() - started)))
     else:
+        from ..governor.summary import governor_lines
+
         _print_summary(result, report, before_gen, after_gen, time.perf_counter() - started)
+        print("\n".join(governor_lines(result.run_dir, result.ledger, budget.max_flops, gov)))
         print("\n".join(facts.explain_lines(result, before_gen, after_gen)))
     return 0
 
@@ -75,8 +78,8 @@ def execute(cfg, *, generation_eval: int | None = None, as_json: bool = False) -
 def _refresh_inputs(cfg, budget) -> dict:
     """With both a governor and data selection, the governor's refresh action re-selects the training data; the
     refresher re-scores the whole training pool, so the data is loaded here and handed to the loop."""
-    if not (cfg.governor and cfg.selection):
-        return {}
+    if not cfg.selection or (cfg.governor or {}).get("name") in ("none", "fixed"):
+        return {}  # the default governor is on: a selecting run gets a refresher unless the budget is fixed
     from ..data import load_data
     from ..models import load_tokenizer
     from ..selection.refresh import make_refresher

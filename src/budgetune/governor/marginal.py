@@ -1,29 +1,35 @@
 """The default governor: continue while the next FLOPs are predicted to buy enough held-out loss, else act.
 
-At each evaluation it estimates the signal (governor/signal.py) and compares the predicted relative loss reduction of
-the next `horizon` share of the budget with a price that rises as the budget runs out:
+At each evaluation it estimates the signal (governor/signal.py: an ensemble of learning-curve families fitted from
+the evaluation before training) and compares the predicted relative loss reduction of the next `horizon` share of
+the budget with a price that rises as the budget runs out:
 
     price(f) = threshold · (1 + price_rise · f),   f = share of the budget spent
 
-"stop when another 10% of the budget buys less than 1% loss" is horizon=0.1, threshold=0.01. The comparison uses the
-optimistic edge of the prediction (mean + z·sd), so an uncertain curve keeps training; it is capped by the optimistic
-edge of a straight line through the last evaluations, which a flattening curve never undercuts but a loss that turns
-upwards does (a monotone power law cannot show overfitting, and its delta-method sd is meaningless at A ≈ 0). It is damped twice: the
-condition must hold on `confirm` evaluations in a row, and a run that is counting towards a stop is only reset by a
-gain above `resume_threshold` (hysteresis); no action is taken before `min_evals` evaluations or within
-`min_evals_between` evaluations of the previous action. When the data has drifted enough to make a refresh of the
-training subset worth its FLOPs, the action is "refresh" instead of "stop". Drift comes from the data-selection
-side through evaluation["drift"] (the refresher's last report: drift or rank_correlation, refresh_flops, refresh);
-with `refresh_probe` the governor asks the refresher once per data window before it stops, and reads its answer
-(refreshed or declined) at the next evaluation.
+"stop when another 10% of the budget buys less than 1% loss" is horizon=0.1, threshold=0.01. A stop needs two
+kinds of evidence, so that noise cannot trigger it:
+- the curve: its optimistic edge (mean + z·sd, the sd holding the model error) is below the price, on a fit with at
+  least `min_dof` degrees of freedom;
+- the measurements: over an interval of evaluations, the paired gain on the same held-out examples (its standard
+  error measured, governor/noise.py) is below the price for that interval's length even at its optimistic edge
+  (gain + z·se). Each such interval is one confirmation, and the next one starts where it ended, so `confirm`
+  confirmations rest on non-overlapping evidence. An interval whose paired gain is clearly above the price (gain −
+  z·se above the resume price) resets the count; an inconclusive one is extended to the next evaluation and the
+  decision records that a larger evaluation sample would settle it. A rise in the loss counts only as such an
+  interval: when the paired test says it is real.
+When the data has drifted enough to make a refresh of the training subset worth its FLOPs, the action is "refresh"
+instead of "stop" (drift comes from the data-selection side through evaluation["drift"]; with `refresh_probe` the
+governor asks the refresher once per data window before it stops).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 
 from ..errors import UserError
+from . import noise as noise_mod
 from .protocol import ArmView, Decision
 from .signal import estimate
 
@@ -34,13 +40,14 @@ class Config:
     horizon: float = 0.1  # share of the whole budget the threshold refers to
     price_rise: float = 1.0  # the price grows by this factor over the budget (1: doubles by the end)
     resume_threshold: float | None = None  # gain that resets a pending stop; unset: 1.5 × threshold
-    z: float = 1.0  # optimism: standard deviations added to the predicted gain before comparing
+    z: float = 1.0  # optimism: standard deviations added to a predicted or measured gain before comparing
     min_evals: int = 4  # evaluations (since start or refresh) before any action
+    min_dof: int = 3  # no action on a curve fit with fewer degrees of freedom (points − parameters)
     min_evals_between: int = 2  # evaluations between two actions
-    confirm: int = 2  # consecutive evaluations below the price before acting
-    smoothing: float = 0.5  # EMA weight of the past over evaluation points
-    local_points: int = 4  # evaluations in the straight-line check that catches a loss turning upwards
-    trend_cap: bool = True  # cap the curve's optimistic gain by that straight line
+    confirm: int = 2  # confirmations, each on its own interval of paired evidence, before acting
+    eval_points: int = 10  # evaluations the governor needs over the budget (declared; the run's plan shows them)
+    eval_min_points: int = 6  # fewest evaluations it can work with when the evaluation share is tight
+    eval_min_sample: int = 8  # fewest held-out examples per evaluation for a paired test
     refresh_min_drift: float = 0.2  # drift (1 − rank correlation of data scores) that makes a refresh worth it
     refresh_probe: bool = False  # a refresher is attached: before stopping, ask it once whether new data pays
     max_refreshes: int = 2  # refreshes allowed in one run
@@ -59,15 +66,14 @@ class Config:
                             f"threshold={self.threshold}; a pending stop must need a larger gain to be cancelled")
         if self.price_rise < 0 or self.z < 0:
             raise UserError("governor options price_rise and z must be non-negative")
-        for name in ("min_evals", "confirm"):
+        for name in ("min_evals", "confirm", "min_dof", "eval_min_points", "eval_min_sample"):
             if getattr(self, name) < 1:
                 raise UserError(f"governor option {name}={getattr(self, name)} must be at least 1")
+        if self.eval_points < self.eval_min_points:
+            raise UserError(f"governor option eval_points={self.eval_points} is below eval_min_points="
+                            f"{self.eval_min_points}; raise eval_points")
         if self.min_evals_between < 0 or self.max_refreshes < 0:
             raise UserError("governor options min_evals_between and max_refreshes must be non-negative")
-        if self.local_points < 3:
-            raise UserError(f"governor option local_points={self.local_points} must be at least 3")
-        if not 0 <= self.smoothing < 1:
-            raise UserError(f"governor option smoothing={self.smoothing} must be in [0, 1)")
         if not 0 < self.round_share <= 1:
             raise UserError(f"governor option round_share={self.round_share} must be in (0, 1]")
 
@@ -83,6 +89,9 @@ def budget_axis(budget, ledger, flops_now: float) -> tuple[float, float]:
     return total, max(0.0, total - flops_now)
 
 
+_PER_EXAMPLE = ("eval_sums", "eval_counts", "eval_indices")
+
+
 class MarginalGain:
     name = "marginal"
     Config = Config
@@ -92,12 +101,10 @@ class MarginalGain:
         self.reset()
 
     def reset(self) -> None:
-        self.flops: list[float] = []
-        self.losses: list[float] = []
-        self.trained: list[bool] = []
+        self.evals: list[dict] = []  # flops, eval_loss and the per-example losses of every evaluation seen
         self.window_start = 0  # index of the first evaluation of the current data (moves on refresh)
-        self.below = 0  # consecutive evaluations under the price
-        self.evals = 0
+        self.below = 0  # confirmations so far
+        self.anchor: int | None = None  # evaluation where the current interval of paired evidence starts
         self.last_action = -10**9  # evaluation index of the last non-continue action
         self.refreshes = 0
         self.pending_refresh = False  # a refresh was asked for at the previous evaluation
@@ -112,67 +119,64 @@ class MarginalGain:
             raise UserError("the marginal-gain governor needs a held-out loss at every evaluation; give --target "
                             "or a positive --heldout-fraction")
         flops_now = float(evaluation.get("flops", ledger.total_flops))
-        self.flops.append(flops_now)
-        self.losses.append(float(loss))
-        self.trained.append(float(evaluation.get("train_flops", flops_now)) > 0)
-        self.evals += 1
+        kept = {"flops": flops_now, "eval_loss": float(loss)}
+        kept.update({k: evaluation[k] for k in _PER_EXAMPLE if k in evaluation})
+        self.evals.append(kept)
+        now = len(self.evals) - 1
         if self.pending_refresh:
-            # The loop called the refresher after our last decision; the training loop reports its answer in
-            # evaluation["drift"] (the refresher's last report). No report: assume the data was swapped.
+            # The loop called the refresher after our last decision and reports its answer in evaluation["drift"]
+            # (the refresher's last report). No report: assume the data was swapped.
             info = evaluation.get("drift")
             swapped = not isinstance(info, dict) or bool(info.get("refresh", True))
             if swapped:
                 self.refreshes += 1
-                self.window_start = len(self.losses) - 1  # new data, new curve
-                self.below = 0
+                self.window_start = now  # new data, new curve
+                self.below, self.anchor = 0, None
                 self.probed = False
             self.pending_refresh = False
         total, remaining = budget_axis(budget, ledger, flops_now)
         if not math.isfinite(total):
             return self._emit("continue", "no budget has been spent yet", {"eval_loss": loss})
 
-        w = slice(self.window_start, None)
-        offset = self.flops[self.window_start]
-        xs = [f - offset if t else 0.0 for f, t in zip(self.flops[w], self.trained[w])]
-        sig = estimate(xs, self.losses[w], total=total, remaining=remaining, horizon=c.horizon,
-                       beta=c.smoothing, local_points=c.local_points)
+        window = self.evals[self.window_start:]
+        losses = self._comparable_losses(window)
+        gaps = [noise_mod.paired_gain(a, b) for a, b in itertools.pairwise(window)]
+        ses = sorted(g[1] for g in gaps if g is not None and math.isfinite(g[1]))
+        noise = ses[len(ses) // 2] if ses else 0.0
+        sig = estimate([e["flops"] for e in window], losses, total=total, remaining=remaining, horizon=c.horizon,
+                       noise=noise, min_dof=c.min_dof)
         spent = 1.0 - remaining / total
         price = c.threshold * (1.0 + c.price_rise * spent)
         resume = c.resume_threshold * (1.0 + c.price_rise * spent)
         # The horizon may be cut by the end of the budget; compare per full horizon so the price stays comparable.
         per_horizon = sig.horizon_flops / (c.horizon * total) if total > 0 else 0.0
         scale = 1.0 / per_horizon if per_horizon > 0 else 0.0
-        # The curve's optimistic gain, capped by the straight line through the last evaluations: on a flattening
-        # curve the line promises more, so the cap only bites where the loss stops following the curve (rises).
-        optimistic = sig.gain_next + c.z * sig.gain_next_sd
-        if c.trend_cap:
-            optimistic = min(optimistic, sig.local_gain + c.z * sig.local_gain_sd)
-        optimistic *= scale
+        optimistic = (sig.gain_next + c.z * sig.gain_next_sd) * scale
         inputs = {"eval_loss": float(loss), **sig.to_inputs(), "optimistic_gain": _finite(optimistic),
-                  "price": price, "resume_price": resume, "budget_spent": spent, "flops_left": remaining,
-                  "below_count": None}
-        n_window = len(self.losses) - self.window_start
-        if n_window < c.min_evals or sig.source != "fit":
-            self.below = 0
+                  "price": price, "resume_price": resume, "budget_spent": spent, "flops_left": remaining}
+        n_window = len(window)
+        if n_window < c.min_evals or sig.source != "fit" or sig.dof < c.min_dof:
+            self.below, self.anchor = 0, None
             inputs["below_count"] = 0
-            return self._emit("continue", f"gathering evaluations ({n_window} of {c.min_evals} needed, "
-                                          f"signal from {sig.source})", inputs)
-        if optimistic < price:
-            self.below += 1
-        elif optimistic > resume:
-            self.below = 0
+            why = (f"{n_window} of {c.min_evals} evaluations" if n_window < c.min_evals else
+                   "no curve family has enough degrees of freedom" if sig.source != "fit" else
+                   f"the fit has {sig.dof} degrees of freedom, {c.min_dof} needed")
+            return self._emit("continue", f"gathering evaluations ({why})", inputs)
+        left_txt = f"another {c.horizon:.0%} of the budget" if scale == 1.0 else "the rest of the budget"
+        gain_txt = (f"{left_txt} is predicted to buy {100 * sig.gain_next:.2f}% ± {100 * sig.gain_next_sd:.2f}% "
+                    f"lower loss (optimistic edge per {c.horizon:.0%} of the budget: {100 * optimistic:.2f}%)")
+        curve_says_stop = optimistic < price
+        evidence = self._interval_test(now, total, price, resume, optimistic)
+        inputs.update(evidence)
         inputs["below_count"] = self.below
-        gain_txt = (f"another {c.horizon:.0%} of the budget is predicted to buy {100 * sig.gain_next:.2f}% "
-                    f"(optimistic edge, +{c.z:g} sd{', capped by the recent trend' if c.trend_cap else ''}: "
-                    f"{100 * optimistic:.2f}%) lower loss")
-        if self.below < c.confirm or self.evals - self.last_action <= c.min_evals_between:
-            relation = "below" if optimistic < price else "above"
-            return self._emit("continue", f"{gain_txt}, {relation} the price {100 * price:.2f}% "
-                                          f"({self.below}/{c.confirm} confirmations)", inputs)
+        if self.below < c.confirm or now - self.last_action <= c.min_evals_between:
+            relation = "below" if curve_says_stop else "above"
+            return self._emit("continue", f"{gain_txt}, {relation} the price {100 * price:.2f}%; "
+                                          f"{evidence['evidence']} ({self.below}/{c.confirm} confirmations)", inputs)
         refresh = self._refresh_value(evaluation, total, remaining, price)
         inputs.update(refresh)
         if refresh.get("refresh_worth"):
-            self.pending_refresh, self.probed, self.last_action = True, True, self.evals
+            self.pending_refresh, self.probed, self.last_action = True, True, now
             return self._emit("refresh", f"{gain_txt}, below the price {100 * price:.2f}%; the data drifted "
                                          f"({refresh['drift']:.2f}) so a refresh is predicted to buy "
                                          f"{100 * refresh['refresh_gain']:.2f}%", inputs)
@@ -181,9 +185,57 @@ class MarginalGain:
             self.pending_refresh, self.probed = True, True
             return self._emit("refresh", f"{gain_txt}, below the price {100 * price:.2f}%; before stopping, the "
                                          f"refresher measures drift and re-selects only if new data pays", inputs)
-        self.last_action = self.evals
-        return self._emit("stop", f"{gain_txt}, below the price {100 * price:.2f}% on {self.below} evaluations "
-                                  f"in a row; {remaining:.3g} FLOPs left for inference", inputs)
+        self.last_action = now
+        return self._emit("stop", f"{gain_txt}, below the price {100 * price:.2f}%, confirmed on {self.below} "
+                                  f"separate intervals of paired evidence; {remaining:.3g} FLOPs left for "
+                                  f"inference", inputs)
+
+    def _comparable_losses(self, window: list[dict]) -> list[float]:
+        """Each evaluation's loss on the examples of the latest one (the before-training evaluation covers the
+        whole held-out set, later ones a sample of it), so the curve compares like with like."""
+        last = window[-1]
+        out = []
+        for e in window:
+            c = noise_mod.common(e, last)
+            out.append(float(c[0].sum() / c[2].sum()) if c is not None and c[2].sum() > 0 else e["eval_loss"])
+        return out
+
+    def _interval_test(self, now: int, total: float, price: float, resume: float, optimistic: float) -> dict:
+        """One step of the confirmation count on the paired gain over the interval since `anchor`."""
+        c = self.config
+        curve_says_stop = optimistic < price
+        if not curve_says_stop:
+            if optimistic > resume:  # hysteresis: only a clearly paying curve cancels the confirmations so far
+                self.below, self.anchor = 0, None
+            return {"evidence": "the curve keeps paying", "interval_gain": None, "interval_se": None}
+        if self.anchor is None:
+            self.anchor = now - 1
+        a, b = self.evals[self.anchor], self.evals[now]
+        length = (b["flops"] - a["flops"]) / total
+        allowed = price * length / c.horizon
+        allowed_resume = resume * length / c.horizon
+        paired = noise_mod.paired_gain(a, b)
+        if paired is None:  # no per-example losses (e.g. Trainer): the raw difference, noise unknown
+            gain, se = (a["eval_loss"] - b["eval_loss"]) / a["eval_loss"], 0.0
+        else:
+            gain, se = paired[0], paired[1]
+        out = {"interval_from_flops": a["flops"], "interval_share": length, "interval_gain": gain,
+               "interval_se": _finite(se), "interval_price": allowed}
+        if gain + c.z * se < allowed:
+            self.below += 1
+            self.anchor = now  # the next confirmation rests on new evaluations only
+            out["evidence"] = (f"paired gain over the last {length:.0%} of the budget {100 * gain:.2f}% ± "
+                               f"{100 * se:.2f}% is below its price {100 * allowed:.2f}%")
+        elif gain - c.z * se > allowed_resume:
+            self.below = 0
+            self.anchor = now
+            out["evidence"] = (f"paired gain over the last {length:.0%} {100 * gain:.2f}% ± {100 * se:.2f}% is "
+                               f"really above its price {100 * allowed:.2f}%: count reset")
+        else:
+            out["evidence"] = (f"paired gain over the last {length:.0%} {100 * gain:.2f}% ± {100 * se:.2f}% is "
+                               f"too close to its price {100 * allowed:.2f}% to tell: the interval is extended")
+            out["close"] = True
+        return out
 
     def _refresh_value(self, evaluation: dict, total: float, remaining: float, price: float) -> dict:
         """Is re-selecting the training data worth its FLOPs? Drift comes from the data-selection side.
@@ -204,8 +256,8 @@ class MarginalGain:
             return {"drift": drift, "refresh_worth": False}
         drift = float(drift)
         start = self.window_start
-        first = [(f, l) for f, l in zip(self.flops[start:], self.losses[start:])
-                 if f - self.flops[start] <= c.horizon * total]
+        first = [(e["flops"], e["eval_loss"]) for e in self.evals[start:]
+                 if e["flops"] - self.evals[start]["flops"] <= c.horizon * total]
         bought = max(0.0, (first[0][1] - first[-1][1]) / first[0][1]) if len(first) >= 2 else 0.0
         gain = drift * bought
         cost_price = price * cost / (c.horizon * total) if total > 0 else math.inf
@@ -230,7 +282,7 @@ class MarginalGain:
         for a in active:
             offset = a.flops[0]
             xs = [f - offset for f in a.flops]
-            sig = estimate(xs, a.losses, total=total, remaining=remaining, horizon=c.horizon, beta=c.smoothing)
+            sig = estimate(xs, a.losses, total=total, remaining=remaining, horizon=c.horizon, min_dof=c.min_dof)
             if sig.source != "fit":
                 preds[a.name] = (-math.inf, 0.0, None)
                 continue
@@ -266,20 +318,19 @@ class MarginalGain:
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"config": asdict(self.config), "flops": list(self.flops), "losses": list(self.losses),
-                "trained": list(self.trained), "window_start": self.window_start, "below": self.below,
-                "evals": self.evals, "last_action": self.last_action, "refreshes": self.refreshes,
+        return {"config": asdict(self.config), "evals": [dict(e) for e in self.evals],
+                "window_start": self.window_start, "below": self.below, "anchor": self.anchor,
+                "last_action": self.last_action, "refreshes": self.refreshes,
                 "pending_refresh": self.pending_refresh, "probed": self.probed}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
             self.reset()
             return
-        self.flops = [float(v) for v in state["flops"]]
-        self.losses = [float(v) for v in state["losses"]]
-        self.trained = [bool(v) for v in state["trained"]]
-        for key in ("window_start", "below", "evals", "last_action", "refreshes"):
+        self.evals = [dict(e) for e in state["evals"]]
+        for key in ("window_start", "below", "last_action", "refreshes"):
             setattr(self, key, int(state[key]))
+        self.anchor = None if state.get("anchor") is None else int(state["anchor"])
         self.pending_refresh = bool(state.get("pending_refresh", False))
         self.probed = bool(state.get("probed", False))
 

@@ -38,6 +38,15 @@ class Refresher:
         ledger.charge("selection", scores.flops, scores.tokens)
         return scores
 
+    def take_reference(self, model, ledger) -> None:
+        """Score the probe with the model as the run starts (the model the first selection was made with), so the
+        first refresh the governor asks for already measures drift instead of only taking its reference."""
+        if self.reference is None:
+            probe = self._probe_scores(model, ledger)
+            self.reference = probe.values
+            self.history.append({"probe": len(self.probe), "probe_flops": probe.flops, "drift": None,
+                                 "refresh": False, "reason": "reference taken at the start of training"})
+
     def __call__(self, model, ledger) -> list | None:
         """The new training subset, or None when a refresh is not worth its FLOPs."""
         from scipy.stats import spearmanr

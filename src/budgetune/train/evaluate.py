@@ -1,47 +1,81 @@
-"""Held-out loss: mean response-token cross-entropy over the target set, summed across processes."""
+"""Held-out loss: mean response-token cross-entropy over the target set, summed across processes.
+
+`heldout_losses` keeps each example's loss sum and token count, so two evaluations on the same examples can be
+compared pair by pair (governor/noise.py); `heldout_loss` is the plain mean. Examples are batched in length order
+(each batch pads to its longest member; sorting cut the padded tokens of the default target set by a quarter), and
+the per-example results are put back in the caller's order.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..data import collate
 from ..dist import reduce_or_raise
 from ..flops import forward_flops, profile_from_model
-from ..methods.base import token_loss
 from .sharding import is_sharded
 
 
+def _per_example_loss(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of next-token cross-entropy over each example's response tokens, and each example's count."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    labels = batch["labels"][:, 1:]
+    logits = logits[:, :-1]
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100,
+                           reduction="none").view(labels.shape)
+    return loss.sum(dim=1).double(), (labels != -100).sum(dim=1).double()
+
+
 @torch.no_grad()
-def heldout_loss(model, examples, *, pad_id: int, batch_size: int, accelerator) -> tuple[float, float, int]:
-    """(mean loss over all processes, FLOPs spent by all processes, tokens read by all processes)."""
+def heldout_losses(model, examples, *, pad_id: int, batch_size: int, accelerator, indices=None) -> dict:
+    """Per-example loss sums and token counts over `examples` (or the subset `indices`), over all processes.
+
+    Returns {"loss": mean loss per token, "sums": [...], "counts": [...], "indices": [...], "flops", "tokens"};
+    sums/counts are in the order of `indices` (all examples when None).
+    """
     unwrapped = accelerator.unwrap_model(model)
     profile = profile_from_model(unwrapped)
     was_training = unwrapped.training
     unwrapped.eval()
+    chosen = list(range(len(examples))) if indices is None else [int(i) for i in indices]
+    order = sorted(range(len(chosen)), key=lambda k: (examples[chosen[k]].n_tokens, k))
     rank, world = accelerator.process_index, accelerator.num_processes
-    shard = examples[rank::world]
-    real = len(shard)
+    mine: list = order[rank::world]
+    real = len(mine)
     if world > 1 and is_sharded(model):  # its forward gathers weights from every rank: run as many as the others
-        shard = shard + examples[:1] * (-(-len(examples) // world) - real)  # a filler whose loss is masked out
-    loss_sum, count, flops, tokens = 0.0, 0, 0.0, 0
+        mine = mine + [None] * (-(-len(order) // world) - real)  # fillers, whose losses are not kept
+    device = accelerator.device
+    sums = torch.zeros(len(chosen), dtype=torch.float64, device=device)
+    counts = torch.zeros(len(chosen), dtype=torch.float64, device=device)
+    flops, tokens = 0.0, 0
     error = None
     try:
-        for i in range(0, len(shard), batch_size):
-            batch = collate(shard[i: i + batch_size], pad_id)
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            fillers = max(0, i + batch["input_ids"].shape[0] - real)
-            if fillers:
-                batch["labels"][-fillers:] = -100
-            s, n = token_loss(unwrapped, batch)
-            loss_sum += float(s)
-            count += n
+        for i in range(0, len(mine), batch_size):
+            part = [k for k in mine[i: i + batch_size] if k is not None]
+            fillers = len(mine[i: i + batch_size]) - len(part)
+            batch = collate([examples[chosen[k]] for k in part] + [examples[chosen[order[0]]]] * fillers, pad_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            s, n = _per_example_loss(unwrapped, batch)
+            if part:
+                where = torch.tensor(part, device=device)
+                sums[where], counts[where] = s[: len(part)], n[: len(part)]
             b, width = batch["input_ids"].shape
             flops += forward_flops(profile, b, width)
-            tokens += int(batch["attention_mask"][: b - fillers].sum())
+            tokens += int(batch["attention_mask"][: len(part)].sum())
     except Exception as e:  # noqa: BLE001 -- carried by the reduction below, so no rank waits for a failed one
         error = e
     if was_training:
         unwrapped.train()
-    loss_sum, count, flops, tokens = reduce_or_raise([loss_sum, float(count), flops, float(tokens)], error,
-                                                     "held-out evaluation", device=accelerator.device)
-    return loss_sum / max(1.0, count), flops, int(tokens)
+    flops, tokens = reduce_or_raise([flops, float(tokens)], error, "held-out evaluation", device=device)
+    if world > 1:
+        sums = accelerator.reduce(sums, reduction="sum")
+        counts = accelerator.reduce(counts, reduction="sum")
+    sums_l, counts_l = sums.tolist(), counts.tolist()
+    return {"loss": sum(sums_l) / max(1.0, sum(counts_l)), "sums": sums_l, "counts": counts_l, "indices": chosen,
+            "flops": flops, "tokens": int(tokens)}
+
+def heldout_loss(model, examples, *, pad_id: int, batch_size: int, accelerator) -> tuple[float, float, int]:
+    """(mean loss over all processes, FLOPs spent by all processes, tokens read by all processes)."""
+    r = heldout_losses(model, examples, pad_id=pad_id, batch_size=batch_size, accelerator=accelerator)
+    return r["loss"], r["flops"], r["tokens"]

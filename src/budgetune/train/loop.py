@@ -25,8 +25,18 @@ from ..errors import UserError
 from ..governor.protocol import Decision, FixedBudget
 from ..methods import registry
 from ..methods.base import TrainContext
-from . import checkpoint, cooldown, guard, pacing, precost, ranks, rundir
-from .evaluate import heldout_loss
+from . import (
+    checkpoint,
+    cooldown,
+    evalplan,
+    governed,
+    guard,
+    pacing,
+    precost,
+    ranks,
+    rundir,
+)
+from .evaluate import heldout_losses
 from .progress import TrainingBar
 from .rundir import RunDir, read_jsonl
 from .schedule import wsd_lr
@@ -62,7 +72,7 @@ def _validate(cfg) -> None:
     for name in ("micro_batch_size", "grad_accum", "eval_batch_size", "eval_points"):
         if getattr(t, name) < 1:
             raise UserError(f"train field '{name}' is {getattr(t, name)}; it must be at least 1")
-    for name in ("decay_fraction", "cooldown_fraction"):
+    for name in ("decay_fraction", "cooldown_fraction", "eval_share"):
         if not 0 <= getattr(t, name) <= 1:
             raise UserError(f"train field '{name}' is {getattr(t, name)}; give a share between 0 and 1")
     if t.lr is not None and t.lr <= 0:
@@ -138,7 +148,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     pad_id = tokenizer.pad_token_id
 
     state = {"step": 0, "epoch": 0, "cursor": 0, "stop_reason": None, "before_loss": None, "evals_done": 0,
-             "pool_uids": None, "cooldown": None}
+             "pool_uids": None, "cooldown": None, "eval_plan": None}
     if resumed is not None:
         weights, method_state, saved = resumed
         if ranks.restore_sharded(run.path, stepper) is False:
@@ -171,15 +181,16 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     def order(epoch: int) -> np.ndarray:
         return np.random.default_rng([cfg.train.seed, epoch]).permutation(len(pool))
 
-    def do_eval() -> dict:
+    def do_eval(indices=None) -> dict:
         t0 = time.perf_counter()
-        loss, flops, tokens = heldout_loss(stepper.model, data.scoring, pad_id=pad_id,
-                                           batch_size=cfg.train.eval_batch_size, accelerator=accelerator)
-        ledger.charge("eval", flops, tokens)
+        r = heldout_losses(stepper.model, data.scoring, pad_id=pad_id, batch_size=cfg.train.eval_batch_size,
+                           accelerator=accelerator, indices=indices)  # dev only: the test split is reported apart
+        loss, flops = r["loss"], r["flops"]
+        ledger.charge("eval", flops, r["tokens"])
         ledger.seconds += _global_seconds(accelerator, time.perf_counter() - t0)
         record = {"kind": "eval", "step": state["step"], "eval_loss": loss, "flops": ledger.total_flops,
                   "train_flops": ledger.flops["train"], "tokens": ledger.tokens["train"],
-                  "seconds": ledger.seconds, "eval_flops": flops}
+                  "seconds": ledger.seconds, "eval_flops": flops, **evalplan.per_example(r, len(data.scoring))}
         run.append(run.metrics, record)
         state["evals_done"] += 1
         return record
@@ -198,9 +209,19 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
             check_inputs,  # a budget smaller than one evaluation: one clear line
         )
 
-        check_inputs(budget, eval_flops=eval_cost, heldout_examples=len(data.target))
+        check_inputs(budget, eval_flops=eval_cost, heldout_examples=len(data.scoring))
+        state["eval_plan"] = governed.start(cfg, governor, budget, whole_flops=eval_cost, n_examples=len(data.scoring),
+                                            announce=progress and accelerator.is_main_process)
+        if state["eval_plan"] is not None:
+            run.append(run.decisions, {"step": 0, "flops": ledger.total_flops, "action": "plan",
+                                       "reason": state["eval_plan"]["line"], **state["eval_plan"]})
+            origin = _decide(accelerator, governor, first, ledger, budget)  # the curve's origin: before training
+            run.append(run.decisions, {"step": 0, "flops": ledger.total_flops, "action": origin.action,
+                                       "reason": origin.reason, **origin.inputs})
         _save(run, stepper, state, ledger, governor, cfg)  # step 0: a good state to roll back or resume to
 
+    if resumed is None:
+        governed.prepare_refresher(refresher, stepper.model, ledger)
     bar = TrainingBar(progress and accelerator.is_main_process, budget, ledger, cfg.train.max_steps, state["step"])
     last_step, train_seconds = state.get("last_step"), 0.0  # a resumed run pre-costs its first step too
     order_cache = (state["epoch"], order(state["epoch"]))
@@ -262,8 +283,8 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         run.append(run.metrics, {"kind": "train", "step": state["step"], "train_loss": train_loss, "lr": lr,
                                  "flops": ledger.total_flops, "tokens": ledger.tokens["train"]})
         bar.update(ledger, train_loss, state["step"])
-        if cool is None and pacing.eval_due(cfg.train, budget, ledger, state):  # a cooldown ends in the final eval
-            record = do_eval()
+        if cool is None and governed.due(cfg, state["eval_plan"], budget, ledger, state):  # cooldown: final eval only
+            record = do_eval(governed.sample(state["eval_plan"]))
             record["train_loss"] = train_loss
             record["lr"] = lr
             evals.append(record)
@@ -282,7 +303,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
                 else:
                     run.append(run.decisions, cooldown.record(state["cooldown"], state["step"], ledger, done=False))
             elif decision.action == "refresh" and refresher is not None:
-                new_pool = refresher(stepper.model, ledger)
+                new_pool = governed.refresh(run, state["step"], ledger, refresher, stepper.model)
                 if new_pool:
                     pool = list(new_pool)
                     state["pool_uids"] = [e.uid for e in pool]
@@ -293,7 +314,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         if every and state["step"] % every == 0 and state["stop_reason"] is None:
             _save(run, stepper, state, ledger, governor, cfg)
     bar.close()
-    if evals[-1]["step"] != state["step"]:
+    if evals[-1]["step"] != state["step"] or "eval_indices" in evals[-1]:  # the final loss: the whole set
         evals.append(do_eval())
     evals[-1]["final"] = True
     after_loss = reported_loss(stepper.model, data, ledger, pad_id, cfg, accelerator) if data.apart \

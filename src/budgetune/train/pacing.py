@@ -28,3 +28,4 @@ def eval_due(t, budget: Budget, ledger: Ledger, state: dict) -> bool:
     done = progress_fraction(budget, ledger, t.max_steps, state["step"])
     # evals_done counts the one before training: evaluation k of eval_points falls at k/(eval_points + 1).
     return state["evals_done"] <= t.eval_points and done >= state["evals_done"] / (t.eval_points + 1)
+

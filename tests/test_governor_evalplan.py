@@ -1,0 +1,46 @@
+"""The evaluation plan of a governed run: within its share of the budget, by hand arithmetic."""
+
+import pytest
+
+from budgetune.train.evalplan import describe, eval_due, make_plan
+
+
+def test_plan_fits_the_share_and_samples_fixed_examples():
+    # 100 examples cost 1e10 FLOPs per whole evaluation (1e8 each); budget 1e12, share 10%: 1e11 for evaluation.
+    # Two whole evaluations take 2e10, leaving 8e10 for 10 points: 80 examples each (8e9 per point).
+    plan = make_plan(max_flops=1e12, whole_flops=1e10, n_examples=100, points=10, min_points=6, min_sample=8,
+                     share=0.1, seed=3)
+    assert plan["points"] == 10 and plan["sample_size"] == 80 and len(plan["sample"]) == 80
+    assert plan["share"] == pytest.approx((2e10 + 10 * 80 * 1e8) / 1e12)
+    assert plan["share"] <= 0.1 and not plan["note"]
+    again = make_plan(max_flops=1e12, whole_flops=1e10, n_examples=100, points=10, min_points=6, min_sample=8,
+                      share=0.1, seed=3)
+    assert again["sample"] == plan["sample"]  # the same examples every time: evaluations compare pair by pair
+
+
+def test_a_tight_budget_gets_fewer_points_then_a_stated_overrun():
+    # Left for the points: 0.1·1e11 − 2·1e9 = 8e9 = 80 example-evaluations of 1e8; 10 points of 8 examples fit.
+    plan = make_plan(max_flops=1e11, whole_flops=1e9, n_examples=10, points=12, min_points=6, min_sample=8,
+                     share=0.1)
+    assert (plan["points"], plan["sample_size"]) == (10, 8) and not plan["note"]
+    # Two whole evaluations alone are 20% of this budget: the minimum is kept and the overrun said.
+    tight = make_plan(max_flops=1e10, whole_flops=1e9, n_examples=10, points=12, min_points=6, min_sample=8,
+                      share=0.1)
+    assert (tight["points"], tight["sample_size"]) == (6, 8)
+    assert tight["share"] == pytest.approx((2e9 + 6 * 8 * 1e8) / 1e10)
+    assert "over the 10% share" in tight["note"] and "--max-flops" in tight["note"]
+
+
+def test_no_flop_budget_means_whole_set_evaluations_and_a_line_for_the_user():
+    plan = make_plan(max_flops=None, whole_flops=1e9, n_examples=10, points=10, min_points=6, min_sample=8,
+                     share=0.1)
+    assert plan["sample"] is None and plan["sample_size"] == 10
+    line = describe(make_plan(max_flops=1e12, whole_flops=1e10, n_examples=100, points=10, min_points=6,
+                              min_sample=8, share=0.1), "marginal")
+    assert "10 evaluations on 80 held-out examples" in line and "whole held-out set" in line
+
+
+def test_points_fall_evenly_over_the_budget():
+    plan = {"points": 3}
+    assert [eval_due(plan, f, 1) for f in (0.2, 0.25)] == [False, True]
+    assert eval_due(plan, 0.75, 3) and not eval_due(plan, 0.99, 4)  # the final evaluation is the loop's own
