@@ -20,6 +20,6 @@ def test_run_on_the_embedded_default(tmp_path):
     before, after = (float(x) for x in text.split("held-out loss")[1].split("(")[0].split("→"))
     assert after < before  # three LoRA steps on real data already lower the held-out loss
     page = (out / "report.html").read_text()
-    assert "data:image/png;base64," in page and "Ledger" in page
+    assert "data:image/png;base64," in page and "<h2>Compute by phase</h2>" in page
     assert (out / "adapter" / "adapter_model.safetensors").exists()
     assert (out / "metrics.jsonl").exists() and (out / "ledger.json").exists()
