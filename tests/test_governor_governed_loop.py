@@ -19,16 +19,18 @@ def test_governed_run_evaluates_a_sample_within_its_share_and_reports_on_the_who
     cfg = tiny_run_config(tiny_config_path, tmp_path / "run", eval_every=0, checkpoint_every=0)
     cfg.budget.max_flops = 3e11
     data = small_split(tokenizer, n_target=24)
+    n = len(data.target)  # the embedded data's test part may hold fewer than asked for
+    assert n >= 12
     result = train(cfg, tokenizer=tokenizer, data=data, governor=make("marginal", {"eval_min_sample": 4}),
                    progress=False)
     decisions = _lines(result.run_dir / "decisions.jsonl")
     plan = decisions[0]
-    assert plan["action"] == "plan" and 4 <= plan["sample_size"] < 24
+    assert plan["action"] == "plan" and 4 <= plan["sample_size"] < n
     assert decisions[1]["step"] == 0 and decisions[1]["action"] == "continue"  # the origin reached the governor
     evals = [e for e in _lines(result.run_dir / "metrics.jsonl") if e["kind"] == "eval"]
-    assert len(evals[0]["eval_sums"]) == 24 and "eval_indices" not in evals[0]
+    assert len(evals[0]["eval_sums"]) == n and "eval_indices" not in evals[0]
     assert all(e["eval_indices"] == plan["sample"] for e in evals[1:-1])
-    assert len(evals[-1]["eval_sums"]) == 24 and "eval_indices" not in evals[-1]  # the reported loss: whole set
+    assert len(evals[-1]["eval_sums"]) == n and "eval_indices" not in evals[-1]  # the reported loss: whole set
     assert result.after_loss == evals[-1]["eval_loss"]
     assert result.ledger.flops["eval"] <= cfg.train.eval_share * cfg.budget.max_flops * 1.01
 

@@ -69,8 +69,10 @@ def test_unknown_architecture_names_the_fallback(tmp_path):
     ("[1, 2]", "JSON object"),
     ('{"hidden_size": 64}', "model_type"),
     ('{"model_type": "llama", "hidden_size": -4}', "hidden_size"),
-    ('{"model_type": "llama", "hidden_size": "wide"}', "not an integer"),
-    ('{"model_type": "llama", "num_attention_heads": 6, "num_key_value_heads": 4}', "multiple"),
+    ('{"model_type": "llama", "hidden_size": "wide", "num_hidden_layers": 2}', "not an integer"),
+    ('{"model_type": "llama", "hidden_size": 60, "num_hidden_layers": 2, "num_attention_heads": 6, '
+     '"num_key_value_heads": 4}', "multiple"),
+    ('{"model_type": "llama", "hidden_size": 64}', "num_hidden_layers"),
 ])
 def test_malformed_config_is_a_one_line_user_error(tmp_path, content, message):
     path = tmp_path / "config.json"

@@ -58,9 +58,9 @@ def tiny_paths(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def accelerator():
-    from accelerate import Accelerator
+    from budgetune.precision import make_accelerator
 
-    return Accelerator(cpu=True)
+    return make_accelerator("fp32", cpu=True)  # fp32 even after a test that ran under amp_bf16 in this process
 
 
 def toy_batch(seed: int = 0) -> dict:

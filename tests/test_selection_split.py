@@ -22,7 +22,7 @@ def test_load_data_cuts_the_heldout_prompts_into_dev_and_test(tokenizer):
 def test_the_test_split_never_reaches_a_scorer_or_the_governor(tiny_config_path, tokenizer, tmp_path, monkeypatch):
     from budgetune.selection import registry
     from budgetune.train import loop
-    from budgetune.train.evaluate import heldout_loss
+    from budgetune.train.evaluate import heldout_loss, heldout_losses
     from budgetune.train.loop import train
 
     base = small_split(tokenizer, n_train=48, n_target=16)
@@ -43,12 +43,12 @@ def test_the_test_split_never_reaches_a_scorer_or_the_governor(tiny_config_path,
         scorer.score = score
         return scorer
 
-    def spying_loss(model, examples, **kw):
+    def spying_losses(model, examples, **kw):
         seen_by_loop.append([e.uid for e in examples])
-        return heldout_loss(model, examples, **kw)
+        return heldout_losses(model, examples, **kw)
 
     monkeypatch.setattr(registry, "make", spying_make)
-    monkeypatch.setattr(loop, "heldout_loss", spying_loss)
+    monkeypatch.setattr(loop, "heldout_losses", spying_losses)
     cfg = tiny_run_config(tiny_config_path, tmp_path / "run", max_steps=4)
     cfg.selection = {"scorer": "dsir", "budget": "50%"}
     result = train(cfg, data=data, progress=False)

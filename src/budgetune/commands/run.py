@@ -146,7 +146,7 @@ def _print_summary(result, report, before_gen, after_gen, wall: float) -> None:
         f"run          {result.run_dir}",
         (f"held-out loss {result.before_loss:.4f} → {result.after_loss:.4f} "
         f"({(result.after_loss - result.before_loss) / result.before_loss:+.1%})"),
-        f"loss on      {_loss_on(result)}",
+        f"measured on  {_loss_on(result).removeprefix('loss on ')}",
     ]
     if before_gen and after_gen:
         if after_gen.get("token_accuracy") is not None and before_gen.get("token_accuracy") is not None:

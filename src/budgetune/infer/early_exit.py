@@ -72,11 +72,15 @@ class DepthCosts:
 
 
 def depth_costs(model, profile: FlopProfile | None = None) -> DepthCosts:
+    from ..flop_profile import products
+
     p = profile or profile_from_model(model)
     attn = _decoder(model).layers[0].self_attn
     kv = attn.k_proj.weight.numel() + attn.v_proj.weight.numel()
-    return DepthCosts(p.layer_matmul_params / p.n_layers, kv, p.matmul_params - p.layer_matmul_params, p.n_layers,
-                      p.attn_dim)
+    # Every decoder product runs at inference (the training profile's layer figure counts only what backward
+    # reaches and recomputes).
+    in_layers = sum(q.weights for q in products(model, None)[0] if q.layer is not None)
+    return DepthCosts(in_layers / p.n_layers, kv, p.matmul_params - in_layers, p.n_layers, p.attn_dim)
 
 
 def token_flops(c: DepthCosts, context: int, layers_run: int, checks: int) -> float:

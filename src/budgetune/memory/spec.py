@@ -214,7 +214,9 @@ def config_dict(name: str) -> dict:
 
     kind = models.resolve(name)
     if kind == "config":
-        return models.require_size(read_config_json(name), name)  # never a size from a family's defaults
+        data = read_config_json(name)
+        # never a size from a family's defaults (a config without model_type is refused for that first)
+        return models.require_size(data, name) if data.get("model_type") else data
     if kind == "dir":
         return read_config_json(Path(name) / "config.json")
     if kind == "embedded":

@@ -110,7 +110,8 @@ def save_memory(result, cfg) -> Path | None:
     from ..memory.plan import check_fits
 
     # The plan the run checked, for its world size and sharding (train/ranks.py records it in summary.json).
-    recorded = json.loads((Path(result.run_dir) / "summary.json").read_text(encoding="utf-8")).get("plan")
+    summary = Path(result.run_dir) / "summary.json"
+    recorded = json.loads(summary.read_text(encoding="utf-8")).get("plan") if summary.exists() else None
     plan = recorded or check_fits(cfg)
     out = {"method": plan.get("method"), "planned": plan.get("bytes") or {}, "budget": plan.get("budget")}
     import torch
