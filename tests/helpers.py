@@ -34,3 +34,15 @@ def small_split(tokenizer, n_train: int = 48, n_target: int = 8) -> DataSplit:
         _CACHE["split"] = load_data(cfg, tokenizer)
     split = _CACHE["split"]
     return DataSplit(split.train[:n_train], split.target[:n_target], split.source)
+
+
+class Killed(Exception):
+    """Raised from a run's on_step hook to stop it mid-run, as a kill would."""
+
+
+def kill_at(step_to_die: int):
+    """An on_step hook that stops the run once it reaches `step_to_die`."""
+    def on_step(step, ledger):
+        if step == step_to_die:
+            raise Killed()
+    return on_step

@@ -6,20 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import small_split, tiny_run_config
+from helpers import Killed, kill_at, small_split, tiny_run_config
 
 from budgetune.train.loop import train
-
-
-class Killed(Exception):
-    pass
-
-
-def _kill_at(step_to_die: int):
-    def on_step(step, ledger):
-        if step == step_to_die:
-            raise Killed()
-    return on_step
 
 
 def _killed_run(path, tiny_config_path, tokenizer, data) -> dict:
@@ -27,7 +16,7 @@ def _killed_run(path, tiny_config_path, tokenizer, data) -> dict:
     cfg = tiny_run_config(tiny_config_path, path, max_steps=None, checkpoint_every=2, eval_every=100)
     cfg.budget.max_flops = 1e15
     with pytest.raises(Killed):
-        train(cfg, tokenizer=tokenizer, data=data, on_step=_kill_at(3), progress=False)
+        train(cfg, tokenizer=tokenizer, data=data, on_step=kill_at(3), progress=False)
     records = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()]
     eval_flops = next(r["eval_flops"] for r in records if r["kind"] == "eval")
     flops = {r["step"]: r["flops"] for r in records if r["kind"] == "train"}

@@ -6,21 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import small_split, tiny_run_config
+from helpers import Killed, kill_at, small_split, tiny_run_config
 from safetensors.torch import load_file
 
 from budgetune.train.loop import train
-
-
-class Killed(Exception):
-    pass
-
-
-def _kill_at(step_to_die: int):
-    def on_step(step, ledger):
-        if step == step_to_die:
-            raise Killed()
-    return on_step
 
 
 def _weights(result):
@@ -36,7 +25,7 @@ def _resume_matches(tmp_path, model_path, tokenizer, method, options, lr):
                               lr=lr)
         if label == "broken":
             with pytest.raises(Killed):
-                train(cfg, tokenizer=tokenizer, data=data, on_step=_kill_at(5), progress=False)
+                train(cfg, tokenizer=tokenizer, data=data, on_step=kill_at(5), progress=False)
             cfg = tiny_run_config(model_path, tmp_path / label, method=method, method_options=options, max_steps=6,
                                   lr=lr)
             cfg.resume = True

@@ -6,21 +6,10 @@ import json
 
 import pytest
 import torch
-from helpers import small_split, tiny_run_config
+from helpers import Killed, kill_at, small_split, tiny_run_config
 from safetensors.torch import load_file
 
 from budgetune.train.loop import train
-
-
-class Killed(Exception):
-    pass
-
-
-def _kill_at(step_to_die: int):
-    def on_step(step, ledger):
-        if step == step_to_die:
-            raise Killed()
-    return on_step
 
 
 def _weights(run_dir, method):
@@ -36,7 +25,7 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_config_path, tokenizer, meth
 
     broken = tiny_run_config(tiny_config_path, tmp_path / "broken", method=method, max_steps=6)
     with pytest.raises(Killed):
-        train(broken, tokenizer=tokenizer, data=data, on_step=_kill_at(5), progress=False)
+        train(broken, tokenizer=tokenizer, data=data, on_step=kill_at(5), progress=False)
     resumed_cfg = tiny_run_config(tiny_config_path, tmp_path / "broken", method=method, max_steps=6)
     resumed_cfg.resume = True
     b = train(resumed_cfg, tokenizer=tokenizer, data=data, progress=False)
@@ -144,7 +133,7 @@ def test_resume_keeps_charges_made_by_other_commands(tmp_path, tiny_config_path,
     data = small_split(tokenizer)
     cfg = tiny_run_config(tiny_config_path, tmp_path / "run", max_steps=6)
     with pytest.raises(Killed):
-        train(cfg, tokenizer=tokenizer, data=data, on_step=_kill_at(5), progress=False)
+        train(cfg, tokenizer=tokenizer, data=data, on_step=kill_at(5), progress=False)
     ledger_path = tmp_path / "run" / "ledger.json"
     assert cli(["generate", "--model", tiny_config_path, "--ledger", str(ledger_path), "--prompt", "Hi",
                 "--max-new-tokens", "3"]) == 0
