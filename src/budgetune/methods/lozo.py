@@ -20,6 +20,7 @@ from .zeroth_order import (
     ZO_PRECISIONS,
     ZerothOrderStepper,
     _generator,
+    check_options,
     forward_peak_bytes,
     mix_seed,
 )
@@ -39,14 +40,7 @@ class Config:
     samples: int = 1  # random directions averaged per step
 
     def __post_init__(self):
-        if int(self.rank) < 1:
-            raise UserError(f"lozo option rank={self.rank} must be at least 1; LOZO uses rank=2")
-        if int(self.lazy) < 1:
-            raise UserError(f"lozo option lazy={self.lazy} must be at least 1 (steps between new V factors)")
-        if not float(self.eps) > 0:
-            raise UserError(f"lozo option eps={self.eps} must be positive, e.g. 1e-3")
-        if int(self.samples) < 1:
-            raise UserError(f"lozo option samples={self.samples} must be at least 1")
+        check_options("lozo", self, lazy_means="new V factors", rank_hint="LOZO uses rank=2")
 
 
 class LowRankPerturbation:

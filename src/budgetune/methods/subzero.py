@@ -31,6 +31,7 @@ from .zeroth_order import (
     CHUNK,
     ZerothOrderStepper,
     _generator,
+    check_options,
     forward_peak_bytes,
     mix_seed,
 )
@@ -50,14 +51,7 @@ class Config:
     scaled: bool = True  # scale U·Σ·Vᵀ by √(m·n)/r (unit-variance entries); false: the paper's unscaled direction
 
     def __post_init__(self):
-        if int(self.rank) < 1:
-            raise UserError(f"subzero option rank={self.rank} must be at least 1, e.g. rank=8")
-        if int(self.lazy) < 1:
-            raise UserError(f"subzero option lazy={self.lazy} must be at least 1 (steps between new subspaces)")
-        if not float(self.eps) > 0:
-            raise UserError(f"subzero option eps={self.eps} must be positive, e.g. 1e-3")
-        if int(self.samples) < 1:
-            raise UserError(f"subzero option samples={self.samples} must be at least 1")
+        check_options("subzero", self, lazy_means="new subspaces", rank_hint="e.g. rank=8")
 
 
 class SubspacePerturbation:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..errors import UserError
 from ..flops import FlopProfile, forward_flops, profile_from_model
 from ..lazy import lazy
 from .base import StepResult, batch_tokens, save_full_model, token_loss
@@ -241,3 +242,15 @@ class ZerothOrderStepper(WholeModelWeights):
         self.spsa.seed = int(state["seed"])
         self.spsa.perturbation.load_state_dict(state.get("perturbation", {}))
 
+
+
+def check_options(method: str, cfg, *, lazy_means: str, rank_hint: str) -> None:
+    """The option checks every low-rank zeroth-order method (LOZO, SubZero) shares: one line naming the field."""
+    if int(cfg.rank) < 1:
+        raise UserError(f"{method} option rank={cfg.rank} must be at least 1; {rank_hint}")
+    if int(cfg.lazy) < 1:
+        raise UserError(f"{method} option lazy={cfg.lazy} must be at least 1 (steps between {lazy_means})")
+    if not float(cfg.eps) > 0:
+        raise UserError(f"{method} option eps={cfg.eps} must be positive, e.g. 1e-3")
+    if int(cfg.samples) < 1:
+        raise UserError(f"{method} option samples={cfg.samples} must be at least 1")
