@@ -22,6 +22,7 @@ _MODULES = (
     ("s2l", "budgetune.selection.scorers.s2l"),
     ("less", "budgetune.selection.scorers.less"),
     ("greats", "budgetune.selection.scorers.greats"),
+    ("staff", "budgetune.selection.scorers.staff"),
 )
 
 REGISTRY = Registry("scorer", _MODULES)
