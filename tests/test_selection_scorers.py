@@ -21,6 +21,7 @@ CHEAP = {
     "less": {"checkpoints": 1, "warmup_steps": 1, "k": 16, "batch_size": 4, "warmup_fraction": 0.5},
     "greats": {"group": 4, "batch_size": 4},
     "staff": {"proxy": "layers:1", "regions": 2, "verify": 2, "warmup_steps": 1, "batch_size": 4},
+    "bids": {"k": 16, "batch_size": 4},
 }
 
 QA = [("What is AI?", "The study of machines that think."), ("Who wrote Hamlet?", "Shakespeare."),

@@ -23,6 +23,7 @@ _MODULES = (
     ("less", "budgetune.selection.scorers.less"),
     ("greats", "budgetune.selection.scorers.greats"),
     ("staff", "budgetune.selection.scorers.staff"),
+    ("bids", "budgetune.selection.scorers.bids"),
 )
 
 REGISTRY = Registry("scorer", _MODULES)
