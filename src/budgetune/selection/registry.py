@@ -24,6 +24,7 @@ _MODULES = (
     ("greats", "budgetune.selection.scorers.greats"),
     ("staff", "budgetune.selection.scorers.staff"),
     ("bids", "budgetune.selection.scorers.bids"),
+    ("dart", "budgetune.selection.scorers.dart"),
 )
 
 REGISTRY = Registry("scorer", _MODULES)
