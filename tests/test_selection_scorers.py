@@ -23,6 +23,7 @@ CHEAP = {
     "staff": {"proxy": "layers:1", "regions": 2, "verify": 2, "warmup_steps": 1, "batch_size": 4},
     "bids": {"k": 16, "batch_size": 4},
     "dart": {"proxy": "layers:1", "bins": 2, "batch_size": 4},
+    "cads": {"rounds": 2, "inner_steps": 1, "k": 16, "batch_size": 4},
 }
 
 QA = [("What is AI?", "The study of machines that think."), ("Who wrote Hamlet?", "Shakespeare."),

@@ -25,6 +25,7 @@ _MODULES = (
     ("staff", "budgetune.selection.scorers.staff"),
     ("bids", "budgetune.selection.scorers.bids"),
     ("dart", "budgetune.selection.scorers.dart"),
+    ("cads", "budgetune.selection.scorers.cads"),
 )
 
 REGISTRY = Registry("scorer", _MODULES)
