@@ -60,3 +60,21 @@ def test_dart_scores_with_its_proxy(tiny_model, tokenizer):
 def test_bad_options_are_one_line_errors():
     with pytest.raises(UserError, match="power"):
         registry.make("dart", {"power": -1})
+
+
+@pytest.mark.slow  # the CLI loads the tokenizer and data readers: about 10 s idle, minutes on a loaded machine
+def test_dart_runs_from_the_cli(tiny_config_path, tmp_path, capsys):
+    import json
+
+    from budgetune.cli import main
+
+    rows = [{"prompt": f"Question number {i}?", "response": "Answer " + "word " * (i % 5 + 1), "category": "c"}
+            for i in range(10)]
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code = main(["select", "--data", str(pool), "--target", str(pool), "--scorer", "dart", "--budget", "4",
+                 "-o", "proxy=layers:1", "-o", "bins=2", "--out", str(tmp_path / "s.jsonl"), "--json",
+                 "--model", tiny_config_path])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["scorer"] == "dart" and summary["selected"] == 4 and summary["flops"] > 0
