@@ -162,6 +162,8 @@ def parse_bytes(text: str | float, what: str = "memory") -> int:
         value, unit = float(m.group(1)), (m.group(2) or "B").upper()
     except ValueError:
         raise UserError(f"{what} '{text}' is not a size; write it like 24GiB, 80GB or 512MiB") from None
+    if m.group(2) is None and value != 0:  # '24' is GiB to one reader, GB or bytes to others: ask, never guess
+        raise UserError(f"{what} '{text}' has no unit; write it with one, e.g. {m.group(1)}GiB or {m.group(1)}GB")
     scale = {"B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9, "T": 1e12, "TB": 1e12,
              "KI": 2**10, "KIB": 2**10, "MI": 2**20, "MIB": 2**20, "GI": 2**30, "GIB": 2**30, "TI": 2**40,
              "TIB": 2**40}[unit]

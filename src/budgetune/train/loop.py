@@ -121,7 +121,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     if not data.target:
         raise UserError("the held-out target set is empty; give --target or a larger --heldout-fraction")
     if model is None:
-        load_kwargs = method.load_kwargs(method_cfg) if hasattr(method, "load_kwargs") else {}
+        load_kwargs = method.load_kwargs(method_cfg, precision) if hasattr(method, "load_kwargs") else {}
         model = models.load_model(cfg.model.model, dtype=precision_mod.load_dtype(precision, method, cfg.model.dtype),
                                   trust_remote_code=cfg.model.trust_remote_code,
                                   allow_download=cfg.model.allow_download, seed=cfg.train.seed, **load_kwargs)
