@@ -27,6 +27,7 @@ def test_a_close_decision_enlarges_the_sample_and_the_ledger_pays_for_it(seed):
     assert d.inputs["close"] is True
     assert all(s == 8 for s in sizes[: first + 1])
     assert len(sizes) > first + 1 and sizes[first + 1] > 8  # the next evaluation read more examples
+    assert plan["enlargements"][0]["from"] == 8 and plan["sample_size"] == sizes[-1]
     # The extra examples are charged: 1e8 FLOPs per example read, by hand, and the share (10% of 1e12) holds.
     assert eval_flops == pytest.approx(1e8 * sum(sizes))
     assert eval_flops > 1e8 * 8 * len(sizes)
