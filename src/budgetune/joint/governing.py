@@ -29,7 +29,8 @@ def choose(plan, cfg, given: set[str], data, costs: dict, budget) -> dict:
     n_dev = len(data.scoring)
     section = dict(cfg.governor or {})
     source = GIVEN if section else CHOSEN
-    gov = _governor(cfg, section or {"name": "marginal"}, budget)
+    unpriced = budget.max_flops is None and budget.max_tokens is None and budget.max_seconds is None
+    gov = _governor(cfg, section or ({"name": "none"} if unpriced else {"name": "marginal"}), budget)
     why_fixed = None
     eval_plan = None
     if governed.needs(gov) is not None and not cfg.train.eval_every:
@@ -37,7 +38,7 @@ def choose(plan, cfg, given: set[str], data, costs: dict, budget) -> dict:
                                    announce=False)
     if not section:
         need = governed.needs(gov) or {}
-        if budget.max_flops is None and budget.max_tokens is None and budget.max_seconds is None:
+        if unpriced:
             why_fixed = "no FLOP, token or time budget to price FLOPs against"
         elif n_dev < need.get("min_sample", 1):
             why_fixed = f"{n_dev} dev examples, fewer than the {need['min_sample']} its paired test needs"
