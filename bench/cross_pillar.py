@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from budgetune.config import parse_bytes  # noqa: E402
-from budgetune.memory import plan as P  # noqa: E402
-from budgetune.memory.spec import spec_from_model_name  # noqa: E402
-from budgetune.memory.terms import Shape  # noqa: E402
+from budgetune.config import parse_bytes
+from budgetune.memory import plan as P
+from budgetune.memory.spec import spec_from_model_name
+from budgetune.memory.terms import Shape
 
 GIB = 2**30
 METHODS = ["full", "adamw8bit", "galore", "lora", "qlora", "badam", "mezo"]
@@ -46,8 +46,8 @@ def binding_table() -> tuple[list[dict], str]:
     rows, lines = [], []
     for label, ref in MODELS.items():
         spec = spec_from_model_name(ref)
-        lines += [f"\n**{label}** (micro-batch 1, amp_bf16, no checkpointing; binding term and its share of the "
-                  f"tensor bytes; GiB in brackets)\n",
+        lines += [(f"\n**{label}** (micro-batch 1, amp_bf16, no checkpointing; binding term and its share of the "
+                   f"tensor bytes; GiB in brackets)\n"),
                   "| method | " + " | ".join(f"s = {s}" for s in SEQS) + " | binding term changes |",
                   "|---|" + "---|" * len(SEQS) + "---|"]
         for m in METHODS:
@@ -72,9 +72,9 @@ def machine_table() -> tuple[list[dict], str]:
     page = os.sysconf("SC_PAGE_SIZE")
     total, free = page * os.sysconf("SC_PHYS_PAGES"), page * os.sysconf("SC_AVPHYS_PAGES")
     rows = []
-    lines = [f"\nThis machine: {os.cpu_count()} CPU cores, {total / GIB:.1f} GiB RAM ({free / GIB:.1f} GiB available "
-             f"when measured); fp32 (what `budgetune run` uses on CPU), 256-token rows; GiB planned (fits = within "
-             f"the available RAM).\n",
+    lines = [(f"\nThis machine: {os.cpu_count()} CPU cores, {total / GIB:.1f} GiB RAM ({free / GIB:.1f} GiB available "
+              f"when measured); fp32 (what `budgetune run` uses on CPU), 256-token rows; GiB planned (fits = within "
+              f"the available RAM).\n"),
              "| model | method | micro-batch 8 | micro-batch 1 | micro-batch 1 + checkpointing |", "|---|---|---|---|---|"]
     for label, ref in MODELS.items():
         spec = spec_from_model_name(ref)

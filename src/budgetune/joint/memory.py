@@ -92,9 +92,8 @@ def fit(cfg, given: set[str], spec, budget: int, precision: str, seq: int) -> di
     from ..methods import registry
 
     options = dict(cfg.train.method_options or {})
-    if options or "train.method" in given:  # the user's method and options: a bad option is an error, not a skip
-        if cfg.train.method != "auto":
-            registry.make_config(cfg.train.method, options)
+    if (options or "train.method" in given) and cfg.train.method != "auto":
+        registry.make_config(cfg.train.method, options)  # the user's method and options: a bad one is an error
     tried, smallest, skipped = 0, None, []
     for name in candidates(cfg, given):
         module = registry.get(name)
