@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-HELP = ("score a data pool (random, length, dsir, loss, el2n, grand, ifd, rho, s2l, less, greats) and keep a "
+HELP = ("score a data pool (random, length, dsir, loss, el2n, grand, ifd, rho, s2l, less, greats, staff, bids, dart, cads) and keep a "
         "budgeted subset; writes OUT (JSONL), OUT.scores.jsonl and OUT.summary.json, with the scoring FLOPs")
 
 
@@ -15,7 +15,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--target", default=None,
                         help="target examples (same formats); unset: the held-out split of --data")
     parser.add_argument("--scorer", required=True, help="scorer name: random, length, dsir, loss, el2n, grand, "
-                                                        "ifd, rho, s2l, less, greats, or auto")
+                                                        "ifd, rho, s2l, less, greats, staff, bids, dart, cads, or auto")
     parser.add_argument("--budget", default=None,
                         help="5%%, 0.05, 200 (examples) or 20000tok (tokens); with --scorer auto, planned")
     parser.add_argument("--strategy", default=None,

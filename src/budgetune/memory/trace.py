@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from ..errors import UserError
 from .terms import MemoryBreakdown, Shape
 
-TRACEABLE = ("full", "lora", "badam", "galore", "mezo", "subzero")  # methods whose training step the tracer reproduces
+TRACEABLE = ("full", "lora", "badam", "galore", "mezo", "subzero", "colm")  # methods whose training step the tracer reproduces
 # SubZero's step is MeZO's (two no-grad probes, in-place perturbations); its orthonormal factors (Σ(m+n)·r values,
 # a few MiB) are not traced: its memory() counts them.
-TRACE_AS = {"subzero": "mezo"}
+# CoLM's training step is LoRA's on the coreset rows (its module's trace_shape gives that shape).
+TRACE_AS = {"subzero": "mezo", "colm": "lora"}
 UPDATES_BASE = ("full", "badam", "galore", "mezo")  # methods that change the base weights (fp32 under AMP)
 
 
@@ -292,6 +293,10 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     start = time.perf_counter()
+    if method in TRACE_AS:  # a method traced as another may train at another shape
+        from ..methods import registry
+
+        shape = getattr(registry.get(method), "trace_shape", lambda s, c: s)(shape, method_cfg)
     method, method_cfg = (TRACE_AS[method], None) if method in TRACE_AS else (method, method_cfg)
     model = _build(config, shape, method, method_cfg)
     model.train()
