@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 HELP = ("which training methods fit in a GPU's memory, with their binding term, FLOPs per token and time per "
-        "step, from the model's config alone (--exact traces the real step on fake tensors)")
+        "step, from the model's config alone (--exact traces the real step on fake tensors); with --data or "
+        "--max-flops, the whole run's plan that `budgetune run` would make (method, selection, evaluation, governor), "
+        "without training")
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", default="smollm2-135m",
                         help="config.json, model directory, cached Hugging Face id or 'smollm2-135m'")
-    parser.add_argument("--gpu-memory", required=True, help="memory of one GPU, e.g. 24GiB or 80GB")
-    parser.add_argument("--seq-len", type=int, default=512, help="tokens per sequence (default: 512)")
-    parser.add_argument("--batch-size", type=int, default=1, help="micro-batch per GPU (default: 1)")
+    parser.add_argument("--gpu-memory", default=None, help="memory of one GPU, e.g. 24GiB or 80GB (required "
+                        "without --data/--max-flops; with them: the run's --max-memory, unset: this machine's)")
+    parser.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default: 512; with --data: "
+                        "the run's --max-seq-len)")
+    parser.add_argument("--batch-size", type=int, default=None, help="micro-batch per GPU (default: 1; with --data: "
+                        "the run's --micro-batch-size, chosen by the plan)")
+    joint = parser.add_argument_group("the whole run's plan (with --data or --max-flops; see docs/plan.md)")
+    joint.add_argument("--data", default=None, help="training data, as `budgetune run --data` (default: chatterbot)")
+    joint.add_argument("--target", default=None, help="held-out target data, as `budgetune run --target`")
+    joint.add_argument("--max-flops", type=float, default=None, help="the run's FLOP budget, as `budgetune run`")
     parser.add_argument("--gpus", type=int, default=1, help="data-parallel GPUs (default: 1)")
     parser.add_argument("--sharding", default="auto", choices=["auto", "none", "zero2", "zero3", "fsdp"],
                         help="how model states are split over GPUs (auto: none on 1 GPU, fsdp on several)")
@@ -63,6 +72,18 @@ def _contexts(text: str) -> list[int]:
 def main(args) -> int:
     import json
     import sys
+
+    if args.data is not None or args.max_flops is not None:
+        from .plan_joint import joint_main
+
+        return joint_main(args)
+    if args.gpu_memory is None:
+        from ..errors import UserError
+
+        raise UserError("plan needs --gpu-memory (e.g. 24GiB) for the memory table, or --data/--max-flops for the "
+                        "whole run's plan")
+    args.seq_len = 512 if args.seq_len is None else args.seq_len
+    args.batch_size = 1 if args.batch_size is None else args.batch_size
 
     from ..config import parse_bytes
     from ..errors import UserError, check_number

@@ -22,12 +22,15 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     from .. import config as config_mod
+    from ..joint.runner import given_of
 
     cfg = resume_base(args, config_mod.default_run_config())
-    return execute(apply_flags(cfg, args), as_json=getattr(args, "json", False))
+    return execute(apply_flags(cfg, args), as_json=getattr(args, "json", False), given=given_of(args))
 
 
-def execute(cfg, *, generation_eval: int | None = None, as_json: bool = False) -> int:
+def execute(cfg, *, generation_eval: int | None = None, as_json: bool = False, given: set | None = None) -> int:
+    """Run `cfg`. With `given` (the fields the user set), the joint plan (budgetune.joint) decides the others
+    first, prints them and refuses an impossible budget before any weight is loaded."""
     import time
 
     from .. import trackers
@@ -38,11 +41,17 @@ def execute(cfg, *, generation_eval: int | None = None, as_json: bool = False) -
 
     started = time.perf_counter()
     trackers.check(cfg.report_to)  # a missing tracker package fails before any work
+    inputs = {}
+    if given is not None:
+        from ..joint.runner import prepare
+
+        inputs = prepare(cfg, given, as_json=as_json)  # the plan, set on cfg; nothing is loaded but the data
     budget = make_budget(cfg)
     gov = governor_from_config(cfg, budget)
     before_gen = after_gen = None
     generation_eval = cfg.generation_eval if generation_eval is None else generation_eval
-    result = train(cfg, governor=gov, **_refresh_inputs(cfg, budget))
+    inputs.update(_refresh_inputs(cfg, budget, inputs.get("tokenizer"), inputs.get("data")))
+    result = train(cfg, governor=gov, **inputs)
     from ..dist import is_main
 
     if not is_main():  # under a launcher rank 0 alone evaluates by generation, writes the report and prints
@@ -58,6 +67,9 @@ def execute(cfg, *, generation_eval: int | None = None, as_json: bool = False) -
             before_gen, after_gen = _generation_eval(result, generation_eval)
         facts.save_generation_eval(result, before_gen, after_gen)  # the report is rebuilt from this file
     facts.save_memory(result, cfg)  # planned (and, on a GPU, measured) bytes, for the report
+    from ..joint import outcome
+
+    planned = outcome.record(result.run_dir)  # the plan beside the ledger, into summary.json for the report
     tracker = trackers.live(result.run_dir)
     tracker.ledger(result.ledger.to_dict(), result.ledger.steps)
     tracker.end()
@@ -71,11 +83,12 @@ def execute(cfg, *, generation_eval: int | None = None, as_json: bool = False) -
 
         _print_summary(result, report, before_gen, after_gen, time.perf_counter() - started)
         print("\n".join(governor_lines(result.run_dir, result.ledger, budget.max_flops, gov)))
+        print("\n".join(outcome.lines(planned)))
         print("\n".join(facts.explain_lines(result, before_gen, after_gen)))
     return 0
 
 
-def _refresh_inputs(cfg, budget) -> dict:
+def _refresh_inputs(cfg, budget, tokenizer=None, data=None) -> dict:
     """With both a governor and data selection, the governor's refresh action re-selects the training data; the
     refresher re-scores the whole training pool, so the data is loaded here and handed to the loop."""
     if not cfg.selection or (cfg.governor or {}).get("name") in ("none", "fixed"):
@@ -84,9 +97,9 @@ def _refresh_inputs(cfg, budget) -> dict:
     from ..models import load_tokenizer
     from ..selection.refresh import make_refresher
 
-    tokenizer = load_tokenizer(cfg.model.model, trust_remote_code=cfg.model.trust_remote_code,
-                               allow_download=cfg.model.allow_download)
-    data = load_data(cfg.data, tokenizer)
+    tokenizer = tokenizer or load_tokenizer(cfg.model.model, trust_remote_code=cfg.model.trust_remote_code,
+                                            allow_download=cfg.model.allow_download)
+    data = data or load_data(cfg.data, tokenizer)
     refresher = make_refresher(cfg.selection, list(data.train), tokenizer, target=list(data.scoring), budget=budget)
     return {"tokenizer": tokenizer, "data": data, "refresher": refresher}
 

@@ -70,6 +70,10 @@ def render(run_dir: Path) -> str:
     if phases is not None:
         parts.append(_png(phases))
     parts.append(_ledger_table(ledger))
+    if summary.get("plan_vs_spent"):
+        from ..joint.outcome import to_html
+
+        parts.append(to_html(summary["plan_vs_spent"]))
     memory = _json(run_dir / MEMORY_FILE)
     if memory and (fig := figures.memory_figure(memory)) is not None:
         parts += ["<h2>Memory: planned and measured</h2>", _png(fig), _memory_table(memory)]

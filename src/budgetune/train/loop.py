@@ -83,7 +83,8 @@ def _validate(cfg) -> None:
 
 
 def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, governor=None,
-          refresher: Callable | None = None, on_step: Callable | None = None, progress: bool = True) -> RunResult:
+          refresher: Callable | None = None, on_step: Callable | None = None, progress: bool = True,
+          joint_plan: dict | None = None) -> RunResult:
     from .. import models
 
     _validate(cfg)
@@ -171,6 +172,8 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         raise UserError(f"the training pool has {len(pool)} examples, fewer than one optimizer step needs "
                         f"({per_step}); lower --micro-batch-size/--grad-accum or give more data")
     run.open(config_mod.to_dict(cfg))  # the first write to the run directory: every input is valid by now
+    if joint_plan is not None and resumed is None:
+        run.write_json("plan.json", joint_plan)  # budgetune.joint's plan, made before any weight was loaded
     tracker = trackers.attach(cfg, accelerator, run)  # every metric and decision record goes to it as well
     if resumed is not None:
         run.truncate_after(state["step"])

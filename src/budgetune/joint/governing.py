@@ -1,0 +1,98 @@
+"""Compute over time: the governor and its threshold, and the evaluation sample and schedule that fit within
+train.eval_share (train/evalplan.py, through train/governed.start, the function the loop calls with the measured
+cost of the first evaluation).
+
+The default governor (marginal gain) is kept where it can pay for itself and stepped aside, with the reason,
+where it cannot: no budget to price FLOPs against, too few held-out examples for its paired test, its own
+evaluations alone over the evaluation share, or a budget that pays for fewer steps than it needs evaluations.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from .choices import CHOSEN, GIVEN
+
+
+def _governor(cfg, section: dict, budget):
+    from ..governor_hook import governor_from_config
+
+    trial = copy.copy(cfg)
+    trial.governor = section
+    return governor_from_config(trial, budget)
+
+
+def choose(plan, cfg, given: set[str], data, costs: dict, budget) -> dict:
+    """Fill the governor and evaluation choices; returns the governor section the run uses."""
+    from ..train import governed
+
+    n_dev = len(data.scoring)
+    section = dict(cfg.governor or {})
+    source = GIVEN if section else CHOSEN
+    unpriced = budget.max_flops is None and budget.max_tokens is None and budget.max_seconds is None
+    gov = _governor(cfg, section or ({"name": "none"} if unpriced else {"name": "marginal"}), budget)
+    why_fixed = None
+    eval_plan = None
+    if governed.needs(gov) is not None and not cfg.train.eval_every:
+        eval_plan = governed.start(cfg, gov, budget, whole_flops=costs["whole_eval"], n_examples=n_dev,
+                                   announce=False)
+    if not section:
+        need = governed.needs(gov) or {}
+        if unpriced:
+            why_fixed = "no FLOP, token or time budget to price FLOPs against"
+        elif n_dev < need.get("min_sample", 1):
+            why_fixed = f"{n_dev} dev examples, fewer than the {need['min_sample']} its paired test needs"
+        elif eval_plan is not None and budget.max_flops:
+            between = eval_plan["points"] * eval_plan["sample_size"] * eval_plan["whole_flops"] / max(1, n_dev)
+            steps = (budget.max_flops - 2 * costs["whole_eval"] - between) / max(costs["first_step"], 1.0)
+            if between > cfg.train.eval_share * budget.max_flops:
+                why_fixed = (f"its {eval_plan['points']} evaluations would cost {between / budget.max_flops:.0%} of "
+                             f"the budget, over the {cfg.train.eval_share:.0%} evaluation share")
+            elif steps < eval_plan["points"]:
+                why_fixed = (f"the budget pays for about {max(0, int(steps))} steps, fewer than its "
+                             f"{eval_plan['points']} evaluations")
+        if why_fixed:
+            gov, eval_plan, section = _governor(cfg, {"name": "none"}, budget), None, {"name": "none"}
+        else:
+            section = {"name": getattr(gov, "name", "marginal")}
+    name = section.get("name", "marginal")
+    threshold = getattr(getattr(gov, "config", None), "threshold", None)
+    value = name if name in ("none", "fixed") else f"{name}, threshold {threshold:g}" if threshold else name
+    if source == GIVEN:
+        reason = "--governor"
+    elif why_fixed:
+        reason = f"fixed budget: {why_fixed}"
+    else:
+        reason = (f"stops when the next {gov.config.horizon:.0%} of the budget is predicted to buy less than "
+                  f"{threshold:.0%} lower held-out loss (its default; docs/governor.md)")
+    plan.add("governor", value, source, reason, "--governor")
+    _evaluation(plan, cfg, given, data, costs, eval_plan)
+    return section
+
+
+def _evaluation(plan, cfg, given: set[str], data, costs: dict, eval_plan: dict | None) -> None:
+    """The evaluation schedule and what it costs in all (before, in between, final), and the final reserve."""
+    n_dev = len(data.scoring)
+    per = costs["whole_eval"] / max(1, n_dev)
+    ends = costs["before_eval"] + costs["final_reserve"]
+    share_source = GIVEN if "train.eval_share" in given else CHOSEN
+    if eval_plan is not None:
+        between = eval_plan["points"] * eval_plan["sample_size"] * per
+        value = f"{eval_plan['points']} x {eval_plan['sample_size']} of {n_dev} dev examples"
+        reason = eval_plan["line"].split(": ", 1)[-1]
+        plan.numbers["eval_plan"] = {k: v for k, v in eval_plan.items() if k != "line"}
+    else:
+        points = 0 if cfg.train.eval_every else int(cfg.train.eval_points)
+        between = points * costs["dev_eval"]
+        value = (f"every {cfg.train.eval_every} steps on all {n_dev}" if cfg.train.eval_every
+                 else f"{points} x all {n_dev} dev examples")
+        reason = "fixed schedule (--eval-points / --eval-every) on the whole dev set"
+        share_source = GIVEN if {"train.eval_points", "train.eval_every"} & given else CHOSEN
+    total = ends + between
+    share = f"; {total / cfg.budget.max_flops:.1%} of the budget" if cfg.budget.max_flops else ""
+    plan.add("evaluation", value, share_source, reason + share, "--eval-share, --eval-points")
+    plan.add("final eval", f"{costs['final_reserve']:.3g} FLOPs reserved", CHOSEN,
+             "the whole dev set" + (" and the test set" if data.apart else "") +
+             " after training, kept back from the budget so the reported loss is always measured", "")
+    plan.flops["eval"] = float(total)
+    plan.numbers["eval_between"] = float(between)

@@ -1,0 +1,94 @@
+"""The joint plan, made once before any weight is loaded: memory → compute → governor and evaluation → data."""
+
+from __future__ import annotations
+
+import copy
+
+from ..errors import UserError
+from . import compute, governing, memory
+from . import data as data_mod
+from .choices import CHOSEN, JointPlan
+
+
+def _spec(cfg):
+    from ..memory.spec import spec_from_model_name
+
+    return spec_from_model_name(cfg.model.model)
+
+
+def load_inputs(cfg, tokenizer=None, data=None):
+    """The tokenizer and the tokenized split the run will train on (the loop is handed the same objects)."""
+    from .. import models
+
+    if tokenizer is None:
+        tokenizer = models.load_tokenizer(cfg.model.model, trust_remote_code=cfg.model.trust_remote_code,
+                                          allow_download=cfg.model.allow_download)
+    if data is None:
+        from ..data import load_data
+
+        data = load_data(cfg.data, tokenizer)
+    if not data.target:
+        raise UserError("the held-out target set is empty; give --target or a larger --heldout-fraction")
+    return tokenizer, data
+
+
+def make_plan(cfg, given: set[str], *, tokenizer=None, data=None):
+    """(JointPlan, tokenizer, data) for `cfg`; raises UserError for a budget no plan can meet (nothing written)."""
+    from .. import precision as precision_mod
+    from ..train.loop import _validate, make_budget
+
+    _validate(cfg)
+    spec = _spec(cfg)
+    tokenizer, data = load_inputs(cfg, tokenizer, data)
+    plan = JointPlan()
+    precision = precision_mod.for_run(cfg)
+    layout = memory.choose(plan, cfg, given, spec, list(data.train), precision)
+    work = apply(copy.deepcopy(cfg), plan)  # what follows prices the layout just chosen
+    costs = compute.costs(work, spec, data, layout)
+    compute.refuse_if_short(work, costs)
+    plan.numbers.update({k: v for k, v in costs.items() if k != "train_profile"})
+    budget = make_budget(work)
+    plan.config["governor"] = governing.choose(plan, work, given, data, costs, budget)
+    left = None if budget.max_flops is None else budget.max_flops - plan.flops["eval"]
+    plan.config["selection"] = data_mod.choose(plan, work, given, data, left_flops=left,
+                                               train_profile=costs["train_profile"])
+    plan.flops.setdefault("selection", 0.0)
+    plan.flops["inference"] = 0.0
+    if left is not None:
+        train = max(0.0, left - plan.flops["selection"])
+        plan.flops["train"] = train
+        step = _mean_step(work, data, costs["train_profile"])
+        plan.numbers["mean_step"] = step
+        plan.add("training", f"{train:.3g} FLOPs", CHOSEN,
+                 f"what the budget leaves after evaluation and selection: about {train / step:.0f} steps at the "
+                 f"whole pool's mean step cost", "--max-flops")
+    else:
+        plan.flops["train"] = None
+        limits = [f"{k} {v:g}" for k, v in (("--max-tokens", cfg.budget.max_tokens),
+                                              ("--max-seconds", cfg.budget.max_seconds),
+                                              ("--max-steps", cfg.train.max_steps)) if v]
+        plan.add("training", "until " + ", ".join(limits), CHOSEN, "no FLOP budget: the other limits stop it",
+                 "--max-flops")
+    plan.numbers["model"] = spec.name
+    plan.numbers["max_flops"] = cfg.budget.max_flops
+    return plan, tokenizer, data
+
+
+def _mean_step(cfg, data, profile) -> float:
+    """Mean FLOPs of one optimizer step over the pool in the loop's seeded order (selection/auto.pass_flops)."""
+    from ..selection.auto import pass_flops
+
+    per = int(cfg.train.micro_batch_size) * int(cfg.train.grad_accum)
+    pool = list(data.train)
+    return pass_flops(profile, pool, per) / max(1, -(-len(pool) // per))
+
+
+def apply(cfg, plan: JointPlan):
+    """Set the plan's choices on the run config (config.json then records them, so a resume keeps them)."""
+    for key, value in plan.config.items():
+        section, _, name = key.partition(".")
+        if name:
+            setattr(getattr(cfg, section), name, copy.deepcopy(value))
+        else:
+            setattr(cfg, section, copy.deepcopy(value))
+    return cfg
