@@ -101,7 +101,7 @@ def test_tight_memory_lowers_the_micro_batch_and_keeps_the_step(tiny_config_path
     assert roomy.config["train.micro_batch_size"] == 8 and roomy.config["train.gradient_checkpointing"] is False
     # Halfway between what micro-batch 8 needs and the fixed part: micro-batch 8 no longer fits.
     total = roomy.memory["planned_total"]
-    cfg.budget.max_memory = str(int(512 * 2**20 + (total - 512 * 2**20) * 0.6))
+    cfg.budget.max_memory = f"{int(512 * 2**20 + (total - 512 * 2**20) * 0.6)}B"
     tight, _, _ = make_plan(cfg, {"budget.max_flops", "budget.max_memory"}, tokenizer=tokenizer, data=data)
     micro, accum = tight.config["train.micro_batch_size"], tight.config["train.grad_accum"]
     assert micro < 8 and micro * accum == 8  # the optimizer step keeps its 8 examples

@@ -34,8 +34,7 @@ def choose(plan, cfg, given: set[str], data, costs: dict, budget) -> dict:
     why_fixed = None
     eval_plan = None
     if governed.needs(gov) is not None and not cfg.train.eval_every:
-        eval_plan = governed.start(cfg, gov, budget, whole_flops=costs["whole_eval"], n_examples=n_dev,
-                                   announce=False)
+        eval_plan = _eval_plan(cfg, gov, budget, data, costs)
     if not section:
         need = governed.needs(gov) or {}
         if unpriced:
@@ -43,11 +42,11 @@ def choose(plan, cfg, given: set[str], data, costs: dict, budget) -> dict:
         elif n_dev < need.get("min_sample", 1):
             why_fixed = f"{n_dev} dev examples, fewer than the {need['min_sample']} its paired test needs"
         elif eval_plan is not None and budget.max_flops:
-            between = eval_plan["points"] * eval_plan["sample_size"] * eval_plan["whole_flops"] / max(1, n_dev)
-            steps = (budget.max_flops - 2 * costs["whole_eval"] - between) / max(costs["first_step"], 1.0)
-            if between > cfg.train.eval_share * budget.max_flops:
-                why_fixed = (f"its {eval_plan['points']} evaluations would cost {between / budget.max_flops:.0%} of "
-                             f"the budget, over the {cfg.train.eval_share:.0%} evaluation share")
+            evals = eval_plan["share"] * budget.max_flops
+            steps = (budget.max_flops - evals) / max(costs["first_step"], 1.0)
+            if eval_plan.get("note"):
+                why_fixed = (f"its evaluations would cost {eval_plan['share']:.0%} of the budget, over the "
+                             f"{cfg.train.eval_share:.0%} evaluation share")
             elif steps < eval_plan["points"]:
                 why_fixed = (f"the budget pays for about {max(0, int(steps))} steps, fewer than its "
                              f"{eval_plan['points']} evaluations")
@@ -77,8 +76,10 @@ def _evaluation(plan, cfg, given: set[str], data, costs: dict, eval_plan: dict |
     ends = costs["before_eval"] + costs["final_reserve"]
     share_source = GIVEN if "train.eval_share" in given else CHOSEN
     if eval_plan is not None:
-        between = eval_plan["points"] * eval_plan["sample_size"] * per
-        value = f"{eval_plan['points']} x {eval_plan['sample_size']} of {n_dev} dev examples"
+        extra = 1 if eval_plan.get("origin_on_sample") else 0  # the evaluation before training, on the sample
+        between = (eval_plan["points"] + extra) * eval_plan["sample_size"] * per
+        ends = (eval_plan["share"] * cfg.budget.max_flops - between) if eval_plan.get("share") is not None else ends
+        value = f"{eval_plan['points'] + extra} x {eval_plan['sample_size']} of {n_dev} dev examples"
         reason = eval_plan["line"].split(": ", 1)[-1]
         plan.numbers["eval_plan"] = {k: v for k, v in eval_plan.items() if k != "line"}
     else:
@@ -89,10 +90,31 @@ def _evaluation(plan, cfg, given: set[str], data, costs: dict, eval_plan: dict |
         reason = "fixed schedule (--eval-points / --eval-every) on the whole dev set"
         share_source = GIVEN if {"train.eval_points", "train.eval_every"} & given else CHOSEN
     total = ends + between
-    share = f"; {total / cfg.budget.max_flops:.1%} of the budget" if cfg.budget.max_flops else ""
+    share = f"; {total / cfg.budget.max_flops:.1%} of the budget" if cfg.budget.max_flops and eval_plan is None else ""
     plan.add("evaluation", value, share_source, reason + share, "--eval-share, --eval-points")
-    plan.add("final eval", f"{costs['final_reserve']:.3g} FLOPs reserved", CHOSEN,
-             "the whole dev set" + (" and the test set" if data.apart else "") +
-             " after training, kept back from the budget so the reported loss is always measured", "")
+    reserve = eval_plan["final_flops"] if eval_plan is not None else costs["final_reserve"]
+    plan.add("final eval", f"{reserve:.3g} FLOPs reserved", CHOSEN,
+             ("the test set and the generation evaluation" if eval_plan is not None and data.apart else
+              "the whole dev set" + (" and the test set" if data.apart else "")) + " after training, kept back from the budget so the reported loss is always measured", "")
     plan.flops["eval"] = float(total)
     plan.numbers["eval_between"] = float(between)
+
+
+def _eval_plan(cfg, gov, budget, data, costs: dict) -> dict:
+    """The evaluation plan the loop's train/governed.start will make, priced from this plan's costs (no weights
+    loaded): the governor's sample on dev, the test set whole before and after, the generation evaluation reserved."""
+    from ..train import evalplan, governed
+
+    need = governed.needs(gov)
+    need = {**need, "points": max(need["points"], cfg.train.eval_points)}
+    outside = 0.0
+    n = int(getattr(cfg, "generation_eval", 0) or 0)
+    if n > 0:
+        passes = 2 if cfg.train.method in ("lora", "qlora", "colm") else 1  # adapters switch off for the base
+        outside = evalplan.generation_flops(costs["train_profile"], data.target, n, passes=passes)
+    plan = evalplan.make_plan(max_flops=budget.max_flops, whole_flops=costs["dev_eval"],
+                              n_examples=len(data.scoring), share=cfg.train.eval_share, seed=cfg.train.seed,
+                              reported_flops=costs["test_eval"], origin_on_sample=data.apart,
+                              outside_flops=outside, **need)
+    plan["line"] = evalplan.describe(plan, getattr(gov, "name", type(gov).__name__))
+    return plan
