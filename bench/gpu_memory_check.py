@@ -76,7 +76,7 @@ def measure(config, case: Case, steps: int, tmp: Path) -> int:
     from transformers import AutoModelForCausalLM
 
     from budgetune import precision as P
-    from budgetune.memory.trace import padded_batch
+    from budgetune.planner.trace import padded_batch
     from budgetune.methods import registry
     from budgetune.methods.base import TrainContext
 
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoConfig
 
     from budgetune.memory.spec import spec_from_dict
-    from budgetune.memory.trace import TRACEABLE, trace_step
+    from budgetune.planner.trace import TRACEABLE, trace_step
     from budgetune.methods.registry import get, make_config
 
     rows = []

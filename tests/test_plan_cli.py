@@ -121,7 +121,7 @@ def run_config(method: str, memory: str):
 
 
 def test_check_fits_refuses_with_the_binding_term():
-    from budgetune.memory.plan import check_fits
+    from budgetune.planner.plan import check_fits
 
     with pytest.raises(Infeasible, match="binding term: optimizer") as info:
         check_fits(run_config("full", "24GiB"))
@@ -131,7 +131,7 @@ def test_check_fits_refuses_with_the_binding_term():
 
 
 def test_check_fits_auto_picks_the_recommended_method():
-    from budgetune.memory.plan import check_fits
+    from budgetune.planner.plan import check_fits
 
     chosen = check_fits(run_config("auto", "24GiB"))
     assert chosen["fits"] and chosen["method"] in ("lora", "qlora", "badam", "hift", "galore", "adamw8bit")

@@ -8,7 +8,7 @@ import pytest
 
 from budgetune import dist
 from budgetune.errors import UserError
-from budgetune.train import sharding
+from budgetune import sharding
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_check_fits_plans_the_layout_plan_reports(tiny_config_path, capsys, gpus
     --sharding S` prints for the same method and shape."""
     from budgetune.cli import main
     from budgetune.config import RunConfig
-    from budgetune.memory.plan import check_fits
+    from budgetune.planner.plan import check_fits
 
     cfg = RunConfig()
     cfg.model.model = tiny_config_path

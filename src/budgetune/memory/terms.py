@@ -21,7 +21,7 @@ Activations are counted tensor by tensor from what PyTorch's autograd saves in a
 (RMSNorm computed in fp32, SwiGLU/GeGLU MLP, rotary embeddings, SDPA or eager attention), following the method of
 Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer Models", §4.1: s·b·h·(34+5as/h)
 for GPT with dropout in 16-bit); the constants differ for Llama-style blocks, so they are derived per saved tensor
-below and validated against the exact tracer (memory/trace.py) on a grid of configurations (bench/memory_accuracy.py).
+below and validated against the exact tracer (planner/trace.py) on a grid of configurations (bench/memory_accuracy.py).
 """
 
 from __future__ import annotations

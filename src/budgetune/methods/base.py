@@ -82,7 +82,7 @@ class FirstOrderStepper:
         self.recompute = ctx.gradient_checkpointing
         if self.recompute:
             enable_checkpointing(model)
-        from ..train.sharding import prepare
+        from ..sharding import prepare
 
         self.model, self.optimizer = prepare(self.accelerator, model, optimizer, ctx.extra.get("sharding", "none"))
         self._profile: FlopProfile | None = None

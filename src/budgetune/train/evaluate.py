@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..data import collate
 from ..dist import reduce_or_raise
 from ..flops import forward_flops, profile_from_model
-from .sharding import is_sharded
+from ..sharding import is_sharded
 
 
 def _per_example_loss(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

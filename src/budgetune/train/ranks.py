@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import dist
 from ..errors import UserError
-from . import sharding
+from .. import sharding
 
 
 def layout(cfg) -> dict:

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 
 from ..errors import Infeasible, UserError
-from .spec import ModelSpec
-from .terms import MemoryBreakdown, Shape
+from ..memory.spec import ModelSpec
+from ..memory.terms import MemoryBreakdown, Shape
 
 GIB = 2**30
 # The runtime overhead on one device, one definition for `plan` and a run's check_fits: the CUDA context and
@@ -188,7 +188,7 @@ def trace_plans(model: str, plans: list[Plan], shape: Shape, budget: int, *, tim
     """Fill traced_total for the recommended plan first, then for borderline ones (analytic total within `margin`
     of the budget: the ones a few percent could flip) while `time_budget` seconds last."""
     from ..models import load_config
-    from .terms import runtime_overhead
+    from ..memory.terms import runtime_overhead
     from .trace import TRACEABLE, trace_step
 
     config = load_config(model)
@@ -243,7 +243,7 @@ def check_fits(run_cfg, *, world: int = 1, sharding: str = "none") -> dict:
     it is the planner's recommendation, which the caller applies. Raises Infeasible naming the binding term and
     what to change."""
     from ..config import parse_bytes
-    from .spec import spec_from_model_name
+    from ..memory.spec import spec_from_model_name
 
     budget = parse_bytes(run_cfg.budget.max_memory, "budget field 'max_memory'")
     spec = spec_from_model_name(run_cfg.model.model)

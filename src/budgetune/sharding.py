@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from ..errors import UserError
+from .errors import UserError
 
 CHOICES = ("auto", "none", "fsdp", "zero2", "zero3")
 SHARDABLE = ("full", "lora")
