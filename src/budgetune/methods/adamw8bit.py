@@ -72,3 +72,17 @@ def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
                               notes=("8-bit block-wise Adam moments (Dettmers et al. 2022)",))
     _, _, states = T.shard(shape, weights=0, gradients=0, optimizer=optimizer_bytes(spec, cfg, shape.precision))
     return peak.plus(optimizer=states, other=tied_embedding_grad_bytes(spec, shape.precision))
+
+
+# The planner's view of this method (budgetune.planner, budgetune.flop_plan): its rank among methods by quality,
+# the kind of step it runs for FLOPs, and how the tracer sets a model up for it.
+
+QUALITY_RANK = 1  # matches full fine-tuning (Dettmers et al. 2022, "8-bit Optimizers via Block-wise Quantization")
+RELIEVES = ("optimizer",)
+UNSHARDABLE = "bitsandbytes' 8-bit Adam keeps blockwise state of whole tensors, not of shards"
+
+
+def flop_kinds(spec, cfg):
+    from ..flop_plan import full_step
+
+    return [full_step(spec)]

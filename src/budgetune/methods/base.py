@@ -1,8 +1,17 @@
 """The contract every training method meets, and the first-order stepper most of them share.
 
-A method is a module with: NAME, Config (a dataclass of its options, validated in __post_init__), DEFAULT_LR,
-`prepare(model, cfg, ctx) -> Stepper` and `memory(spec, shape, cfg) -> MemoryBreakdown` (its memory model, used by
-the planner). The one training loop drives any Stepper; it has no method-specific code.
+A method is one module registered in methods/registry.py. It has:
+- NAME, Config (a dataclass of its options, validated in __post_init__), DEFAULT_LR, and
+  `prepare(model, cfg, ctx) -> Stepper`: what the one training loop drives (the loop has no method-specific code);
+- its costs, which the planner (budgetune.planner) and budgetune.flop_plan ask for instead of naming methods:
+  `memory(spec, shape, cfg) -> MemoryBreakdown` (its memory terms), `flop_kinds(spec, cfg) -> [flop_plan.StepKind]`
+  (what trains in each kind of step it runs), FORWARD_ONLY = True for a zeroth-order step (two forward passes per
+  sampled direction), QUALITY_RANK (lower is recommended first), PLAN_OPTIONS (option sets the planner tries;
+  default [{}]) and RELIEVES (the memory terms it cuts against full fine-tuning, named in advice);
+- optionally, the tracer's set-up (budgetune.planner.trace): `trace_setup(model, cfg, shape) -> model`, and where
+  it differs from foreach AdamW `trace_optimizer(model, cfg, trainable)` and `trace_after_step(optimizer)`;
+- optionally SHARDABLE = True (it runs under FSDP2 / ZeRO) or UNSHARDABLE = "why not", PRECISIONS and
+  PRECISION_REASON (budgetune.precision), FROZEN_BASE = True (a base that never trains is loaded in bf16 under AMP).
 """
 
 from __future__ import annotations

@@ -113,3 +113,18 @@ def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
     peak = T.first_order_peak(spec, shape, weights=weights, n_trainable=n_adapters, state_fmt="fp32",
                               activations=acts, notes=(f"{cfg.quant_type} base, LoRA r={cfg.r}",))
     return peak.plus(other=4 * largest)
+
+
+# The planner's view of this method (budgetune.planner, budgetune.flop_plan): its rank among methods by quality,
+# the kind of step it runs for FLOPs, and how the tracer sets a model up for it.
+
+QUALITY_RANK = 6  # LoRA plus quantisation error (Dettmers et al. 2023)
+RELIEVES = ("weights",)
+UNSHARDABLE = "its 4-bit bitsandbytes weights are not DTensors that FSDP2 or ZeRO can split"
+PLAN_OPTIONS = [{"r": 16, "target_modules": "all"}]
+
+
+def flop_kinds(spec, cfg):
+    from ..flop_plan import adapter_step
+
+    return [adapter_step(cfg)]
