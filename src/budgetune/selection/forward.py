@@ -37,7 +37,9 @@ def length_batches(examples: list[Example], batch_size: int,
 
 def require_model(model, scorer: str) -> None:
     if model is None:
-        raise UserError(f"scorer '{scorer}' needs a model to run; pass --model (or use random, length or dsir)")
+        from .registry import model_free
+
+        raise UserError(f"scorer '{scorer}' needs a model to run; pass --model (or use {model_free()})")
 
 
 @torch.no_grad()
@@ -88,3 +90,10 @@ def response_only(example: Example) -> Example:
                         f"prompt/response data")
     start = first - 1
     return Example(example.input_ids[start:], [IGNORE] + example.labels[first:], example.category, uid=example.uid)
+
+
+def forward_pass_flops(profile, examples, batch: int = 16) -> float:
+    """FLOPs of the scorers' batched forward over `examples` (sorted by length, as selection/forward.py batches)."""
+    lengths = np.sort([e.n_tokens for e in examples])
+    return float(sum(forward_flops(profile, len(lengths[i: i + batch]), int(lengths[i: i + batch].max()))
+                     for i in range(0, len(lengths), batch)))
