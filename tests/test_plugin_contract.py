@@ -225,10 +225,8 @@ def test_scorer_selects_and_is_costed(plugins):
 
 def test_scorer_is_weighed_by_auto(plugins):
     """scorer 'auto' reads the cost model from the scorer's file: 7 FLOPs per pool example."""
-    from budgetune.data import Example
+    from budgetune.data import IGNORE, Example
     from budgetune.selection.auto import plan
-
-    from budgetune.data import IGNORE
 
     pool = [Example([1] * 40, [IGNORE] * 20 + [1] * 20, messages=[{"role": "user", "content": "q"}], uid=str(i))
             for i in range(50)]
