@@ -1,5 +1,5 @@
 """Full fine-tuning with 8-bit AdamW (Dettmers et al. 2022, "8-bit Optimizers via Block-wise Quantization"),
-from bitsandbytes: both moments stored as 8-bit block-quantised codes with one fp32 scale per 2048 values
+from bitsandbytes: both moments stored as 8-bit block-quantised codes with one fp32 scale per 256 values
 (≈ 2 B/param instead of 8). Tensors under `min_8bit_size` elements keep 32-bit moments, as bitsandbytes decides."""
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from .spec_parts import (
 
 NAME = "adamw8bit"
 DEFAULT_LR = 2e-5
-BLOCK = 2048  # bitsandbytes' blockwise quantisation block for optimizer states
 
 
 @dataclass(kw_only=True)

@@ -16,7 +16,6 @@ A method is one module registered in methods/registry.py. It has:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +23,9 @@ from typing import Any, Protocol
 
 from ..flops import FlopProfile, profile_from_model, train_step_flops
 from ..lazy import lazy
+from ..loss import next_token_loss
 
 torch = lazy("torch")
-F = lazy("torch.nn.functional")
 
 
 @dataclass
@@ -69,11 +68,8 @@ def token_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
     # use_cache=False: a no-grad forward (evaluation, zeroth-order probes) would otherwise hold every layer's K/V
     # until it returns, memory nothing reads.
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    labels = batch["labels"][:, 1:]
-    logits = logits[:, :-1]
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100,
-                           reduction="sum")
-    return loss, int((labels != -100).sum())
+    loss, mask = next_token_loss(logits, batch["labels"])
+    return loss, int(mask.sum())
 
 
 def batch_tokens(batch: dict) -> int:
@@ -86,7 +82,7 @@ class FirstOrderStepper:
     Gradients are synchronised across processes only on the last micro-batch (DDP `no_sync` on the others).
     """
 
-    def __init__(self, model, optimizer, ctx: TrainContext, *, params_fn: Callable[[], list] | None = None):
+    def __init__(self, model, optimizer, ctx: TrainContext):
         self.accelerator = ctx.accelerator
         self.recompute = ctx.gradient_checkpointing
         if self.recompute:

@@ -135,12 +135,6 @@ def _groups(spec, cfg: Config):
     return block_sizes(spec, int(cfg.layers_per_group), embedding=True, head=True)
 
 
-def _groups(spec, cfg: Config):
-    from .blockwise import block_sizes
-
-    return block_sizes(spec, int(cfg.layers_per_group), embedding=True, head=True)
-
-
 def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
     """Device memory: all weights, one group's gradients and Adam moments (the others wait in host memory, HiFT §3),
     activations from the active group up; the group with the largest footprint is shown. host_bytes() gives the

@@ -23,7 +23,6 @@ PRECISIONS = ("fp32", "amp_bf16")
 PRECISION_REASON = "peft keeps its non-quantised weights and adapters in fp32"
 DEFAULT_LR = 2e-4
 QUANT_BLOCK = 64  # NF4 block size: one absmax per 64 weights (Dettmers et al. 2023)
-DQ_BLOCK = 256  # double quantisation: the absmax values quantised to 8 bit in blocks of 256
 
 
 @dataclass(kw_only=True)

@@ -132,7 +132,8 @@ def _loss(model, batch, *, precision: str = "fp32", no_grad: bool = False):
     fake tensors have none of). Under amp_bf16 accelerate wraps the model's forward in autocast and converts its
     outputs to fp32 (accelerate.utils.convert_outputs_to_fp32); the loss runs outside autocast."""
     import torch
-    import torch.nn.functional as F
+
+    from ..loss import next_token_loss
 
     # The mask as the loop passes it: transformers skips an all-ones mask on real tensors (and then SDPA handles
     # grouped-query K/V without expanding them); with padding, or on fake tensors whose values it cannot read, it
@@ -150,11 +151,8 @@ def _loss(model, batch, *, precision: str = "fp32", no_grad: bool = False):
         logits = model(input_ids=batch["input_ids"], **kw).logits
     if precision == "amp_bf16":
         logits = logits.float()
-    labels = batch["labels"][:, 1:]
-    logits = logits[:, :-1]
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100,
-                           reduction="sum")
-    return loss / labels.numel()
+    loss, mask = next_token_loss(logits, batch["labels"])
+    return loss / mask.numel()
 
 
 def _optimizer(model, module, method_cfg, trainable: list):

@@ -9,22 +9,19 @@ the per-example results are put back in the caller's order.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..data import collate
 from ..dist import reduce_or_raise
 from ..flops import forward_flops, profile_from_model
+from ..loss import next_token_loss
 from ..sharding import is_sharded
 
 
 def _per_example_loss(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of next-token cross-entropy over each example's response tokens, and each example's count."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    labels = batch["labels"][:, 1:]
-    logits = logits[:, :-1]
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100,
-                           reduction="none").view(labels.shape)
-    return loss.sum(dim=1).double(), (labels != -100).sum(dim=1).double()
+    loss, mask = next_token_loss(logits, batch["labels"], reduction="none")
+    return loss.sum(dim=1).double(), mask.sum(dim=1).double()
 
 
 @torch.no_grad()
