@@ -56,7 +56,7 @@ def optimizer_bytes(spec, cfg: Config, precision: str = "fp32") -> int:
     numels = tensor_numels(spec)
     big = [n for n in numels if n >= int(cfg.min_8bit_size)]
     small = sum(n for n in numels if n < int(cfg.min_8bit_size))
-    quantised = sum(2 * n + 2 * 4 * -(-n // 256) for n in big) + (2 * 256 * 4 if big else 0)
+    quantised = sum(T.adam_state_bytes(n, "8bit") for n in big) + (2 * 256 * 4 if big else 0)
     return quantised + T.adam_state_bytes(small, state_format(precision))
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..errors import UserError
+from ..lazy import lazy
+
+np = lazy("numpy")  # `plan` and the CLI's help list the scorers without importing numpy
 
 KEYS = {
     "scorer": "scorer name (see `budgetune select --help`)",
