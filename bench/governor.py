@@ -188,6 +188,8 @@ def synthetic_curves(points: int = 12, examples: int = 12) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--governed", type=int, default=0, help="also train this many suite runs for real, governed")
+    ap.add_argument("--governed-budget", default="x4", choices=sorted(suite.BUDGETS),
+                    help="which budget's recorded runs the real governed runs repeat (x1 runs are too short to stop)")
     ap.add_argument("--synthetic", action="store_true", help="replay on curves of known shape instead (own table)")
     args = ap.parse_args(argv)
     CURVES.update(synthetic_curves() if args.synthetic else suite.load_curves())
@@ -211,7 +213,8 @@ def main(argv=None) -> int:
     if args.governed:
         import governor_real
 
-        real = governor_real.run(CURVES, args.governed)
+        chosen = {r: c for r, c in CURVES.items() if c["budget_key"] == args.governed_budget}
+        real = governor_real.run(chosen, args.governed)
     md = render(table, per, fixed, coverage, cal_rows, calib, real)
     print(md)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -92,6 +92,8 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--max-seq-len", type=int, default=48)
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS),
+                   help="run only these total budgets (shares of one pass over the pool); the report shows all cached")
     p.add_argument("--walltime", action="store_true",
                    help="only measure auto's wall-time cost model on model-based scorers (proxy and full IFD, loss)")
     args = p.parse_args(argv)
@@ -102,7 +104,7 @@ def main(argv=None) -> int:
     from budgetune.selection.auto import pass_flops
 
     OUT.mkdir(parents=True, exist_ok=True)
-    fp = hashlib.sha1(json.dumps(vars(args) | {"report_only": None, "seeds": None, "walltime": None}, sort_keys=True).encode()).hexdigest()[:8]
+    fp = hashlib.sha1(json.dumps(vars(args) | {"report_only": None, "seeds": None, "walltime": None, "budgets": None}, sort_keys=True).encode()).hexdigest()[:8]
     runs_path = OUT / f"selection_total_runs_{fp}.jsonl"
     done = {}
     if runs_path.exists():
@@ -134,7 +136,7 @@ def main(argv=None) -> int:
     order = [(s, d, b, row) for s in range(args.seeds) for d, b in jobs_by_cost for row in ("auto", "full", "random")]
     for seed, dname, share, row in [] if args.report_only else order:
         key = (dname, share, row, seed)
-        if key in done:
+        if key in done or share not in args.budgets:
             continue
         pool, dev, test = data[dname]
         one_pass = pass_flops(profile, pool, args.batch)

@@ -90,3 +90,13 @@ def test_signal_is_scale_free():
 
 def test_ema_is_bias_corrected():
     assert ema([2.0, 2.0, 2.0], 0.9) == pytest.approx([2.0, 2.0, 2.0])
+
+
+def test_a_recorded_curve_with_one_example_noise_gives_no_estimate_instead_of_dividing_by_zero():
+    # Recorded on the real suite (coding-lora-5e-4-x4): a one-example evaluation sample has an infinite paired
+    # standard error; every family's weight was then 1/inf and the weights 0/0.
+    x = [0.0, 0.10495879976041488, 0.20991759952082975, 0.3808859673234676, 0.46617136187427693]
+    y = [0.5076416251585656, 0.48979938153139096, 0.4571039652087025, 0.42368033497603896, 0.4029241345592381]
+    assert fit_ensemble(x, y, noise=math.inf, min_dof=1) is None
+    ens = fit_ensemble(x, y, noise=0.01, min_dof=1)
+    assert ens is not None and math.isclose(sum(ens.weights.values()), 1.0)

@@ -168,6 +168,10 @@ def fit_ensemble(x, y, *, noise: float = 0.0, min_dof: int = 2, prior_weight: fl
     errors exist, and the fit's own uncertainty adds noise²·p/n.
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if not math.isfinite(noise):
+        # An infinite noise (a paired test on one example has no standard error) leaves nothing to weigh the
+        # families by: every weight would be 1/inf. No estimate is the honest answer; the governor continues.
+        return None
     n = len(x)
     sq_level: dict[str, list] = {f: [] for f in FAMILIES}
     sq_rate: dict[str, list] = {f: [] for f in FAMILIES}
@@ -185,10 +189,16 @@ def fit_ensemble(x, y, *, noise: float = 0.0, min_dof: int = 2, prior_weight: fl
     usable = [f for f in FAMILIES if sq_level[f] and n - FAMILIES[f][2] >= min_dof]
     if not usable:
         return None
-    fits = {f: fit_family(f, x, y) for f in usable}
     # Families are compared on the same steps: the most recent ones that every usable family predicted.
     k = min(len(sq_level[f]) for f in usable)
     mse = {f: float(np.mean(sq_level[f][-k:])) for f in usable}
+    fits = {f: fit_family(f, x, y) for f in usable}
+    # A family whose extrapolation overflowed on a past step (an infinite error) or that cannot fit the whole curve
+    # carries no weight; without this a single overflow made every weight 0/0.
+    usable = [f for f in usable if math.isfinite(mse[f]) and fits[f] is not None]
+    if not usable:
+        return None
+    fits = {f: fits[f] for f in usable}
     floor = max(1e-12, (noise**2) * 1e-3)
     raw = {f: 1.0 / (mse[f] + floor) for f in usable}
     total = sum(raw.values())
