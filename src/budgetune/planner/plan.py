@@ -131,7 +131,12 @@ def enumerate_plans(spec: ModelSpec, shape: Shape, budget: int, *, methods: list
                     if notes is not None:
                         notes.append(f"{name}: skipped (its module has no memory() model yet)")
                     break
-                fpt = flops_per_token(spec, name, cfg, s)
+                try:
+                    fpt = flops_per_token(spec, name, cfg, s)
+                except UserError as e:  # a method that declares no FLOP profile yet is skipped, not fatal
+                    if notes is not None:
+                        notes.append(f"{name}: skipped ({e})")
+                    break
                 seconds = fpt * s.tokens / (tflops * 1e12 * mfu)
                 plans.append(Plan(name, resolve_options(name, options, spec), ckpt, breakdown,
                                   fits=breakdown.total <= budget, flops_per_token=fpt, seconds_per_step=seconds))
@@ -173,8 +178,8 @@ def trace_plans(model: str, plans: list[Plan], shape: Shape, budget: int, *, tim
                 margin: float = 0.25, spec: ModelSpec | None = None, recommended: int | None = None) -> list[str]:
     """Fill traced_total for the recommended plan first, then for borderline ones (analytic total within `margin`
     of the budget: the ones a few percent could flip) while `time_budget` seconds last."""
-    from ..models import load_config
     from ..memory.terms import runtime_overhead
+    from ..models import load_config
     from .trace import trace_step, traceable
 
     config = load_config(model)
