@@ -1,5 +1,6 @@
 """The evaluation plan of the default `budgetune run` (no flags): evaluation FLOPs as a share of its budget, from
-the real model's FLOP profile and the default held-out set (no training needed: the plan is made from these)."""
+the real model's FLOP profile and the default held-out set (no training needed: the plan is made from these).
+`before_share` is what the two whole-dev and two whole-test evaluations alone would cost."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ def main() -> int:
     from budgetune import config as config_mod
     from budgetune.data import load_data
     from budgetune.governor import make
+    from budgetune.methods.base import TrainContext
     from budgetune.models import load_model, load_tokenizer
+    from budgetune.precision import make_accelerator
     from budgetune.train import governed
     from budgetune.train.loop import make_budget
 
@@ -26,20 +29,19 @@ def main() -> int:
     tokenizer = load_tokenizer(cfg.model.model)
     data = load_data(cfg.data, tokenizer)
     model = load_model(cfg.model.model)
-    whole = whole_eval_flops(model, data.target, cfg.train.eval_batch_size)
     budget = make_budget(cfg)
-    plan = governed.start(cfg, make("marginal", {}, budget), budget, whole_flops=whole,
-                          n_examples=len(data.target), announce=False)
-    # The same run before this change: 4 whole-set evaluations in the order the examples come (unsorted batches).
-    from budgetune.flops import forward_flops, profile_from_model
+    # The model as the loop holds it: the default method's adapters (generation runs before and after with them).
+    from budgetune.methods import registry
 
-    p = profile_from_model(model)
-    ex, b = data.target, cfg.train.eval_batch_size
-    unsorted = sum(forward_flops(p, len(ex[i:i + b]), max(e.n_tokens for e in ex[i:i + b]))
-                   for i in range(0, len(ex), b))
-    out = {"budget": budget.max_flops, "heldout": len(data.target), "whole_eval_flops": whole,
-           "whole_eval_flops_unsorted": unsorted, "plan": {k: v for k, v in plan.items() if k != "sample"},
-           "before_share": 4 * unsorted / budget.max_flops}
+    method = registry.get(cfg.train.method)
+    stepper = method.prepare(model, registry.make_config(cfg.train.method, cfg.train.method_options),
+                             TrainContext(accelerator=make_accelerator("fp32"), seed=0, precision="fp32"))
+    plan = governed.start(cfg, make("marginal", {}, budget), budget, model=stepper.unwrapped, data=data,
+                          announce=False)
+    whole = whole_eval_flops(model, data.scoring, cfg.train.eval_batch_size)
+    out = {"budget": budget.max_flops, "dev": len(data.dev), "test": len(data.test), "whole_dev_flops": whole,
+           "plan": {k: v for k, v in plan.items() if k != "sample"},
+           "before_share": (2 * whole + 2 * plan["reported_flops"]) / budget.max_flops}
     print(json.dumps(out, indent=1))
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "governor_evalshare.json").write_text(json.dumps(out, indent=1))

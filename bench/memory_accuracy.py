@@ -321,11 +321,19 @@ def markdown(rows: list[dict], summary: dict, seconds: float) -> str:
                      f"{r['batch']} × {r['seq_len']} | {r['padding']:.2f} | {'yes' if r['checkpointing'] else 'no'} | "
                      f"{r['attention']} | {r['measured'] / 2**20:.1f} | {r['model_bytes'] / 2**20:.1f} "
                      f"({r['error']:+.1%}) | {r['unmasked_model'] / 2**20:.1f} ({r['unmasked_error']:+.1%}) |")
-    lines += ["", ("Where it falls short of the targets (out of sample: median <= 2%, worst <= 5%, never under by more "
-                   "than 2%): GPT-NeoX full fine-tuning in fp32 is under the real step by 2.6-2.8% with or without "
-                   "padding. GPT-NeoX splits a fused QKV output into views, and SDPA keeps V as such a view, which "
-                   "holds the whole fused output alive; the model counts V alone. Not modelled yet. QLoRA on CPU is "
-                   "1.2-1.9% under (bitsandbytes' CPU dequantisation transients)."),
+    held = summary["raw_held_out"]
+    met = (held["median_abs_error"] <= 0.02 and held["worst_abs_error"] <= 0.05
+           and summary["raw_all"]["under_2pct"] == 0)
+    lines += ["", (f"Targets (out of sample: median <= 2%, worst <= 5%, never under by more than 2%): "
+                   f"{'met' if met else 'NOT met'} (held out: median {held['median_abs_error']:.1%}, worst "
+                   f"{held['worst_abs_error']:.1%}; most under over all cases "
+                   f"{summary['raw_all']['most_under']:+.1%}). Fused q/k/v projections (GPT-NeoX, Phi-3) take v "
+                   "as a view of the fused output, and attention keeps v, which holds the whole fused output alive "
+                   "(`terms.fused_qkv_view_bytes`); before that term GPT-NeoX full fine-tuning in fp32 was 2.6-2.8% "
+                   "under. GPT-NeoX LoRA under AMP is about 3% over on CPU: CPU autocast keeps LayerNorm's input in "
+                   "the frozen base's bf16, while CUDA autocast runs layer_norm in fp32 and keeps an fp32 copy, "
+                   "which the model counts. QLoRA on CPU is 1.2-1.9% under (bitsandbytes' CPU dequantisation "
+                   "transients)."),
               "", ("Real steps on CPU: PyTorch's AdamW there loops over tensors (foreach is its GPU default, which "
                    "the model assumes), so where a step peaks in optimizer.step the model is above the CPU figure. "
                    "QLoRA and 8-bit AdamW run bitsandbytes' CPU kernels here; on CUDA they are checked by "

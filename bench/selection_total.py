@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     from budgetune.selection.auto import pass_flops
 
     OUT.mkdir(parents=True, exist_ok=True)
-    fp = hashlib.sha1(json.dumps(vars(args) | {"report_only": None, "seeds": None, "walltime": None, "budgets": None}, sort_keys=True).encode()).hexdigest()[:8]
+    fp = hashlib.sha1(json.dumps({k: v for k, v in vars(args).items() if k != "budgets"} | {"report_only": None, "seeds": None, "walltime": None}, sort_keys=True).encode()).hexdigest()[:8]
     runs_path = OUT / f"selection_total_runs_{fp}.jsonl"
     done = {}
     if runs_path.exists():

@@ -57,3 +57,41 @@ def flat(x):  # a fast drop, then nothing: stopping early costs nothing
 
 def overfit(x):  # falls, bottoms out at 40% of the budget, then rises for real
     return 2.0 + 1.0 * np.exp(-x / 0.05) + 0.5 * max(0.0, x - 0.4)
+
+
+def drive_planned(governor, curve, *, examples: int = 64, sample: int = 8, points: int = 12, noise: float = 0.02,
+                  seed: int = 0, per_example: float = 1e8, share: float = 0.1, budget: float = B):
+    """A governed run's evaluations as the loop makes them: each one reads the plan's current sample of
+    `examples` held-out examples (losses known by construction, noise independent per example and evaluation),
+    is charged `per_example` FLOPs per example to the ledger's eval phase, and after each decision the loop's
+    train.governed.enlarge may grow the sample. Returns (decisions, sample sizes read, eval FLOPs, plan)."""
+    from budgetune.budget import Budget
+    from budgetune.train import governed
+
+    rng = np.random.default_rng(seed)
+    difficulty = rng.lognormal(0.0, 0.3, examples)
+    counts = rng.integers(10, 40, examples)
+    plan = {"points": points, "sample": sorted(int(i) for i in rng.choice(examples, sample, replace=False)),
+            "sample_size": sample, "whole_flops": per_example * examples, "share_target": share, "final_flops": 0.0}
+    decisions, sizes, eval_flops = [], [], 0.0
+    for k in range(points + 1):
+        x = k / (points + 1)
+        idx = plan["sample"]
+        eps = np.random.default_rng([seed, k]).normal(0.0, noise, examples)[idx]
+        sums = curve(x) * difficulty[idx] * (1.0 + eps) * counts[idx]
+        eval_flops += per_example * len(idx)
+        sizes.append(len(idx))
+        e = {"step": k, "eval_loss": float(sums.sum() / counts[idx].sum()), "flops": x * budget + eval_flops,
+             "eval_sums": sums.tolist(), "eval_counts": counts[idx].tolist(), "eval_indices": list(idx)}
+        from budgetune.budget import Ledger
+
+        ledger = Ledger()
+        ledger.charge("train", x * budget)
+        ledger.charge("eval", eval_flops)
+        d = governor.decide(e, ledger, Budget(max_flops=budget))
+        decisions.append(d)
+        governed.enlarge(plan, d, evals_done=k + 1, eval_spent=eval_flops, max_flops=budget, n_examples=examples,
+                         seed=seed)
+        if d.action != "continue":
+            break
+    return decisions, sizes, eval_flops, plan

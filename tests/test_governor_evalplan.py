@@ -44,3 +44,46 @@ def test_points_fall_evenly_over_the_budget():
     plan = {"points": 3}
     assert [eval_due(plan, f, 1) for f in (0.2, 0.25)] == [False, True]
     assert eval_due(plan, 0.75, 3) and not eval_due(plan, 0.99, 4)  # the final evaluation is the loop's own
+
+
+def test_with_a_test_set_apart_the_dev_side_is_the_sample_throughout():
+    # dev: 100 examples at 1e8 each (1e10 whole); test: 5e9 whole, evaluated before and after; generation 4e9.
+    # Share 1e11 − 2·5e9 − 4e9 = 8.6e10 for the origin and 10 points: 11 evaluations of 78 examples (7.8e9 each).
+    plan = make_plan(max_flops=1e12, whole_flops=1e10, n_examples=100, points=10, min_points=6, min_sample=8,
+                     share=0.1, reported_flops=5e9, origin_on_sample=True, outside_flops=4e9)
+    assert plan["points"] == 10 and plan["sample_size"] == 78
+    assert plan["share"] == pytest.approx((2 * 5e9 + 4e9 + 11 * 78 * 1e8) / 1e12)
+    assert plan["final_flops"] == pytest.approx(5e9 + 4e9)  # no final dev evaluation: the test one is reported
+    line = describe(plan, "marginal")
+    assert "11 evaluations on 78 dev examples (the first before training)" in line and "whole test set" in line
+
+
+def test_evaluation_flops_are_the_batches_heldout_losses_runs(tiny_model, tokenizer):
+    from accelerate import Accelerator
+    from helpers import small_split
+
+    from budgetune.flops import profile_from_model
+    from budgetune.train.evalplan import evaluation_flops
+    from budgetune.train.evaluate import heldout_losses
+
+    examples = small_split(tokenizer, n_target=8).target
+    r = heldout_losses(tiny_model, examples, pad_id=0, batch_size=3, accelerator=Accelerator(cpu=True))
+    priced = evaluation_flops(profile_from_model(tiny_model), [e.n_tokens for e in examples], 3)
+    assert priced == pytest.approx(r["flops"])  # the plan's price is what the evaluation is charged
+
+
+def test_an_evaluation_the_share_cannot_pay_for_is_skipped_when_time_ends_the_run():
+    from budgetune.budget import Budget, Ledger
+    from budgetune.train.governed import affordable
+
+    plan = {"share": 0.1, "share_target": 0.1, "whole_flops": 1e10, "n_examples": 100, "sample_size": 10,
+            "final_flops": 2e9}
+    budget = Budget(max_flops=1e12, max_seconds=100.0)
+    ledger = Ledger()
+    ledger.charge("train", 9e9)
+    ledger.charge("eval", 1e9)
+    ledger.seconds = 50.0  # half the time for 1e10 FLOPs: on course for 2e10, far below the 1e12 budget
+    # 1e9 spent + 1e9 (10 examples) + 2e9 final = 4e9 > 10% of 2e10: skipped.
+    assert not affordable(plan, budget, ledger, budget.fraction_spent(ledger))
+    ledger.seconds = 1.0  # on course for 1e12 (the FLOP budget binds): the plan holds
+    assert affordable(plan, budget, ledger, budget.fraction_spent(ledger))

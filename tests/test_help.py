@@ -36,8 +36,8 @@ def _help(*verb) -> str:
 def test_run_help_shows_the_budget_run_really_uses():
     text = _help("run")
     cfg = default_run_config()  # what `budgetune run` starts from
-    assert f"(default: {cfg.budget.max_flops:g})" in text and "(default: 2.2e+13)" in text
-    assert f"(default: {cfg.budget.max_seconds})" in text and "(default: 240.0)" in text
+    assert f"(default: {cfg.budget.max_flops:g})" in text and "(default: 4e+13)" in text
+    assert f"(default: {cfg.budget.max_seconds})" in text and "(default: 600.0)" in text
     assert "(default: None)" not in text
     # `train` starts from the YAML, over the dataclass defaults: no budget unless the YAML gives one.
     assert "stop when this many FLOPs (all phases) are spent (default: unset unless the YAML sets it)" in _help("train")

@@ -40,6 +40,7 @@ CASES = {
     "subzero": ({"rank": 4, "lazy": 4}, 2e-3, 12),
     "peqa": ({}, 3e-2, 5),
     "dqt": ({}, 3e-3, 5),
+    "colm": ({"r": 4, "sketch": 8}, 1e-2, 5),
 }
 DEFAULT_CASE = ({}, None, 6)
 

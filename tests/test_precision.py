@@ -158,3 +158,12 @@ def test_a_run_trains_under_amp_bf16(tmp_path, tiny_config_path, tokenizer):
     assert result.ledger.steps == 2
     base = [p for n, p in result.extra["model"].named_parameters() if "lora_" not in n]
     assert base and all(p.dtype == torch.bfloat16 for p in base)
+
+
+def test_qlora_computes_in_the_runs_precision_not_by_cuda_availability():
+    """--precision fp32 on a GPU computes the 4-bit matmuls in fp32; amp_bf16 in bf16 (even where no GPU is)."""
+    from budgetune.methods import qlora
+
+    cfg = qlora.Config()
+    assert qlora.load_kwargs(cfg, "fp32")["quantization_config"].bnb_4bit_compute_dtype == torch.float32
+    assert qlora.load_kwargs(cfg, "amp_bf16")["quantization_config"].bnb_4bit_compute_dtype == torch.bfloat16

@@ -20,6 +20,10 @@ CHEAP = {
     "s2l": {"checkpoints": 1, "warmup_steps": 1, "clusters": 2, "batch_size": 4},
     "less": {"checkpoints": 1, "warmup_steps": 1, "k": 16, "batch_size": 4, "warmup_fraction": 0.5},
     "greats": {"group": 4, "batch_size": 4},
+    "staff": {"proxy": "layers:1", "regions": 2, "verify": 2, "warmup_steps": 1, "batch_size": 4},
+    "bids": {"k": 16, "batch_size": 4},
+    "dart": {"proxy": "layers:1", "bins": 2, "batch_size": 4},
+    "cads": {"rounds": 2, "inner_steps": 1, "k": 16, "batch_size": 4},
 }
 
 QA = [("What is AI?", "The study of machines that think."), ("Who wrote Hamlet?", "Shakespeare."),

@@ -236,6 +236,10 @@ class MarginalGain:
             out["evidence"] = (f"paired gain over the last {length:.0%} {100 * gain:.2f}% ± {100 * se:.2f}% is "
                                f"too close to its price {100 * allowed:.2f}% to tell: the interval is extended")
             out["close"] = True
+            request = sample_request(len(b.get("eval_sums") or ()), gain - allowed, se)
+            if request:
+                out["sample_request"] = request
+                out["evidence"] += f"; a sample of {request} examples would tell"
         return out
 
     def _refresh_value(self, evaluation: dict, total: float, remaining: float, price: float) -> dict:
@@ -334,6 +338,18 @@ class MarginalGain:
         self.anchor = None if state.get("anchor") is None else int(state["anchor"])
         self.pending_refresh = bool(state.get("pending_refresh", False))
         self.probed = bool(state.get("probed", False))
+
+
+def sample_request(n: int, gap: float, se: float) -> int | None:
+    """A larger evaluation sample for a close stop decision: the paired gain is within one standard error of its
+    price (|gap| ≤ se), so the examples cannot tell. The se of a mean over n examples falls as 1/√n, so the gap
+    would be one se at n·(se/gap)² examples; ask for that, at least twice and at most four times the sample (the
+    loop grants what the evaluation share can pay for). None when the decision is not that close or the
+    evaluation has no per-example losses."""
+    if n < 2 or not math.isfinite(se) or se <= 0 or abs(gap) > se:
+        return None
+    wanted = 4 * n if abs(gap) * 2 <= se else math.ceil(n * (se / abs(gap)) ** 2)
+    return int(min(4 * n, max(2 * n, wanted)))
 
 
 def _finite(v):

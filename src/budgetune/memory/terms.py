@@ -11,6 +11,7 @@ API (stable; add, don't break):
   activation_bytes(spec, shape, *, base_trains, adapters, grad_layers, head_trains)
                                                  bytes saved for backward by the decoder layers
   logits_bytes(spec, shape, *, head_trains)      the LM head's logits and the loss's buffers (peak around the loss)
+  fused_qkv_view_bytes(spec, shape)              what a fused qkv output kept alive by its v view adds per token
   forward_only_bytes(spec, shape)                live activations of an inference-style forward (zeroth order)
   kv_cache_bytes(spec, batch, context, dtype)    inference KV cache
   shard(breakdown parts...)                      ZeRO-2/3 / FSDP division over data-parallel ranks
@@ -261,12 +262,36 @@ def _layer_saved_bytes(spec: ModelSpec, shape: Shape, base_trains: bool, adapter
         per_token += E * 3 * qd + (4 + (E if E != 4 else 0)) * spec.n_heads * s
         if spec.attn_logit_softcapping:  # Gemma2: tanh(scores / cap) keeps its s×s output for backward
             per_token += E * spec.n_heads * s
+    per_token += fused_qkv_view_bytes(spec, shape)
     # MLP: gated keeps gate (for the activation's backward), act(gate) and up (for the product); plain keeps the
     # up-projection output. The down projection's input is counted with the linear inputs.
     per_token += E * i * (3 if spec.mlp_kind != "plain" else 1)
     if adapters:  # A·x of every adapter, kept by B (bf16 under autocast, else the fp32 adapter dtype)
         per_token += (2 if shape.precision == "amp_bf16" else 4) * adapters.rank * len(targets & set(spec.linear_names))
     return per_token * T + (attention_mask_bytes(shape, E) if shape.attention == "sdpa" else 0)
+
+
+FUSED_QKV = ("qkv_proj", "query_key_value")  # one linear whose output is split into q, k and v (Phi-3, GPT-NeoX)
+
+
+def fused_qkv_view_bytes(spec: ModelSpec, shape: Shape) -> int:
+    """Bytes per token per layer that a fused q/k/v projection keeps beyond the q, k and v counted above.
+
+    Phi-3 (`qkv[..., a:b]`) and GPT-NeoX (`qkv.view(...).chunk(3)`) take v as a view of the fused output, and
+    attention saves v for backward (SDPA's saved inputs; eager's probs @ v). A view holds its whole storage, so the
+    fused output (q, k and v: E·(q_dim + 2·kv_dim)) stays alive, not v's share of it; q and k are freed because
+    rotary embeddings make new tensors of them. The exception is a v that repeat_kv copies first: more than one KV
+    head repeated to more query heads, on the eager or the masked SDPA path (see above). Measured on real tensors
+    with saved_tensors_hooks: GPT-NeoX keeps a (b, heads, s, head_dim) view of a 3·q_dim-wide storage."""
+    fused = next((l for l in spec.layer_linears if l.name in FUSED_QKV), None)
+    if fused is None:
+        return 0
+    copied = (spec.n_kv_heads > 1 and spec.n_heads > spec.n_kv_heads
+              and (shape.attention == "eager" or shape.masked))
+    if copied:
+        return 0
+    E = precision_dtypes(shape.precision)[1]
+    return E * (fused.out_features - spec.n_kv_heads * spec.head_dim)
 
 
 def attention_mask_bytes(shape: Shape, width: int) -> int:

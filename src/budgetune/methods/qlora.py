@@ -40,11 +40,16 @@ class Config:
             raise UserError(f"qlora option quant_type={self.quant_type!r} is not known; use nf4 or fp4")
 
 
-def load_kwargs(cfg: Config) -> dict:
-    """How the loop must load the base model: 4-bit, with float32 compute (bf16 is ~50× slower on CPU)."""
+def load_kwargs(cfg: Config, precision: str | None = None) -> dict:
+    """How the loop must load the base model: 4-bit, computing its matmuls in the run's precision (bf16 under
+    amp_bf16, float32 under fp32), so `--precision fp32` on a GPU computes in fp32 as asked. None: as `auto`
+    resolves on this machine (amp_bf16 on CUDA; fp32 on CPU, where bf16 4-bit matmuls are ~50× slower)."""
     from transformers import BitsAndBytesConfig
 
-    compute = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    from .. import precision as P
+
+    precision = precision or P.resolve("auto", cuda=torch.cuda.is_available())
+    compute = torch.bfloat16 if precision == "amp_bf16" else torch.float32
     return {"quantization_config": BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type=cfg.quant_type, bnb_4bit_use_double_quant=bool(cfg.double_quant),
         bnb_4bit_compute_dtype=compute)}

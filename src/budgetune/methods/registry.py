@@ -20,6 +20,7 @@ _MODULES = (
     ("subzero", "budgetune.methods.subzero"),
     ("peqa", "budgetune.methods.peqa"),
     ("dqt", "budgetune.methods.dqt"),
+    ("colm", "budgetune.methods.colm"),
 )
 
 REGISTRY = Registry("method", _MODULES)

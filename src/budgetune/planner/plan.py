@@ -86,6 +86,9 @@ def flops_per_token(spec: ModelSpec, method: str, cfg, shape: Shape) -> float:
     from ..flop_plan import planned_flops_per_token
     from ..methods import registry
 
+    own = getattr(registry.get(method), "planned_flops_per_token", None)  # a method that prices itself (CoLM)
+    if own is not None:
+        return own(spec, cfg, shape.seq_len, shape.gradient_checkpointing)
     return planned_flops_per_token(spec, registry.get(method), cfg, shape.seq_len, shape.gradient_checkpointing)
 
 

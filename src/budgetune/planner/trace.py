@@ -212,6 +212,7 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
 
     start = time.perf_counter()
     module = _module(method)
+    shape = getattr(module, "trace_shape", lambda s, c: s)(shape, method_cfg)  # a method may train at another shape
     model = _build(config, shape, module, method_cfg)
     model.train()
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext()

@@ -22,6 +22,10 @@ _MODULES = (
     ("s2l", "budgetune.selection.scorers.s2l"),
     ("less", "budgetune.selection.scorers.less"),
     ("greats", "budgetune.selection.scorers.greats"),
+    ("staff", "budgetune.selection.scorers.staff"),
+    ("bids", "budgetune.selection.scorers.bids"),
+    ("dart", "budgetune.selection.scorers.dart"),
+    ("cads", "budgetune.selection.scorers.cads"),
 )
 
 REGISTRY = Registry("scorer", _MODULES)

@@ -17,19 +17,23 @@ from ..loss import next_token_loss
 from ..sharding import is_sharded
 
 
-def _per_example_loss(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of next-token cross-entropy over each example's response tokens, and each example's count."""
+def _per_example_loss(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sum of next-token cross-entropy over each example's response tokens, each example's count, and how many of
+    them the greedy next token gets right (response-token accuracy from the same forward, no extra FLOPs)."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    loss, mask = next_token_loss(logits, batch["labels"], reduction="none")
-    return loss.sum(dim=1).double(), mask.sum(dim=1).double()
+    loss, keep = next_token_loss(logits, batch["labels"], reduction="none")
+    labels = batch["labels"][:, 1:]
+    correct = ((logits[:, :-1].argmax(-1) == labels) & keep).sum(dim=1).double()
+    return loss.sum(dim=1).double(), keep.sum(dim=1).double(), correct
 
 
 @torch.no_grad()
 def heldout_losses(model, examples, *, pad_id: int, batch_size: int, accelerator, indices=None) -> dict:
     """Per-example loss sums and token counts over `examples` (or the subset `indices`), over all processes.
 
-    Returns {"loss": mean loss per token, "sums": [...], "counts": [...], "indices": [...], "flops", "tokens"};
-    sums/counts are in the order of `indices` (all examples when None).
+    Returns {"loss": mean loss per token, "sums": [...], "counts": [...], "indices": [...], "flops", "tokens",
+    "correct" (response tokens whose greedy prediction is right, all examples together)}; sums/counts are in the
+    order of `indices` (all examples when None).
     """
     unwrapped = accelerator.unwrap_model(model)
     profile = profile_from_model(unwrapped)
@@ -45,6 +49,7 @@ def heldout_losses(model, examples, *, pad_id: int, batch_size: int, accelerator
     device = accelerator.device
     sums = torch.zeros(len(chosen), dtype=torch.float64, device=device)
     counts = torch.zeros(len(chosen), dtype=torch.float64, device=device)
+    right = torch.zeros(len(chosen), dtype=torch.float64, device=device)
     flops, tokens = 0.0, 0
     error = None
     try:
@@ -53,10 +58,10 @@ def heldout_losses(model, examples, *, pad_id: int, batch_size: int, accelerator
             fillers = len(mine[i: i + batch_size]) - len(part)
             batch = collate([examples[chosen[k]] for k in part] + [examples[chosen[order[0]]]] * fillers, pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
-            s, n = _per_example_loss(unwrapped, batch)
+            s, n, c = _per_example_loss(unwrapped, batch)
             if part:
                 where = torch.tensor(part, device=device)
-                sums[where], counts[where] = s[: len(part)], n[: len(part)]
+                sums[where], counts[where], right[where] = s[: len(part)], n[: len(part)], c[: len(part)]
             b, width = batch["input_ids"].shape
             flops += forward_flops(profile, b, width)
             tokens += int(batch["attention_mask"][: len(part)].sum())
@@ -68,9 +73,10 @@ def heldout_losses(model, examples, *, pad_id: int, batch_size: int, accelerator
     if world > 1:
         sums = accelerator.reduce(sums, reduction="sum")
         counts = accelerator.reduce(counts, reduction="sum")
+        right = accelerator.reduce(right, reduction="sum")
     sums_l, counts_l = sums.tolist(), counts.tolist()
     return {"loss": sum(sums_l) / max(1.0, sum(counts_l)), "sums": sums_l, "counts": counts_l, "indices": chosen,
-            "flops": flops, "tokens": int(tokens)}
+            "flops": flops, "tokens": int(tokens), "correct": float(right.sum())}
 
 def heldout_loss(model, examples, *, pad_id: int, batch_size: int, accelerator) -> tuple[float, float, int]:
     """(mean loss over all processes, FLOPs spent by all processes, tokens read by all processes)."""

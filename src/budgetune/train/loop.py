@@ -121,7 +121,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     if not data.target:
         raise UserError("the held-out target set is empty; give --target or a larger --heldout-fraction")
     if model is None:
-        load_kwargs = method.load_kwargs(method_cfg) if hasattr(method, "load_kwargs") else {}
+        load_kwargs = method.load_kwargs(method_cfg, precision) if hasattr(method, "load_kwargs") else {}
         model = models.load_model(cfg.model.model, dtype=precision_mod.load_dtype(precision, method, cfg.model.dtype),
                                   trust_remote_code=cfg.model.trust_remote_code,
                                   allow_download=cfg.model.allow_download, seed=cfg.train.seed, **load_kwargs)
@@ -197,21 +197,22 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
 
     evals = [r for r in read_jsonl(run.metrics) if r.get("kind") == "eval"] if resumed is not None else []
     if resumed is None:
-        first = do_eval()
+        state["eval_plan"] = governed.start(cfg, governor, budget, model=accelerator.unwrap_model(stepper.model),
+                                            data=data, announce=progress and accelerator.is_main_process)
+        first = do_eval(governed.origin_sample(state["eval_plan"]))
         evals.append(first)
         state["before_loss"] = first["eval_loss"]
         if data.apart:
-            state["before_loss"] = reported_loss(stepper.model, data, ledger, pad_id, cfg, accelerator)
+            state["before_loss"] = reported_loss(stepper.model, data, ledger, pad_id, cfg, accelerator,
+                                                 state.setdefault("token_accuracy", {}), "before")
     eval_cost = evals[0]["eval_flops"] if evals else 0.0
-    eval_cost += reported_loss_flops(state, data, eval_cost)
+    eval_cost = governed.final_reserve(state["eval_plan"], eval_cost, reported_loss_flops(state, data, eval_cost))
     if resumed is None:
         from ..governor import (
             check_inputs,  # a budget smaller than one evaluation: one clear line
         )
 
         check_inputs(budget, eval_flops=eval_cost, heldout_examples=len(data.scoring))
-        state["eval_plan"] = governed.start(cfg, governor, budget, whole_flops=eval_cost, n_examples=len(data.scoring),
-                                            announce=progress and accelerator.is_main_process)
         if state["eval_plan"] is not None:
             run.append(run.decisions, {"step": 0, "flops": ledger.total_flops, "action": "plan",
                                        "reason": state["eval_plan"]["line"], **state["eval_plan"]})
@@ -293,6 +294,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
             decision = _decide(accelerator, governor, record, ledger, budget)
             run.append(run.decisions, {"step": state["step"], "flops": ledger.total_flops,
                                        "action": decision.action, "reason": decision.reason, **decision.inputs})
+            governed.grant_sample(run, state, decision, ledger, budget, len(data.scoring), cfg.train.seed)
             if decision.action == "stop":
                 state["cooldown"] = cooldown.begin(
                     fraction=cfg.train.cooldown_fraction, lr=lr, ledger=ledger, budget=budget, eval_cost=eval_cost,
@@ -314,10 +316,11 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
         if every and state["step"] % every == 0 and state["stop_reason"] is None:
             _save(run, stepper, state, ledger, governor, cfg)
     bar.close()
-    if evals[-1]["step"] != state["step"] or "eval_indices" in evals[-1]:  # the final loss: the whole set
+    if governed.final_dev_eval(state["eval_plan"], evals[-1], state["step"]):  # the final loss: the whole set
         evals.append(do_eval())
     evals[-1]["final"] = True
-    after_loss = reported_loss(stepper.model, data, ledger, pad_id, cfg, accelerator) if data.apart \
+    after_loss = reported_loss(stepper.model, data, ledger, pad_id, cfg, accelerator,
+                               state.setdefault("token_accuracy", {}), "after") if data.apart \
         else evals[-1]["eval_loss"]
     _save(run, stepper, state, ledger, governor, cfg)
     artefact = None
@@ -340,6 +343,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     return RunResult(run.path, ledger, evals, state["stop_reason"], artefact, state["before_loss"],
                      after_loss, {"train_seconds": train_seconds, "model": stepper.model,
                                   "tokenizer": tokenizer, "data": data,
+                                  "token_accuracy": state.get("token_accuracy"),
                                   "sharded": layout["sharding"] != "none"})
 
 
