@@ -28,7 +28,7 @@ def tracked(name: str, options: dict, batch: dict, lr: float) -> dict:
     import torch
     from accelerate import Accelerator
 
-    from budgetune.memory.trace import _PeakTracker
+    from budgetune.memory.peak import PeakTracker as _PeakTracker
     from budgetune.methods import registry
     from budgetune.methods.base import TrainContext
     from budgetune.models import load_model
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     from budgetune.data import collate, load_data
     from budgetune.memory.spec import spec_from_model_name
     from budgetune.memory.terms import Shape
-    from budgetune.memory.trace import trace_model
+    from budgetune.planner.trace import trace_model
     from budgetune.methods import registry
     from budgetune.models import load_tokenizer
 

@@ -76,7 +76,7 @@ def measure(config, case: Case, steps: int, tmp: Path) -> int:
     from transformers import AutoModelForCausalLM
 
     from budgetune import precision as P
-    from budgetune.memory.trace import padded_batch
+    from budgetune.planner.trace import padded_batch
     from budgetune.methods import registry
     from budgetune.methods.base import TrainContext
 
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoConfig
 
     from budgetune.memory.spec import spec_from_dict
-    from budgetune.memory.trace import TRACEABLE, trace_step
+    from budgetune.planner.trace import trace_step, traceable
     from budgetune.methods.registry import get, make_config
 
     rows = []
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.empty_cache()
             continue
         traced = None
-        if not args.no_trace and case.method in TRACEABLE:
+        if not args.no_trace and case.method in traceable():
             traced = trace_step(config, shape_of(case), case.method, cfg).peak
         row = row_of(case, cuda, estimate, traced, time.perf_counter() - t0)
         rows.append(row)

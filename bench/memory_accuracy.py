@@ -5,7 +5,7 @@ Two references, neither sharing code with the model:
 - real: CPU peaks of the method's own stepper (two steps, steady state) on real tensors, recorded by the CPU
   allocator through torch.profiler (budgetune.memory.measure), for small models of eight architectures over
   several padding shares (0: a packed batch, whose all-ones mask transformers drops);
-- trace: the fake-tensor trace of the real transformers step (budgetune.memory.trace) for published shapes up to
+- trace: the fake-tensor trace of the real transformers step (budgetune.planner.trace) for published shapes up to
   8B parameters, padded batches throughout.
 
 The model has no constant fitted on these cases (every term is derived tensor by tensor); the masked-attention
@@ -110,7 +110,7 @@ def measure_real(config, method: str, cfg, precision: str, shape, tmp: Path) -> 
 
     from budgetune import precision as P
     from budgetune.memory.measure import allocator_peak
-    from budgetune.memory.trace import padded_batch
+    from budgetune.planner.trace import padded_batch
     from budgetune.methods import registry
     from budgetune.methods.base import TrainContext
 
@@ -152,7 +152,7 @@ def run(quick: bool) -> list[dict]:
 
     from budgetune.memory.spec import read_config_json, spec_from_dict
     from budgetune.memory.terms import Shape
-    from budgetune.memory.trace import trace_step
+    from budgetune.planner.trace import trace_step
     from budgetune.methods.registry import get, make_config
 
     rows = []
@@ -286,7 +286,7 @@ def markdown(rows: list[dict], summary: dict, seconds: float) -> str:
          f"{len(real)} real CPU steps of each method's own stepper, peaks recorded by the CPU allocator "
          "(`budgetune.memory.measure`, tiny models of eight families, every method on the Llama fixture, "
          f"padding shares {', '.join(f'{x:.1f}' for x in SHARES)}), and {len(rows) - len(real)} fake-tensor traces "
-         "of the real transformers step for published shapes up to 8B (`budgetune.memory.trace`, 25% padding). "
+         "of the real transformers step for published shapes up to 8B (`budgetune.planner.trace`, 25% padding). "
          f"Produced by `bench/memory_accuracy.py` in {seconds / 60:.0f} min on 2 shared CPU cores."),
         "",
         ("**Replaces the earlier 0.1% median**: that figure was in-sample (the model was tuned on the very "

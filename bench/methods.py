@@ -3,7 +3,7 @@ the same FLOP budget, on this machine's CPU.
 
 Per method:
 - memory: the method's memory model (memory(spec, shape, cfg)); the peak of all live tensors during one real
-  training step, tracked tensor by tensor with the planner's dispatch-mode tracker (memory/trace.py) on real
+  training step, tracked tensor by tensor with the planner's dispatch-mode tracker (planner/trace.py) on real
   tensors; and the process's peak RSS growth over the whole run (VmHWM reset before the model is loaded, minus
   the RSS at that moment: weights, training, evaluation, allocator slack);
 - speed: training tokens per second (one run, side by side with the others in the same process);
@@ -77,7 +77,7 @@ def tracked_step_peak(name: str, options: dict, batch: dict, lr: float) -> dict:
 
     from budgetune.memory.spec import spec_from_model_name
     from budgetune.memory.terms import Shape
-    from budgetune.memory.trace import _PeakTracker
+    from budgetune.memory.peak import PeakTracker as _PeakTracker
     from budgetune.methods import registry
     from budgetune.methods.base import TrainContext, token_loss
     from budgetune.models import load_model

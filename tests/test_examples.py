@@ -42,7 +42,7 @@ def test_example_loads_and_its_plugins_exist(path, monkeypatch):
 
 def test_qlora_8b_plans_for_24gb_without_weights(monkeypatch):
     from budgetune.errors import Infeasible
-    from budgetune.memory.plan import check_fits
+    from budgetune.planner.plan import check_fits
 
     monkeypatch.chdir(ROOT)
     cfg = load_yaml(ROOT / "examples/qlora-llama3-8b-24gb.yaml")
@@ -62,7 +62,7 @@ def test_qlora_8b_plans_for_24gb_without_weights(monkeypatch):
 
 
 def test_joint_plan_picks_a_method_for_its_memory(monkeypatch):
-    from budgetune.memory.plan import check_fits
+    from budgetune.planner.plan import check_fits
 
     monkeypatch.chdir(ROOT)
     cfg = load_yaml(ROOT / "examples/joint-plan.yaml")

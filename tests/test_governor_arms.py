@@ -5,7 +5,7 @@ import json
 import pytest
 
 from budgetune.governor import make
-from budgetune.governor.arms import orchestrate, replay_advance
+from budgetune.train.arms import orchestrate, replay_advance
 
 
 def curves():

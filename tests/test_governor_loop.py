@@ -6,7 +6,7 @@ import pytest
 from helpers import small_split, tiny_run_config
 
 from budgetune.governor import make
-from budgetune.governor.arms import run_arms
+from budgetune.train.arms import run_arms
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ from budgetune.flops import profile_from_model
 from budgetune.infer.accounting import (
     PassMeter,
     max_new_tokens_within,
-    model_kv_bytes,
     pass_flops,
     request_flops,
 )
@@ -50,7 +49,10 @@ def test_measured_passes_match_the_formula(tiny_model, tokenizer):
     assert meter.flops == pytest.approx(r.flops)
     assert ledger.flops["inference"] == pytest.approx(r.flops)
     assert ledger.tokens["inference"] == r.prompt_tokens + r.new_tokens
-    assert r.kv_cache_bytes == model_kv_bytes(tiny_model, 1, r.prompt_tokens + r.new_tokens - 1)
+    c = tiny_model.config  # K and V of every position the last step attends to, fp32 (hand arithmetic)
+    head_dim = c.hidden_size // c.num_attention_heads
+    assert r.kv_cache_bytes == (2 * c.num_hidden_layers * (r.prompt_tokens + r.new_tokens - 1)
+                                * c.num_key_value_heads * head_dim * 4)
     assert r.prefill_flops < r.flops
 
 

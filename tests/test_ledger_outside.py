@@ -6,13 +6,8 @@ import json
 
 import pytest
 
-from budgetune.budget import (
-    Ledger,
-    charge_outside,
-    check_outside,
-    fold_outside,
-    read_charges,
-)
+from budgetune.budget import Ledger, fold_outside, read_charges
+from budgetune.charges import charge_outside, check_outside
 from budgetune.errors import UserError
 
 

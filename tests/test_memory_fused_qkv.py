@@ -33,7 +33,7 @@ def _held_by_attention_views(d: dict, shape: T.Shape) -> int:
     """Bytes that the attention inputs saved by the second decoder layer hold beyond their own size: a saved
     (b, heads, s, head_dim) view of a wider storage keeps the rest of that storage alive. The forward is the loop's
     (methods.base.token_loss: mask passed, use_cache=False), full fine-tuning in fp32."""
-    from budgetune.memory.trace import padded_batch
+    from budgetune.planner.trace import padded_batch
 
     model = _model(d).train()
     spec = spec_from_dict(d)
@@ -88,7 +88,7 @@ def test_split_projections_add_nothing():
 def _real_step_peak(d: dict, shape: T.Shape) -> int:
     from budgetune import precision as P
     from budgetune.memory.measure import allocator_peak
-    from budgetune.memory.trace import padded_batch
+    from budgetune.planner.trace import padded_batch
     from budgetune.methods import full
     from budgetune.methods.base import TrainContext
 

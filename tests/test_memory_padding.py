@@ -31,7 +31,7 @@ def _spec():
 
 
 def test_padded_batch_is_the_loops_collate():
-    from budgetune.memory.trace import padded_batch
+    from budgetune.planner.trace import padded_batch
 
     batch = padded_batch(Shape(micro_batch=4, seq_len=100, padding=0.3))
     mask = batch["attention_mask"]
@@ -44,7 +44,7 @@ def test_padded_batch_is_the_loops_collate():
 def test_the_mask_path_adds_what_hand_arithmetic_says():
     """Real tensors: a padded batch peaks above the same batch packed by exactly, per layer, K and V expanded from
     2 to 4 heads (2 × 4 B × (64 − 32) × b·s) plus the fp32 additive mask (4 B × b × s²)."""
-    from budgetune.memory.trace import trace_step
+    from budgetune.planner.trace import trace_step
 
     s = 128
     packed = trace_step(_config(), Shape(micro_batch=B, seq_len=s, precision="fp32", padding=0.0), "full",
@@ -65,7 +65,7 @@ def _measured_step(method: str, precision: str, options: dict) -> int:
 
     from budgetune import precision as P
     from budgetune.memory.measure import allocator_peak
-    from budgetune.memory.trace import padded_batch
+    from budgetune.planner.trace import padded_batch
     from budgetune.methods import registry
     from budgetune.methods.base import TrainContext
 

@@ -35,9 +35,24 @@ def test_optimizer_terms():
     n = 2048 * 100
     assert T.adam_state_bytes(n, "fp32") == 8 * n
     assert T.adam_state_bytes(n, "bf16") == 4 * n
-    assert T.adam_state_bytes(n, "8bit") == 2 * n + 8 * 100
+    assert T.adam_state_bytes(n, "8bit") == 2 * n + 8 * 800  # one fp32 absmax per 256 values, per moment
     assert T.gradient_bytes(n, "bf16") == 2 * n
     assert T.optimizer_step_temp_bytes(n, "fp32") == 4 * n
+
+
+def test_8bit_adam_state_as_bitsandbytes_allocates_it():
+    """The 8-bit term against the states bitsandbytes really allocates (a real CPU step), not its paper's figure."""
+    bnb = pytest.importorskip("bitsandbytes")
+    import torch
+
+    for n in (2048 * 100, 300_001):
+        p = torch.nn.Parameter(torch.randn(n))
+        opt = bnb.optim.AdamW8bit([p], min_8bit_size=4096)
+        p.grad = torch.randn_like(p)
+        opt.step()
+        state = opt.state[p]
+        real = sum(v.numel() * v.element_size() for k, v in state.items() if k.startswith(("state", "absmax")))
+        assert T.adam_state_bytes(n, "8bit") == real
 
 
 def test_activations_scale_and_shrink():
@@ -113,7 +128,7 @@ TRACE_CASES = [("llama", "full", "fp32", False, "sdpa"), ("qwen3", "full", "bf16
 
 @pytest.mark.parametrize("family, method, precision, ckpt, attention", TRACE_CASES)
 def test_analytic_estimate_within_5_percent_of_trace(family, method, precision, ckpt, attention):
-    from budgetune.memory.trace import trace_step
+    from budgetune.planner.trace import trace_step
     from budgetune.methods import full, lora
     from budgetune.models import load_config
 

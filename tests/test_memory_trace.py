@@ -8,7 +8,7 @@ import pytest
 
 from budgetune.errors import UserError
 from budgetune.memory.terms import Shape
-from budgetune.memory.trace import trace_step
+from budgetune.planner.trace import trace_step
 
 FIXTURES = Path(__file__).parent / "fixtures" / "memory"
 

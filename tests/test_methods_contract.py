@@ -7,7 +7,7 @@ memory model predicts; and resume exactly from its saved state (read back with w
 The tiny model is conftest's 2-layer, 64-dim Llama with a 512-token vocabulary instead of 49,152: with the full
 vocabulary the logits are ~95% of every step's time and memory, which would hide the layer terms this test checks
 and cost minutes on two shared cores. Memory is measured with the planner's dispatch-mode peak tracker
-(memory/trace.py) on real tensors: every storage created during the step is counted until it is freed.
+(planner/trace.py) on real tensors: every storage created during the step is counted until it is freed.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def roundtrip(obj):
 
 def measure_step(stepper, batch, lr) -> int:
     """Peak bytes of all live tensors (weights, states, everything the step allocates) during one step."""
-    from budgetune.memory.trace import _PeakTracker
+    from budgetune.memory.peak import PeakTracker as _PeakTracker
 
     tracker = _PeakTracker()
     model = unwrap(stepper)

@@ -76,7 +76,7 @@ def test_mezo_peak_is_within_10_percent_of_inference(tiny_config_path, accelerat
     """On conftest's tiny model with the real 49,152-token vocabulary (so the logits weigh as they do in real
     models): the peak of all live tensors during one MeZO step against one inference forward on the same batch,
     both measured with the dispatch-mode tracker (every storage counted from creation to release)."""
-    from budgetune.memory.trace import _PeakTracker
+    from budgetune.memory.peak import PeakTracker as _PeakTracker
     from budgetune.models import load_model
 
     model = load_model(tiny_config_path, seed=0)

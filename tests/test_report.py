@@ -151,7 +151,7 @@ def test_memory_json_has_the_planned_terms(tmp_path, tiny_config_path):
     from types import SimpleNamespace
 
     from budgetune.config import RunConfig
-    from budgetune.report.summary import save_memory
+    from budgetune.train.run_files import save_memory
 
     cfg = RunConfig()
     cfg.model.model, cfg.train.method, cfg.budget.max_memory = tiny_config_path, "full", "8GiB"

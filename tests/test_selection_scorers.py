@@ -109,13 +109,26 @@ def test_loss_scores_follow_the_model(tiny_model, data):
 
 
 def test_ifd_is_the_ratio_and_drops_above_one(tiny_model, data):
-    from budgetune.selection.forward import response_only, token_stats
+    """IFD against the definition, one unpadded example at a time in plain torch: the mean loss of the answer's
+    tokens after the instruction over the mean loss of the same tokens after only the token before them."""
+    import torch
+    import torch.nn.functional as F
 
-    pool = data[0]
+    def mean_loss(ids: list[int], labels: list[int]) -> float:
+        with torch.no_grad():
+            logits = tiny_model(input_ids=torch.tensor([ids])).logits[0, :-1]
+        target = torch.tensor(labels[1:])
+        keep = target != -100
+        return float(F.cross_entropy(logits[keep].float(), target[keep]))
+
+    pool = data[0][:6]
     scores = registry.make("ifd", {}).score(tiny_model, pool, [])
-    with_q = token_stats(tiny_model, pool)[0]
-    without_q = token_stats(tiny_model, [response_only(e) for e in pool])[0]
-    np.testing.assert_allclose(scores.values, with_q / without_q, rtol=1e-5)
+    expected = []
+    for e in pool:
+        first = next(i for i, t in enumerate(e.labels) if t != -100)  # the first answer token
+        bare_ids, bare_labels = e.input_ids[first - 1:], [-100] + e.labels[first:]
+        expected.append(mean_loss(e.input_ids, e.labels) / mean_loss(bare_ids, bare_labels))
+    np.testing.assert_allclose(scores.values, expected, rtol=1e-4)
     np.testing.assert_array_equal(scores.keep, scores.values <= 1.0)
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from budgetune import dist
 from budgetune.errors import UserError
-from budgetune.train import sharding
+from budgetune import sharding
+from budgetune.methods import registry
 
 
 @pytest.fixture
@@ -53,8 +54,8 @@ def test_sharding_without_a_launcher_is_refused(monkeypatch):
                                          ("badam", "switches"), ("mezo", "in place")])
 def test_methods_that_cannot_shard_are_refused_by_name(method, why):
     with pytest.raises(UserError, match=f"method '{method}' cannot run with sharding fsdp: .*{why}"):
-        sharding.check(method, "fsdp")
-    sharding.check(method, "none")  # unsharded data parallelism takes every method
+        sharding.check(registry.get(method), "fsdp")
+    sharding.check(registry.get(method), "none")  # unsharded data parallelism takes every method
 
 
 def test_deepspeed_refused_with_the_reason():
@@ -63,9 +64,9 @@ def test_deepspeed_refused_with_the_reason():
     if importlib.util.find_spec("deepspeed") is not None:
         pytest.skip("deepspeed is installed here")
     with pytest.raises(UserError, match="DeepSpeed, which is not installed"):
-        sharding.check("lora", "zero3")
-    sharding.check("lora", "fsdp")
-    sharding.check("full", "fsdp")
+        sharding.check(registry.get("lora"), "zero3")
+    sharding.check(registry.get("lora"), "fsdp")
+    sharding.check(registry.get("full"), "fsdp")
 
 
 def test_cli_refuses_sharding_without_a_launcher(tmp_path, tiny_config_path, monkeypatch, capsys):
@@ -91,7 +92,7 @@ def test_check_fits_plans_the_layout_plan_reports(tiny_config_path, capsys, gpus
     --sharding S` prints for the same method and shape."""
     from budgetune.cli import main
     from budgetune.config import RunConfig
-    from budgetune.memory.plan import check_fits
+    from budgetune.planner.plan import check_fits
 
     cfg = RunConfig()
     cfg.model.model = tiny_config_path

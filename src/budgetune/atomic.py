@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
+
 TMP_SUFFIX = ".tmp"  # every temporary name this module makes ends so; `clean_leftovers` removes them
 
 
@@ -153,3 +155,30 @@ def clean_leftovers(directory: str | os.PathLike, prefix: str = ".") -> list[Pat
                 p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The records of a JSONL log. A torn last line (a write cut short by a kill) is dropped; a damaged line
+    anywhere else is a one-line error."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text; the run directory is damaged") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError
+        except ValueError:
+            if number == len(lines):
+                break  # the last write was cut short; the resumed run rewrites it
+            raise UserError(f"{path}:{number}: not a JSON record; the run directory is damaged (remove the line "
+                            f"or start a new run)") from None
+        records.append(record)
+    return records

@@ -108,37 +108,6 @@ class Ledger:
 CHARGES = "charges.json"
 
 
-def charge_outside(ledger_path: str | Path, spent: Ledger, command: str, extra: dict | None = None) -> Ledger:
-    """Add `spent`, the work of one command outside the training loop, to the ledger at `ledger_path` and to the
-    charges record beside it; returns the updated ledger. Both files are replaced whole (temp name, then rename),
-    under the run directory's writer lock."""
-    from .runlock import hold
-
-    path = Path(ledger_path)
-    with hold(path.parent):
-        ledger = Ledger.load(path) if path.exists() else Ledger()
-        records = read_charges(path.parent)
-        records.append({"command": command, "flops": spent.flops, "tokens": spent.tokens, "seconds": spent.seconds,
-                        **(extra or {})})
-        atomic.write_json(path.parent / CHARGES, records)
-        fold_outside(ledger, records)
-        ledger.save(path)
-    return ledger
-
-
-def check_outside(ledger_path: str | Path) -> None:
-    """Read the ledger and charges record `charge_outside` will update, so a bad file fails before any work."""
-    from .runlock import holder, refuse
-
-    path = Path(ledger_path)
-    pid = holder(path.parent) if path.parent.is_dir() else None
-    if pid is not None:  # the run is being written: its writer keeps the ledger
-        raise refuse(path.parent, pid)
-    if path.exists():
-        Ledger.load(path)
-    read_charges(path.parent)
-
-
 def fold_outside(ledger: Ledger, records: list[dict]) -> None:
     """Add the charges records the ledger does not hold yet (those past `ledger.external`)."""
     for r in records[ledger.external:]:

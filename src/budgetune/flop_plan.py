@@ -9,18 +9,18 @@ the run's real model. The tests check that the two agree.
 Block-wise methods (BAdam, HiFT) train one block per step, so their figure is the mean over one cycle of blocks
 (each block trains for the same number of steps). Zeroth-order methods (MeZO, LOZO) run two forward passes per
 sampled direction. GaLore's projection and SVD work is per step, not per token, and is left out here (the ledger
-charges it). Addax is planned as first-order on every row (its long rows run two forwards instead: less).
+charges it). Addax is planned as first-order on every row (its long rows run two forwards instead: less). Which
+kind of step a method runs is its own module's declaration (flop_kinds, FORWARD_ONLY): no method names here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import UserError
 from .flop_profile import Product, assemble
 from .flops import FlopProfile, forward_flops, train_step_flops
 
-ZEROTH_ORDER = {"mezo", "lozo", "subzero"}
-ADAPTERS = {"lora", "qlora"}
 _ATTENTION = {"q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "dense"}
 _EAGER = {"gemma2"}  # families transformers builds with eager attention (no SDPA support)
 _POST_MLP_NORM = {"gemma2"}  # a norm on the MLP output: checkpoint recompute reruns the last product
@@ -37,25 +37,31 @@ class StepKind:
     scale_layers: frozenset = frozenset()  # layers where only per-row scales train (PEQA): no weight-grad products
 
 
-def step_kinds(spec, method: str, cfg) -> list[StepKind]:
-    """The kinds of step the method runs, one per block of a cycle for block-wise methods."""
-    every = frozenset(range(spec.n_layers))
-    if method in ZEROTH_ORDER:
-        return [StepKind()]
-    if method in ADAPTERS:
-        return [StepKind(adapters=tuple((t, int(cfg.r)) for t in cfg.target_modules))]
-    if method in ("badam", "hift"):
-        per = int(cfg.layers_per_block if method == "badam" else cfg.layers_per_group)
-        groups = [StepKind(layers=frozenset(range(i, min(i + per, spec.n_layers))))
-                  for i in range(0, spec.n_layers, per)]
-        bottom = method == "hift" or bool(getattr(cfg, "include_embedding", False))
-        top = method == "hift" or bool(getattr(cfg, "include_head", False))
-        return ([StepKind(embedding=True)] if bottom else []) + groups + ([StepKind(head=True)] if top else [])
-    if method == "peqa":
-        return [StepKind(scale_layers=every)]
-    if method == "dqt":  # the decoder's linear layers train; embedding and head stay frozen
-        return [StepKind(layers=every)]
-    return [StepKind(layers=every, embedding=True, head=True)]
+def full_step(spec) -> StepKind:
+    """Every weight trains: the decoder layers, the embedding and the head (full fine-tuning and its optimizers)."""
+    return StepKind(layers=frozenset(range(spec.n_layers)), embedding=True, head=True)
+
+
+def adapter_step(cfg) -> StepKind:
+    """LoRA adapters of rank cfg.r beside each of cfg.target_modules; the base stays frozen."""
+    return StepKind(adapters=tuple((t, int(cfg.r)) for t in cfg.target_modules))
+
+
+def block_steps(spec, per: int, *, bottom: bool, top: bool) -> list[StepKind]:
+    """One step kind per block of `per` decoder layers (block-wise methods), with the embedding and the head as
+    blocks of their own where they train."""
+    groups = [StepKind(layers=frozenset(range(i, min(i + per, spec.n_layers)))) for i in range(0, spec.n_layers, per)]
+    return ([StepKind(embedding=True)] if bottom else []) + groups + ([StepKind(head=True)] if top else [])
+
+
+def step_kinds(spec, module, cfg) -> list[StepKind]:
+    """The kinds of step the method runs, one per block of a cycle for block-wise methods: the method module's own
+    flop_kinds(spec, cfg) (its trainable set as its prepare() applies it)."""
+    kinds = getattr(module, "flop_kinds", None)
+    if kinds is None:
+        raise UserError(f"method '{module.NAME}' declares no FLOP profile (flop_kinds in its module); the planner "
+                        f"cannot cost it")
+    return list(kinds(spec, cfg))
 
 
 def profile(spec, kind: StepKind, *, gradient_checkpointing: bool) -> FlopProfile:
@@ -82,11 +88,12 @@ def profile(spec, kind: StepKind, *, gradient_checkpointing: bool) -> FlopProfil
                     fused=spec.family not in _EAGER, input_grad=grad, tail_saves=spec.family in _POST_MLP_NORM)
 
 
-def planned_flops_per_token(spec, method: str, cfg, seq_len: int, gradient_checkpointing: bool) -> float:
-    """Training FLOPs per (padded) token of one step of `method` on a batch of `seq_len`-token rows."""
-    zeroth = method in ZEROTH_ORDER
+def planned_flops_per_token(spec, module, cfg, seq_len: int, gradient_checkpointing: bool) -> float:
+    """Training FLOPs per (padded) token of one step of the method `module` on a batch of `seq_len`-token rows.
+    A module with FORWARD_ONLY = True (zeroth-order) runs two forward passes per sampled direction."""
+    zeroth = bool(getattr(module, "FORWARD_ONLY", False))
     profiles = [profile(spec, k, gradient_checkpointing=gradient_checkpointing and not zeroth)
-                for k in step_kinds(spec, method, cfg)]
+                for k in step_kinds(spec, module, cfg)]
     if zeroth:
         return 2.0 * int(getattr(cfg, "samples", 1) or 1) * forward_flops(profiles[0], 1, seq_len) / seq_len
     steps = [train_step_flops(p, 1, seq_len, recompute=gradient_checkpointing) / seq_len for p in profiles]

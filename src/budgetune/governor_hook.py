@@ -8,15 +8,19 @@ evaluation points and sample) is declared in its Config and planned by train/eva
 
 from __future__ import annotations
 
+import dataclasses
+
 from .governor.protocol import FixedBudget
 
 FIXED_NAMES = ("none", "fixed")
 
 
 def governor_from_config(cfg, budget):
+    from . import governor
+
     spec = dict(cfg.governor or {})
     asked = bool(spec)
-    name = spec.pop("name", "marginal")
+    name = spec.pop("name", governor.DEFAULT)
     if name in FIXED_NAMES:
         if spec:
             from .errors import UserError
@@ -27,8 +31,7 @@ def governor_from_config(cfg, budget):
         gov = FixedBudget()
         gov.note = "fixed budget: the default governor needs a FLOP, token or time budget to price FLOPs against"
         return gov
-    if cfg.selection and name == "marginal":
-        spec.setdefault("refresh_probe", True)  # ask the refresher whether fresh scores would buy more
-    from . import governor
-
+    config = getattr(governor.get(name), "Config", None)
+    if cfg.selection and config is not None and "refresh_probe" in {f.name for f in dataclasses.fields(config)}:
+        spec.setdefault("refresh_probe", True)  # a governor that can probe the refresher asks it (its Config says)
     return governor.make(name, spec, budget)

@@ -163,16 +163,29 @@ def load_config(name: str, *, trust_remote_code: bool = False, allow_download: b
                      allow_download=allow_download)
 
 
-def _config_from_json(path: Path, trust_remote_code: bool):
-    from transformers import AutoConfig
-
+def read_config_json(path: str | Path, *, language_model: bool = False) -> dict:
+    """The fields of a config.json (the project's one reader), a one-line error for a missing file or bad JSON.
+    With `language_model`, a multimodal wrapper's nested text_config (the language model's shape) is returned."""
+    path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such config file; check the path")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not a valid JSON config ({e}); fix the file") from None
-    model_type = data.pop("model_type", None) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a config must be a JSON object with model_type, hidden_size, ...")
+    if language_model and "text_config" in data and "hidden_size" not in data and isinstance(data["text_config"],
+                                                                                             dict):
+        data = data["text_config"]  # multimodal wrappers keep the language model's shape here
+    return data
+
+
+def _config_from_json(path: Path, trust_remote_code: bool):
+    from transformers import AutoConfig
+
+    data = read_config_json(path)
+    model_type = data.pop("model_type", None)
     if not model_type:
         raise UserError(f"{path}: field 'model_type' is missing; add the architecture, e.g. \"model_type\": \"llama\"")
     from transformers import CONFIG_MAPPING

@@ -1,6 +1,9 @@
-"""A plugin registry: name → module path, imported on first use, with options parsed into the module's Config.
+"""A plugin registry: name → module path (or "module:Class"), imported on first use, with options parsed into the
+plugin's Config.
 
-Methods and scorers are each registered in one such table; a name registered twice is refused at import.
+Methods, scorers and governors are each registered in one such table; a name registered twice is refused at import.
+A plugin declares its name as NAME (a module) or `name` (a class), and its options as a `Config` dataclass; one
+without a Config takes no options.
 """
 
 from __future__ import annotations
@@ -28,17 +31,25 @@ class Registry:
     def get(self, name: str) -> ModuleType:
         if name not in self.modules:
             raise UserError(f"unknown {self.kind} '{name}'; choose one of: {', '.join(self.modules)}")
-        module = importlib.import_module(self.modules[name])
-        if module.NAME != name:
-            raise RuntimeError(f"{self.kind} module {module.__name__} declares NAME={module.NAME!r}, "
+        path, _, attr = self.modules[name].partition(":")
+        plugin = importlib.import_module(path)
+        if attr:
+            plugin = getattr(plugin, attr)
+        declared = getattr(plugin, "NAME", None) or getattr(plugin, "name", None)
+        if declared != name:
+            raise RuntimeError(f"{self.kind} {self.modules[name]} declares the name {declared!r}, "
                                f"registered as {name!r}")
-        return module
+        return plugin
 
     def config(self, name: str, options: dict | None = None):
         """The plugin's Config from KEY=VALUE options (strings from the CLI, typed values from YAML)."""
         from .config import coerce
 
         module = self.get(name)
+        if getattr(module, "Config", None) is None:
+            if options:
+                raise UserError(f"{self.kind} '{name}' takes no options; remove {', '.join(sorted(options))}")
+            return None
         hints = typing.get_type_hints(module.Config)
         known = {f.name for f in dataclasses.fields(module.Config)}
         kwargs = {}

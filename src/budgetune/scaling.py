@@ -24,7 +24,6 @@ import numpy as np
 from .errors import UserError
 
 HOFFMANN_2022 = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
-BESIROGLU_2024 = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 R_D_STAR = 15.4  # Muennighoff et al. 2023
 
 

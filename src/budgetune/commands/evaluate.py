@@ -22,7 +22,8 @@ def add_arguments(parser) -> None:
 def run_generation_eval(run_dir: str, *, limit: int | None = 32, max_new_tokens: int = 32,
                         batch_size: int = 16) -> dict:
     """Before/after scores of a run on its own held-out target set, charged to the run's ledger (eval phase)."""
-    from ..budget import Ledger, charge_outside, check_outside
+    from ..budget import Ledger
+    from ..charges import charge_outside, check_outside
     from ..config import DataConfig, from_dict
     from ..data import load_data
     from ..errors import UserError

@@ -119,7 +119,8 @@ def main(args) -> int:
     early_exit = parse_early_exit(args.early_exit, args.exit_threshold)
     if early_exit is not None and args.speculative != "none":
         raise UserError("--early-exit and --speculative are two ways to decode; choose one")
-    from ..budget import Ledger, charge_outside, check_outside
+    from ..budget import Ledger
+    from ..charges import charge_outside, check_outside
     from ..infer.generate import generate, summarize
     from ..infer.load import load_for_inference
 

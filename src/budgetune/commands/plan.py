@@ -87,7 +87,7 @@ def main(args) -> int:
 
     from ..config import parse_bytes
     from ..errors import UserError, check_number
-    from ..memory import plan as P
+    from ..planner import plan as P
     from ..memory.spec import UnsupportedArchitecture, spec_from_model_name
     from ..memory.terms import Shape
 
@@ -157,9 +157,9 @@ def main(args) -> int:
 
 def _traced_only(model: str, shape, budget: int, notes: list[str]):
     """Plans for an architecture without an analytic model: the tracer measures full and LoRA directly."""
-    from ..memory import plan as P
+    from ..planner import plan as P
     from ..memory.terms import runtime_overhead
-    from ..memory.trace import trace_step
+    from ..planner.trace import trace_step
     from ..models import load_config
 
     config = load_config(model)

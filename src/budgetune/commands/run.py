@@ -37,6 +37,7 @@ def execute(cfg, *, generation_eval: int | None = None, as_json: bool = False, g
     from ..governor_hook import governor_from_config
     from ..report import summary as facts
     from ..report.html import write_report
+    from ..train import run_files
     from ..train.loop import make_budget, train
 
     started = time.perf_counter()
@@ -65,8 +66,8 @@ def execute(cfg, *, generation_eval: int | None = None, as_json: bool = False, g
 
         with stage(f"generating answers to {generation_eval} held-out prompts, before and after"):
             before_gen, after_gen = _generation_eval(result, generation_eval)
-        facts.save_generation_eval(result, before_gen, after_gen)  # the report is rebuilt from this file
-    facts.save_memory(result, cfg)  # planned (and, on a GPU, measured) bytes, for the report
+        run_files.save_generation_eval(result, before_gen, after_gen)  # the report is rebuilt from this file
+    run_files.save_memory(result, cfg)  # planned (and, on a GPU, measured) bytes, for the report
     from ..joint import outcome
 
     planned = outcome.record(result.run_dir)  # the plan beside the ledger, into summary.json for the report

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-HELP = ("score a data pool (random, length, dsir, loss, el2n, grand, ifd, rho, s2l, less, greats, staff, bids, dart, cads) and keep a "
-        "budgeted subset; writes OUT (JSONL), OUT.scores.jsonl and OUT.summary.json, with the scoring FLOPs")
+# The registry's names only: no scorer module is imported for the help.
+from ..selection.registry import listing
+
+HELP = (f"score a data pool ({listing()}) and keep a budgeted subset; writes OUT (JSONL), OUT.scores.jsonl and "
+        f"OUT.summary.json, with the scoring FLOPs")
 
 
 def add_arguments(parser) -> None:
@@ -14,8 +17,7 @@ def add_arguments(parser) -> None:
                         help="the pool: 'chatterbot' or a JSONL/JSON/CSV/Parquet file (default: chatterbot)")
     parser.add_argument("--target", default=None,
                         help="target examples (same formats); unset: the held-out split of --data")
-    parser.add_argument("--scorer", required=True, help="scorer name: random, length, dsir, loss, el2n, grand, "
-                                                        "ifd, rho, s2l, less, greats, staff, bids, dart, cads, or auto")
+    parser.add_argument("--scorer", required=True, help=f"scorer name: {listing()}, or auto")
     parser.add_argument("--budget", default=None,
                         help="5%%, 0.05, 200 (examples) or 20000tok (tokens); with --scorer auto, planned")
     parser.add_argument("--strategy", default=None,
@@ -134,8 +136,8 @@ def main(args) -> int:
     if auto and no_model:
         raise UserError("--scorer auto prices training with the model; drop --model none")
     if module is not None and module.NEEDS_MODEL and no_model:
-        raise UserError(f"scorer '{args.scorer}' needs a model to run; drop --model none or choose random, length "
-                        f"or dsir")
+        raise UserError(f"scorer '{args.scorer}' needs a model to run; drop --model none or choose "
+                        f"{registry.model_free()}")
     tokenizer = load_tokenizer("smollm2-135m" if no_model else args.model)
     cfg = DataConfig(data=args.data, target=args.target, max_seq_len=args.max_seq_len,
                      prompt_field=args.prompt_field, response_field=args.response_field)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import UserError
 from .examples import IGNORE, Example, chat_example, collate, text_examples
@@ -139,6 +138,3 @@ def load_data(cfg, tokenizer) -> DataSplit:
     dev, test = dev_test(heldout, fraction, seed)
     return DataSplit(train, test, cfg.data, dev=dev)
 
-
-def describe(path: str | Path) -> str:
-    return str(path)

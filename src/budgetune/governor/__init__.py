@@ -1,30 +1,26 @@
 """Governors decide, at each evaluation, whether the next FLOPs go to this run, elsewhere, or nowhere.
 
-The one registry of governors is GOVERNORS below: adding one is a file plus a line here. `make(name, options,
-budget)` builds one from a config section (`governor: {name: marginal, threshold: 0.01}`).
+The one registry of governors is REGISTRY below (a plugins.Registry, like methods and scorers): adding one is a file
+plus a line here. What a governor needs from the run is declared on it: its Config's fields (evaluation points,
+sample sizes; shown in `--help`), NEEDS_BUDGET, and a `refresh_probe` field where it can ask a data refresher.
+`make(name, options, budget)` builds one from a config section (`governor: {name: marginal, threshold: 0.01}`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-import typing
-
 from ..errors import UserError
+from ..plugins import Registry
 from .protocol import ACTIONS, ArmPolicy, ArmView, Decision, FixedBudget, Governor
 
 DEFAULT = "marginal"
 
-GOVERNORS: dict[str, str] = {}
-for _name, _target in (
+REGISTRY = Registry("governor", (
     ("fixed", "budgetune.governor.protocol:FixedBudget"),
     ("marginal", "budgetune.governor.marginal:MarginalGain"),
     ("patience", "budgetune.governor.baselines:Patience"),
     ("halving", "budgetune.governor.baselines:SuccessiveHalving"),
-):
-    if _name in GOVERNORS:
-        raise RuntimeError(f"governor {_name!r} registered twice")
-    GOVERNORS[_name] = _target
+))
+GOVERNORS = REGISTRY.modules
 
 __all__ = [
     "ACTIONS",
@@ -43,38 +39,22 @@ __all__ = [
 
 
 def names() -> list[str]:
-    return list(GOVERNORS)
+    return REGISTRY.names()
 
 
 def get(name: str) -> type:
-    if name not in GOVERNORS:
-        raise UserError(f"unknown governor '{name}'; choose one of: {', '.join(GOVERNORS)}")
-    module, cls = GOVERNORS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return REGISTRY.get(name)
 
 
 def make(name: str | None = None, options: dict | None = None, budget=None):
-    """A governor from its name and options (strings from the CLI or typed values from YAML)."""
-    from ..config import coerce
-
+    """A governor from its name and options (strings from the CLI or typed values from YAML). A governor class
+    with NEEDS_BUDGET = True prices FLOPs against a FLOP, token or time budget and is refused without one."""
     options = dict(options or {})
-    name = options.pop("name", None) if name is None else name
-    cls = get(name or DEFAULT)
-    config_cls = getattr(cls, "Config", None)
-    if config_cls is None:
-        if options:
-            raise UserError(f"governor '{name}' takes no options; remove {', '.join(sorted(options))}")
-        governor = cls()
-    else:
-        hints = typing.get_type_hints(config_cls)
-        known = {f.name for f in dataclasses.fields(config_cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise UserError(f"governor '{name}' has no option {', '.join(unknown)}; "
-                            f"its options are: {', '.join(sorted(known))}")
-        kwargs = {k: coerce(v, hints[k], f"governor '{name}' option '{k}'") for k, v in options.items()}
-        governor = cls(config_cls(**kwargs))
-    if budget is not None and getattr(governor, "name", "") in ("marginal",) and budget.max_flops is None \
+    name = (options.pop("name", None) if name is None else name) or DEFAULT
+    cls = get(name)
+    config = REGISTRY.config(name, options)
+    governor = cls() if config is None else cls(config)
+    if budget is not None and getattr(cls, "NEEDS_BUDGET", False) and budget.max_flops is None \
             and budget.max_tokens is None and budget.max_seconds is None:
         raise UserError(f"governor '{name}' prices FLOPs against the budget; set --max-flops (or --max-tokens / "
                         f"--max-seconds)")

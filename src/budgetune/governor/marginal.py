@@ -94,6 +94,7 @@ _PER_EXAMPLE = ("eval_sums", "eval_counts", "eval_indices")
 
 class MarginalGain:
     name = "marginal"
+    NEEDS_BUDGET = True  # it prices FLOPs against a FLOP, token or time budget
     Config = Config
 
     def __init__(self, config: Config | None = None):

@@ -61,7 +61,7 @@ class ArmView:
 
 
 class ArmPolicy(Protocol):
-    """A governor that can also share FLOPs between arms (governor/arms.py drives it)."""
+    """A governor that can also share FLOPs between arms (train/arms.py drives it)."""
 
     def allocate(self, arms: list[ArmView], remaining: float, total: float) -> tuple[dict, Decision]: ...
     # returns {arm name: extra FLOPs (0 stops the arm)} and the decision that explains it

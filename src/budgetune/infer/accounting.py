@@ -46,14 +46,11 @@ def max_new_tokens_within(p: FlopProfile, prompt_len: int, budget: float, limit:
     return lo
 
 
-DTYPE_FORMATS = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
-
-
 def model_kv_bytes(model, batch: int, context: int) -> int:
     """KV-cache bytes of a live model through the planner's term (memory.terms.kv_cache_bytes, Pope et al. 2022),
     so generation and `plan --inference` use one formula."""
     from ..memory.spec import spec_from_dict
-    from ..memory.terms import kv_cache_bytes
+    from ..memory.terms import DTYPE_FORMATS, kv_cache_bytes
 
     fmt = DTYPE_FORMATS.get(str(next(model.parameters()).dtype).replace("torch.", ""), "fp32")
     try:

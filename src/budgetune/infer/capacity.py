@@ -117,7 +117,9 @@ def plan_inference(spec, memory_bytes: int, args=None) -> tuple[str, dict]:
     # keeps fp32 master weights for training only; generation runs in bf16).
     fmt = getattr(args, "dtype", None) or {"amp_bf16": "bf16"}.get(getattr(args, "precision", None) or "fp32",
                                                                   getattr(args, "precision", None) or "fp32")
-    fmt = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(fmt, fmt)
+    from ..memory.terms import DTYPE_FORMATS
+
+    fmt = DTYPE_FORMATS.get(fmt, fmt)
     contexts = list(getattr(args, "contexts", None) or DEFAULT_CONTEXTS)
     seq_len = getattr(args, "seq_len", None)
     if isinstance(seq_len, int) and seq_len > 0 and seq_len not in contexts:

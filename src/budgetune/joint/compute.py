@@ -17,10 +17,19 @@ from ..flops import FlopProfile, forward_flops, train_step_flops
 
 def profiles(spec, method: str, method_cfg, ckpt: bool) -> list[FlopProfile]:
     """The FlopProfile of each kind of step the method runs (one, or one per block of a cycle)."""
-    from ..flop_plan import ZEROTH_ORDER, profile, step_kinds
+    from ..flop_plan import profile, step_kinds
+    from ..methods import registry
 
-    return [profile(spec, k, gradient_checkpointing=ckpt and method not in ZEROTH_ORDER)
-            for k in step_kinds(spec, method, method_cfg)]
+    module = registry.get(method)
+    return [profile(spec, k, gradient_checkpointing=ckpt and not _forward_only(method))
+            for k in step_kinds(spec, module, method_cfg)]
+
+
+def _forward_only(method: str) -> bool:
+    """A zeroth-order method (FORWARD_ONLY in its module): two forward passes per sampled direction."""
+    from ..methods import registry
+
+    return bool(getattr(registry.get(method), "FORWARD_ONLY", False))
 
 
 def mean_profile(ps: list[FlopProfile]) -> FlopProfile:
@@ -41,13 +50,11 @@ def eval_flops(profile: FlopProfile, examples, batch: int) -> float:
 def step_flops(spec, method: str, method_cfg, ps: list[FlopProfile], batch_examples: list, micro: int,
                ckpt: bool) -> float:
     """One optimizer step over `batch_examples` in micro-batches of `micro` (what the ledger charges)."""
-    from ..flop_plan import ZEROTH_ORDER
-
     total = 0.0
     for j in range(0, len(batch_examples), micro):
         part = batch_examples[j: j + micro]
         width = max(e.n_tokens for e in part)
-        if method in ZEROTH_ORDER:
+        if _forward_only(method):
             samples = int(getattr(method_cfg, "samples", 1) or 1)
             total += 2.0 * samples * forward_flops(ps[0], len(part), width)
         else:
@@ -87,17 +94,16 @@ def costs(cfg, spec, data, layout: dict) -> dict:
 
 
 def _per_token(method, method_cfg, profile, ckpt: bool, layout) -> float:
-    from ..flop_plan import ZEROTH_ORDER
     from ..flops import forward_flops_per_token
 
     s = 128  # a typical row; only shown, never used for a decision
-    if method in ZEROTH_ORDER:
+    if _forward_only(method):
         return 2.0 * int(getattr(method_cfg, "samples", 1) or 1) * forward_flops_per_token(profile, s)
     return train_step_flops(profile, 1, s, recompute=ckpt) / s
 
 
 def _resolved(method: str, options: dict, spec) -> dict:
-    from ..memory.plan import resolve_options
+    from ..planner.plan import resolve_options
 
     return resolve_options(method, options, spec)
 

@@ -17,7 +17,7 @@ from .choices import CHOSEN, DETECTED, GIVEN
 GIB = 2**30
 # Without a method given, LoRA (the project's default) comes first: under a FLOP budget its backward skips the base
 # weights' gradients (≈4N FLOPs per token against full fine-tuning's 6N), so it trains about 1.5× more tokens for
-# the same FLOPs. Where it does not fit, the planner's quality order (memory/plan.py QUALITY_ORDER) follows.
+# the same FLOPs. Where it does not fit, the planner's quality order (each method's QUALITY_RANK) follows.
 FIRST = "lora"
 
 
@@ -51,18 +51,18 @@ def seq_len(cfg, pool) -> int:
 
 
 def candidates(cfg, given: set[str]) -> list[str]:
-    from ..memory.plan import QUALITY_ORDER
     from ..methods import registry
+    from ..planner.plan import UNRANKED
 
     if "train.method" in given and cfg.train.method != "auto":
         return [cfg.train.method]
     names = registry.names()
-    order = [FIRST] + [m for m in QUALITY_ORDER if m != FIRST]
-    return [m for m in order if m in names] + [m for m in names if m not in order]
+    rest = sorted((m for m in names if m != FIRST), key=lambda m: getattr(registry.get(m), "QUALITY_RANK", UNRANKED))
+    return ([FIRST] if FIRST in names else []) + rest
 
 
 def _shape(cfg, precision: str, seq: int, micro: int, ckpt: bool):
-    from ..memory.plan import run_shape
+    from ..planner.plan import run_shape
 
     return run_shape(cfg, precision).with_(micro_batch=micro, seq_len=seq, gradient_checkpointing=ckpt)
 
@@ -88,7 +88,7 @@ def layouts(cfg, given: set[str]) -> list[tuple[int, int, bool]]:
 def fit(cfg, given: set[str], spec, budget: int, precision: str, seq: int) -> dict:
     """The first (method, layout) that fits, with the bytes it needs; UserError with the smallest budget else."""
     from .. import precision as precision_mod
-    from ..memory.plan import method_memory
+    from ..planner.plan import method_memory
     from ..methods import registry
 
     options = dict(cfg.train.method_options or {})

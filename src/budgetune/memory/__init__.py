@@ -1,2 +1,3 @@
-"""Memory planning: a model's shape from its config (spec), the memory terms as pure functions (terms), an exact
-fake-tensor trace of one training step (trace), and the planner that checks what fits (plan)."""
+"""Memory at the bottom of the stack: a model's shape from its config (spec), the memory terms as pure functions
+(terms), and what real work allocates (peak, measure). The planner that checks what fits, and the fake-tensor
+trace of one training step, sit above the methods in budgetune.planner."""

@@ -2,8 +2,9 @@
 
 torch.profiler with profile_memory=True records every allocation and free of c10's CPU allocator as a `[memory]`
 event with its signed size; their running sum, in time order, is the live tensor bytes and its maximum the peak.
-This shares no code with budgetune.memory.trace (which counts storages in a dispatch mode), so the two can be
-compared. Everything that should count must be allocated inside `fn` (build the model and the optimizer there).
+The allocator's events share no code with budgetune.planner.trace (which counts storages in a dispatch mode), so
+the two can be compared. Everything that should count must be allocated inside `fn` (build the model and the
+optimizer there).
 
 The profiler occasionally loses a burst of events on a busy machine, which can only lower the figure; the
 tracer's storage counter runs alongside as a tripwire, and a run whose allocator peak falls below it is repeated.
@@ -19,9 +20,9 @@ def _profiled(fn: Callable[[], object]) -> tuple[int, int]:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from .trace import _PeakTracker
+    from .peak import PeakTracker
 
-    tracker = _PeakTracker()
+    tracker = PeakTracker()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof, tracker.mode:
         fn()
     cpu = torch._C._autograd.DeviceType.CPU

@@ -8,7 +8,6 @@ UserError); the planner then falls back to the tracer, which needs only that tra
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,18 +193,11 @@ def spec_from_dict(cfg: dict, name: str = "config") -> ModelSpec:
 
 
 def read_config_json(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such config file; check the path")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not a valid JSON config ({e}); fix the file") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a config must be a JSON object with model_type, hidden_size, ...")
-    if "text_config" in data and "hidden_size" not in data and isinstance(data["text_config"], dict):
-        data = data["text_config"]  # multimodal wrappers keep the language model's shape here
-    return data
+    """A config.json's fields for the planner: the language model's where a multimodal wrapper nests them
+    (budgetune.models.read_config_json, the one reader)."""
+    from ..models import read_config_json as read
+
+    return read(path, language_model=True)
 
 
 def config_dict(name: str) -> dict:

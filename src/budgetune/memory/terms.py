@@ -22,7 +22,7 @@ Activations are counted tensor by tensor from what PyTorch's autograd saves in a
 (RMSNorm computed in fp32, SwiGLU/GeGLU MLP, rotary embeddings, SDPA or eager attention), following the method of
 Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer Models", §4.1: s·b·h·(34+5as/h)
 for GPT with dropout in 16-bit); the constants differ for Llama-style blocks, so they are derived per saved tensor
-below and validated against the exact tracer (memory/trace.py) on a grid of configurations (bench/memory_accuracy.py).
+below and validated against the exact tracer (planner/trace.py) on a grid of configurations (bench/memory_accuracy.py).
 """
 
 from __future__ import annotations
@@ -43,7 +43,12 @@ TERMS = ("weights", "gradients", "optimizer", "activations", "other")
 # constant per 256 blocks: 8/64 + 32/(64·256) = 0.127 bit/param.
 NF4_BLOCK = 64
 NF4_DQ_BLOCK = 256
+# bitsandbytes' 8-bit optimizers quantise each state in blocks of 256 values, one fp32 absmax each
+# (bitsandbytes/optim/optimizer.py, Optimizer8bit.init_state: blocksize = 256; the paper's 2048 is not what runs).
+ADAM8_BLOCK = 256
 WEIGHT_FORMATS = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "nf4": 0.5, "fp4": 0.5}
+# A torch dtype's name (str(dtype) without 'torch.') as a WEIGHT_FORMATS key: the one map from dtypes to formats.
+DTYPE_FORMATS = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,9 +161,10 @@ def gradient_bytes(n_trainable: int, dtype: str = "fp32") -> int:
 
 def adam_state_bytes(n_trainable: int, fmt: str = "fp32") -> int:
     """Adam's two moments: 2×4 B (fp32), 2×2 B (bf16 params: torch keeps states in the parameter dtype), or
-    2×1 B + one fp32 absmax per 2048-value block per state (bitsandbytes 8-bit block-wise, Dettmers et al. 2022)."""
+    2×1 B + one fp32 absmax per ADAM8_BLOCK-value block per state (bitsandbytes 8-bit block-wise, Dettmers et al.
+    2022)."""
     if fmt == "8bit":
-        return 2 * n_trainable + 2 * 4 * -(-n_trainable // 2048)
+        return 2 * n_trainable + 2 * 4 * -(-n_trainable // ADAM8_BLOCK)
     return int(2 * n_trainable * WEIGHT_FORMATS[fmt])
 
 

@@ -1,5 +1,5 @@
 """Full fine-tuning with 8-bit AdamW (Dettmers et al. 2022, "8-bit Optimizers via Block-wise Quantization"),
-from bitsandbytes: both moments stored as 8-bit block-quantised codes with one fp32 scale per 2048 values
+from bitsandbytes: both moments stored as 8-bit block-quantised codes with one fp32 scale per 256 values
 (≈ 2 B/param instead of 8). Tensors under `min_8bit_size` elements keep 32-bit moments, as bitsandbytes decides."""
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from .spec_parts import (
 
 NAME = "adamw8bit"
 DEFAULT_LR = 2e-5
-BLOCK = 2048  # bitsandbytes' blockwise quantisation block for optimizer states
 
 
 @dataclass(kw_only=True)
@@ -57,7 +56,7 @@ def optimizer_bytes(spec, cfg: Config, precision: str = "fp32") -> int:
     numels = tensor_numels(spec)
     big = [n for n in numels if n >= int(cfg.min_8bit_size)]
     small = sum(n for n in numels if n < int(cfg.min_8bit_size))
-    quantised = sum(2 * n + 2 * 4 * -(-n // 256) for n in big) + (2 * 256 * 4 if big else 0)
+    quantised = sum(T.adam_state_bytes(n, "8bit") for n in big) + (2 * 256 * 4 if big else 0)
     return quantised + T.adam_state_bytes(small, state_format(precision))
 
 
@@ -72,3 +71,17 @@ def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
                               notes=("8-bit block-wise Adam moments (Dettmers et al. 2022)",))
     _, _, states = T.shard(shape, weights=0, gradients=0, optimizer=optimizer_bytes(spec, cfg, shape.precision))
     return peak.plus(optimizer=states, other=tied_embedding_grad_bytes(spec, shape.precision))
+
+
+# The planner's view of this method (budgetune.planner, budgetune.flop_plan): its rank among methods by quality,
+# the kind of step it runs for FLOPs, and how the tracer sets a model up for it.
+
+QUALITY_RANK = 1  # matches full fine-tuning (Dettmers et al. 2022, "8-bit Optimizers via Block-wise Quantization")
+RELIEVES = ("optimizer",)
+UNSHARDABLE = "bitsandbytes' 8-bit Adam keeps blockwise state of whole tensors, not of shards"
+
+
+def flop_kinds(spec, cfg):
+    from ..flop_plan import full_step
+
+    return [full_step(spec)]

@@ -174,3 +174,17 @@ def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
                              notes=(f"zeroth-order probes on examples longer than {cfg.max_fo_len} tokens",))
     zeroth = zeroth.plus(other=T.runtime_overhead(shape, zeroth.total))
     return first if first.total >= zeroth.total else zeroth
+
+
+# The planner's view of this method (budgetune.planner, budgetune.flop_plan): its rank among methods by quality,
+# the kind of step it runs for FLOPs, and how the tracer sets a model up for it.
+
+QUALITY_RANK = 9  # zeroth-order methods need far more steps for less (Malladi et al. 2023); Addax improves on MeZO
+UNSHARDABLE = "it mixes zeroth-order in-place perturbations of whole parameters with first-order steps"
+
+
+def flop_kinds(spec, cfg):
+    """Planned as first-order on every row (its long rows run two forwards instead: less)."""
+    from ..flop_plan import full_step
+
+    return [full_step(spec)]

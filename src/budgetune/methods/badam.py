@@ -180,3 +180,25 @@ def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
     peak, _ = worst_group(spec, shape, groups, T.weight_bytes(spec.n_params, wfmt))
     return MemoryBreakdown(**{k: v for k, v in peak.to_dict().items() if k != "total"},
                            notes=(f"{len(groups)} blocks; the largest-footprint block shown",))
+
+
+# The planner's view of this method (budgetune.planner, budgetune.flop_plan): its rank among methods by quality,
+# the kind of step it runs for FLOPs, and how the tracer sets a model up for it.
+
+QUALITY_RANK = 4  # trails full fine-tuning slightly (Luo et al. 2024)
+RELIEVES = ("gradients",)
+UNSHARDABLE = "it switches the trainable block during the run, which a sharded optimizer fixed at wrap time cannot"
+PLAN_OPTIONS = [{}]
+
+
+def flop_kinds(spec, cfg):
+    from ..flop_plan import block_steps
+
+    return block_steps(spec, int(cfg.layers_per_block), bottom=bool(cfg.include_embedding),
+                       top=bool(cfg.include_head))
+
+
+def trace_setup(model, cfg, shape):
+    """Its lowest block active: the block whose step needs the most (backward runs through every layer above)."""
+    blockwise.activate(model, set(blocks_of(model, cfg or Config())[0]))
+    return model

@@ -1,13 +1,22 @@
 """The contract every training method meets, and the first-order stepper most of them share.
 
-A method is a module with: NAME, Config (a dataclass of its options, validated in __post_init__), DEFAULT_LR,
-`prepare(model, cfg, ctx) -> Stepper` and `memory(spec, shape, cfg) -> MemoryBreakdown` (its memory model, used by
-the planner). The one training loop drives any Stepper; it has no method-specific code.
+A method is one module registered in methods/registry.py. It has:
+- NAME, Config (a dataclass of its options, validated in __post_init__), DEFAULT_LR, and
+  `prepare(model, cfg, ctx) -> Stepper`: what the one training loop drives (the loop has no method-specific code);
+- its costs, which the planner (budgetune.planner) and budgetune.flop_plan ask for instead of naming methods:
+  `memory(spec, shape, cfg) -> MemoryBreakdown` (its memory terms), `flop_kinds(spec, cfg) -> [flop_plan.StepKind]`
+  (what trains in each kind of step it runs), FORWARD_ONLY = True for a zeroth-order step (two forward passes per
+  sampled direction), QUALITY_RANK (lower is recommended first), PLAN_OPTIONS (option sets the planner tries;
+  default [{}]) and RELIEVES (the memory terms it cuts against full fine-tuning, named in advice);
+- optionally, the tracer's set-up (budgetune.planner.trace): `trace_setup(model, cfg, shape) -> model`, and where
+  it differs from foreach AdamW `trace_optimizer(model, cfg, trainable)` and `trace_after_step(optimizer)`;
+- optionally SHARDABLE = True (it runs under FSDP2 / ZeRO) or UNSHARDABLE = "why not", PRECISIONS and
+  PRECISION_REASON (budgetune.precision), FROZEN_BASE = True (a base that never trains is loaded in bf16 under AMP), SWITCHABLE_ADAPTERS = True (peft
+  adapters that the generation evaluation switches off to score the base model).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +24,9 @@ from typing import Any, Protocol
 
 from ..flops import FlopProfile, profile_from_model, train_step_flops
 from ..lazy import lazy
+from ..loss import next_token_loss
 
 torch = lazy("torch")
-F = lazy("torch.nn.functional")
 
 
 @dataclass
@@ -60,11 +69,8 @@ def token_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
     # use_cache=False: a no-grad forward (evaluation, zeroth-order probes) would otherwise hold every layer's K/V
     # until it returns, memory nothing reads.
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    labels = batch["labels"][:, 1:]
-    logits = logits[:, :-1]
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100,
-                           reduction="sum")
-    return loss, int((labels != -100).sum())
+    loss, mask = next_token_loss(logits, batch["labels"])
+    return loss, int(mask.sum())
 
 
 def batch_tokens(batch: dict) -> int:
@@ -77,12 +83,12 @@ class FirstOrderStepper:
     Gradients are synchronised across processes only on the last micro-batch (DDP `no_sync` on the others).
     """
 
-    def __init__(self, model, optimizer, ctx: TrainContext, *, params_fn: Callable[[], list] | None = None):
+    def __init__(self, model, optimizer, ctx: TrainContext):
         self.accelerator = ctx.accelerator
         self.recompute = ctx.gradient_checkpointing
         if self.recompute:
             enable_checkpointing(model)
-        from ..train.sharding import prepare
+        from ..sharding import prepare
 
         self.model, self.optimizer = prepare(self.accelerator, model, optimizer, ctx.extra.get("sharding", "none"))
         self._profile: FlopProfile | None = None

@@ -37,6 +37,7 @@ torch = lazy("torch")
 F = lazy("torch.nn.functional")
 
 NAME = "colm"
+SWITCHABLE_ADAPTERS = True  # peft adapters: the base model is generated with them switched off
 FROZEN_BASE = True
 DEFAULT_LR = 2e-4
 
@@ -225,3 +226,13 @@ def planned_flops_per_token(spec, cfg: Config, seq_len: int, gradient_checkpoint
     train = train_step_flops(p, 1, seq_len, recompute=gradient_checkpointing) / seq_len
     sketch = 2.0 * spec.vocab * int(cfg.sketch) + 2.0 * int(cfg.sketch) * spec.hidden
     return forward_flops(p, 1, seq_len) / seq_len + sketch + float(cfg.fraction) * train
+
+
+# The planner's view (budgetune.planner): CoLM trains LoRA on a coreset of each batch; its loss is not measured here
+# yet, so it ranks below the measured adapters (between QLoRA and DQT). It prices its own FLOPs
+# (planned_flops_per_token above) and is traced as LoRA at its coreset shape (trace_shape above).
+QUALITY_RANK = 6.5
+
+
+def trace_setup(model, cfg, shape):
+    return lora.trace_setup(model, None, shape)

@@ -188,3 +188,15 @@ def memory(spec, shape, cfg: Config):
     moments = T.adam_state_bytes(n_q, "fp32")
     return peak.plus(optimizer=moments, other=8 * largest if peak.gradients else 0)
 
+
+# The planner's view of this method (budgetune.planner, budgetune.flop_plan): its rank among methods by quality,
+# the kind of step it runs for FLOPs, and how the tracer sets a model up for it.
+
+QUALITY_RANK = 7
+
+
+def flop_kinds(spec, cfg):
+    """The decoder's linear layers train; embedding and head stay frozen."""
+    from ..flop_plan import StepKind
+
+    return [StepKind(layers=frozenset(range(spec.n_layers)))]

@@ -45,3 +45,22 @@ def memory(spec, shape, cfg: Config):
                               state_fmt=gfmt, activations=acts,
                               cache=T.autocast_cache_bytes(matmul, shape.precision),
                               notes=(f"full AdamW, {shape.precision}",))
+
+
+# The planner's view of this method (budgetune.planner, budgetune.flop_plan): its rank among methods by quality,
+# the kind of step it runs for FLOPs, and how the tracer sets a model up for it.
+
+QUALITY_RANK = 0  # the reference every other method is compared with
+SHARDABLE = True
+
+
+def flop_kinds(spec, cfg):
+    from ..flop_plan import full_step
+
+    return [full_step(spec)]
+
+
+def trace_setup(model, cfg, shape):
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model

@@ -235,3 +235,36 @@ def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
         other=max(unprojected, refresh + max(svd, projected), tied_embedding_grad_bytes(spec, shape.precision)))
     _, _, states = T.shard(shape, weights=0, gradients=0, optimizer=optimizer_bytes(spec, cfg, shape.precision))
     return (backward if backward.total >= step.total else step).plus(optimizer=states)
+
+
+# The planner's view of this method (budgetune.planner, budgetune.flop_plan): its rank among methods by quality,
+# the kind of step it runs for FLOPs, and how the tracer sets a model up for it.
+
+QUALITY_RANK = 2  # close to full fine-tuning (Zhao et al. 2024)
+RELIEVES = ("optimizer",)
+UNSHARDABLE = "its gradient projection needs each whole weight matrix on the rank (SVD of the full gradient)"
+PLAN_OPTIONS = [{}]  # its default rank, the one a run without options trains with
+
+
+def flop_kinds(spec, cfg):
+    from ..flop_plan import full_step
+
+    return [full_step(spec)]
+
+
+def trace_setup(model, cfg, shape):
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+def trace_optimizer(model, cfg, trainable):
+    """galore_torch's optimizer, projector included, as GaLoreStepper builds it."""
+    from galore_torch import GaLoreAdamW
+
+    groups = param_groups(model, cfg or Config(), galore_matrices(model))
+    return GaLoreAdamW(groups, lr=1e-5, no_deprecation_warning=True)
+
+
+def trace_after_step(optimizer) -> None:
+    compact_projectors(optimizer)  # what GaLoreStepper does after each step

@@ -135,12 +135,6 @@ def _groups(spec, cfg: Config):
     return block_sizes(spec, int(cfg.layers_per_group), embedding=True, head=True)
 
 
-def _groups(spec, cfg: Config):
-    from .blockwise import block_sizes
-
-    return block_sizes(spec, int(cfg.layers_per_group), embedding=True, head=True)
-
-
 def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
     """Device memory: all weights, one group's gradients and Adam moments (the others wait in host memory, HiFT §3),
     activations from the active group up; the group with the largest footprint is shown. host_bytes() gives the
@@ -163,3 +157,18 @@ def host_bytes(spec, shape: Shape, cfg: Config) -> int:
     _, active = worst_group(spec, shape, _groups(spec, cfg), T.weight_bytes(spec.n_params, wfmt))
     total = sum(p for _, p, _ in _groups(spec, cfg))
     return T.adam_state_bytes(total - active, state_format(shape.precision))
+
+
+# The planner's view of this method (budgetune.planner, budgetune.flop_plan): its rank among methods by quality,
+# the kind of step it runs for FLOPs, and how the tracer sets a model up for it.
+
+QUALITY_RANK = 5  # trails full fine-tuning slightly (Liu et al. 2024)
+RELIEVES = ("gradients",)
+UNSHARDABLE = "it switches the trainable group during the run, which a sharded optimizer fixed at wrap time cannot"
+PLAN_OPTIONS = [{}]
+
+
+def flop_kinds(spec, cfg):
+    from ..flop_plan import block_steps
+
+    return block_steps(spec, int(cfg.layers_per_group), bottom=True, top=True)

@@ -12,6 +12,7 @@ from .base import FirstOrderStepper, TrainContext
 torch = lazy("torch")
 
 NAME = "lora"
+SWITCHABLE_ADAPTERS = True  # peft adapters: the base model is generated with them switched off
 FROZEN_BASE = True  # the base never trains: under amp_bf16 it is loaded in bf16 (budgetune.precision.load_dtype)
 DEFAULT_LR = 2e-4
 
@@ -98,3 +99,30 @@ def memory(spec, shape, cfg: Config):
     return T.first_order_peak(spec, shape, weights=weights, n_trainable=n_adapters, state_fmt="fp32",
                               activations=acts, cache=T.autocast_cache_bytes(n_adapters, shape.precision),
                               notes=(f"LoRA r={cfg.r} on {','.join(cfg.target_modules)}",))
+
+
+# The planner's view of this method (budgetune.planner, budgetune.flop_plan): its rank among methods by quality,
+# the kind of step it runs for FLOPs, and how the tracer sets a model up for it.
+
+QUALITY_RANK = 3  # trails full fine-tuning slightly (Biderman et al. 2024, "LoRA Learns Less and Forgets Less")
+RELIEVES = ("optimizer", "gradients")
+SHARDABLE = True
+PLAN_OPTIONS = [{"r": 16, "target_modules": "all"}, {"r": 64, "target_modules": "all"}]  # "all": the spec's linears
+
+
+def flop_kinds(spec, cfg):
+    from ..flop_plan import adapter_step
+
+    return [adapter_step(cfg)]
+
+
+def trace_setup(model, cfg, shape):
+    """peft's wrap on the meta device; without options, rank 16 on every linear layer inside the decoder layers."""
+    from peft import get_peft_model
+
+    if cfg is None:  # every linear layer inside the decoder layers (any architecture)
+        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                        if isinstance(m, torch.nn.Linear) and (".layers." in n or ".h." in n)})
+        cfg = Config(r=16, target_modules=names)
+    with torch.device("meta"):
+        return get_peft_model(model, lora_config(cfg, model))

@@ -52,3 +52,23 @@ def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
     peak = MemoryBreakdown(weights=weight_bytes(spec.n_params, wfmt), activations=forward_peak_bytes(spec, shape),
                            other=chunk, notes=("forward passes only",))
     return peak.plus(other=runtime_overhead(shape, peak.total))  # as every method: plan's overhead
+
+
+# The planner's view of this method (budgetune.planner, budgetune.flop_plan): its rank among methods by quality,
+# the kind of step it runs for FLOPs, and how the tracer sets a model up for it.
+
+QUALITY_RANK = 12  # far more steps for less (Malladi et al. 2023)
+FORWARD_ONLY = True  # two forward passes per sampled direction
+UNSHARDABLE = "its weight perturbations are applied in place to whole parameters with a shared seed"
+
+
+def flop_kinds(spec, cfg):
+    from ..flop_plan import StepKind
+
+    return [StepKind()]
+
+
+def trace_setup(model, cfg, shape):
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -137,3 +137,16 @@ def memory(spec, shape, cfg: Config):
     largest = max(l.in_features * l.out_features for l in spec.layer_linears)
     return T.first_order_peak(spec, shape, weights=weights, n_trainable=rows, state_fmt="fp32", activations=acts,
                               cache=5 * largest, notes=(f"{cfg.bits}-bit codes, scales train",))
+
+
+# The planner's view of this method (budgetune.planner, budgetune.flop_plan): its rank among methods by quality,
+# the kind of step it runs for FLOPs, and how the tracer sets a model up for it.
+
+QUALITY_RANK = 8
+
+
+def flop_kinds(spec, cfg):
+    """Only per-row scales train: no weight-gradient products."""
+    from ..flop_plan import StepKind
+
+    return [StepKind(scale_layers=frozenset(range(spec.n_layers)))]

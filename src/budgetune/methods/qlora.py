@@ -17,13 +17,13 @@ from .base import FirstOrderStepper, TrainContext
 torch = lazy("torch")
 
 NAME = "qlora"
+SWITCHABLE_ADAPTERS = True  # peft adapters: the base model is generated with them switched off
 # prepare_model_for_kbit_training keeps every non-quantised weight and the adapters in fp32: pure bf16 is not what
 # would run.
 PRECISIONS = ("fp32", "amp_bf16")
 PRECISION_REASON = "peft keeps its non-quantised weights and adapters in fp32"
 DEFAULT_LR = 2e-4
 QUANT_BLOCK = 64  # NF4 block size: one absmax per 64 weights (Dettmers et al. 2023)
-DQ_BLOCK = 256  # double quantisation: the absmax values quantised to 8 bit in blocks of 256
 
 
 @dataclass(kw_only=True)
@@ -118,3 +118,18 @@ def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
     peak = T.first_order_peak(spec, shape, weights=weights, n_trainable=n_adapters, state_fmt="fp32",
                               activations=acts, notes=(f"{cfg.quant_type} base, LoRA r={cfg.r}",))
     return peak.plus(other=4 * largest)
+
+
+# The planner's view of this method (budgetune.planner, budgetune.flop_plan): its rank among methods by quality,
+# the kind of step it runs for FLOPs, and how the tracer sets a model up for it.
+
+QUALITY_RANK = 6  # LoRA plus quantisation error (Dettmers et al. 2023)
+RELIEVES = ("weights",)
+UNSHARDABLE = "its 4-bit bitsandbytes weights are not DTensors that FSDP2 or ZeRO can split"
+PLAN_OPTIONS = [{"r": 16, "target_modules": "all"}]
+
+
+def flop_kinds(spec, cfg):
+    from ..flop_plan import adapter_step
+
+    return [adapter_step(cfg)]

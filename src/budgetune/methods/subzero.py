@@ -177,3 +177,24 @@ def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
     other = per_value * (factor_numels(spec) * r + tallest * r + r * r)
     return MemoryBreakdown(weights=weight_bytes(spec.n_params, wfmt), activations=forward_peak_bytes(spec, shape),
                            other=other, notes=(f"rank-{r} orthonormal subspaces, forward passes only",))
+
+
+# The planner's view of this method (budgetune.planner, budgetune.flop_plan): its rank among methods by quality,
+# the kind of step it runs for FLOPs, and how the tracer sets a model up for it.
+
+QUALITY_RANK = 10
+FORWARD_ONLY = True  # two forward passes per sampled direction
+
+
+def flop_kinds(spec, cfg):
+    from ..flop_plan import StepKind
+
+    return [StepKind()]
+
+
+def trace_setup(model, cfg, shape):
+    """Its step is MeZO's (two no-grad probes, in-place perturbations); its orthonormal factors (Σ(m+n)·r values,
+    a few MiB) are not traced: its memory() counts them."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from .. import atomic
-from ..train.rundir import read_jsonl
+from ..atomic import read_jsonl
 from . import figures
 from .summary import EXPLAIN, read_generation, verdict
 

@@ -1,5 +1,5 @@
 """What a run's numbers mean: one line per metric, a warning where a metric moved the wrong way, the generation
-evaluation persisted to the run directory, and the JSON summary of `run --json` / `train --json`."""
+evaluation read back from the run directory, and the JSON summary of `run --json` / `train --json`."""
 
 from __future__ import annotations
 
@@ -41,32 +41,6 @@ def verdict(metric: str, before, after) -> str | None:
             f"measure; read it beside held-out loss and token accuracy, and the examples below")
 
 
-def save_generation_eval(result, before: dict | None, after: dict | None) -> Path | None:
-    """The run's generation evaluation as RUN_DIR/generation_eval.json (what the report is rebuilt from), and its
-    scores on the run's tracker."""
-    if not after or not _main_process():
-        return None
-    from .. import atomic, trackers
-
-    path = Path(result.run_dir) / GENERATION_FILE
-    model = json.loads((Path(result.run_dir) / "summary.json").read_text(encoding="utf-8")).get("model")
-    atomic.write_json(path, {"run_dir": str(result.run_dir), "model": model,
-                             "before": before, "after": after})
-    tracker = trackers.live(result.run_dir)
-    for label, g in (("before", before), ("after", after)):
-        if g:
-            tracker.log({f"generation/{label}/{k}": g.get(k) for k in ("f1", "rougeL", "token_accuracy", "n")},
-                        result.ledger.steps)
-    return path
-
-
-def _main_process() -> bool:
-    """Only the main process writes to the run directory (one writer)."""
-    from accelerate import PartialState
-
-    return PartialState().is_main_process
-
-
 def read_generation(run_dir: Path) -> tuple[dict | None, dict | None]:
     path = Path(run_dir) / GENERATION_FILE
     if not path.exists():
@@ -99,25 +73,3 @@ def explain_lines(result, before: dict | None, after: dict | None) -> list[str]:
                       "F1": (before.get("f1"), after.get("f1")), "ROUGE-L": (before.get("rougeL"), after.get("rougeL"))})
     warnings = [w for m, (b, a) in pairs.items() if (w := verdict(m, b, a))]
     return ["", "what the numbers mean:"] + lines + [f"  note: {w}" for w in warnings]
-
-
-def save_memory(result, cfg) -> Path | None:
-    """RUN_DIR/memory.json for a run with a memory budget: the planner's bytes by term for the method that ran,
-    and on a GPU the measured peak (torch.cuda.max_memory_allocated) beside it."""
-    if not cfg.budget.max_memory or not _main_process():
-        return None
-    from .. import atomic
-    from ..memory.plan import check_fits
-
-    # The plan the run checked, for its world size and sharding (train/ranks.py records it in summary.json).
-    summary = Path(result.run_dir) / "summary.json"
-    recorded = json.loads(summary.read_text(encoding="utf-8")).get("plan") if summary.exists() else None
-    plan = recorded or check_fits(cfg)
-    out = {"method": plan.get("method"), "planned": plan.get("bytes") or {}, "budget": plan.get("budget")}
-    import torch
-
-    if torch.cuda.is_available():
-        out["measured_peak"] = int(torch.cuda.max_memory_allocated())
-    path = Path(result.run_dir) / "memory.json"
-    atomic.write_json(path, out)
-    return path

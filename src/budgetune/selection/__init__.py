@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..errors import UserError
+from ..lazy import lazy
+
+np = lazy("numpy")  # `plan` and the CLI's help list the scorers without importing numpy
 
 KEYS = {
     "scorer": "scorer name (see `budgetune select --help`)",
@@ -97,7 +98,8 @@ def select(selection: dict, model, pool: list, target: list, ledger=None, *, tot
         raise UserError(f"scorer '{scorer.name}' needs target examples, but the target set is empty; give --target "
                         f"data (or a held-out split)")
     if scorer.needs_model and model is None:
-        raise UserError(f"scorer '{scorer.name}' needs a model to run; pass a model (or use random, length or dsir)")
+        raise UserError(f"scorer '{scorer.name}' needs a model to run; pass a model (or use "
+                        f"{registry.model_free()})")
     from .cheap import score_cheaply
 
     scores = score_cheaply(scorer, model, pool, target, s)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UserError
-from ..flops import forward_flops, profile_from_model, train_step_flops
+from ..flops import profile_from_model, train_step_flops
 
 COST_SHARE = 0.2
 SAMPLE = 0.1  # share of the pool a model-based scorer reads under auto
@@ -56,21 +56,6 @@ def pass_flops(profile, pool, batch: int) -> float:
     lengths = np.array([e.n_tokens for e in pool])[np.random.default_rng(0).permutation(len(pool))]
     return float(sum(train_step_flops(profile, len(lengths[i: i + batch]), int(lengths[i: i + batch].max()))
                      for i in range(0, len(lengths), batch)))
-
-
-def forward_pass_flops(profile, examples, batch: int = 16) -> float:
-    """FLOPs of the scorers' batched forward over `examples` (sorted by length, as selection/forward.py batches)."""
-    lengths = np.sort([e.n_tokens for e in examples])
-    return float(sum(forward_flops(profile, len(lengths[i: i + batch]), int(lengths[i: i + batch].max()))
-                     for i in range(0, len(lengths), batch)))
-
-
-def ifd_flops(profile, examples, batch: int = 16) -> float:
-    """IFD: one forward with the prompt, one of the answer alone (the response tokens plus the one before)."""
-    from .forward import response_only
-
-    return forward_pass_flops(profile, examples, batch) + forward_pass_flops(
-        profile, [response_only(e) for e in examples], batch)
 
 
 def _proxy_profile(model, layers: int):
@@ -114,19 +99,23 @@ def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: flo
         reasons.append("the budget trains on every example at least once, so a subset could only drop data: "
                        "no selection")
         return Plan(None, 1.0, 0.0, total_flops, reasons, candidates)
-    if target:
-        cost = 2.0 * len(pool) * 10000  # dsir's dot product over 10000 buckets
-        candidates.append({"scorer": "dsir", "proxy": None, "predicted_flops": cost,
-                           "share_of_training": _share(cost, total_flops)})
     prompts = all(e.messages for e in pool)
-    if prompts:
+    for name, module in auto_candidates():  # each scorer's own cost model (predicted_flops in its file)
+        if getattr(module, "NEEDS_TARGET", False) and not target or getattr(module, "NEEDS_PROMPTS", False) \
+                and not prompts:
+            continue
+        if not module.NEEDS_MODEL:
+            cost = module.predicted_flops(None, pool)
+            candidates.append({"scorer": name, "proxy": None, "predicted_flops": cost,
+                               "share_of_training": _share(cost, total_flops)})
+            continue
         proxy = _proxy_profile(model, proxy_layers)
         n = max(16, round(sample * len(pool)))
-        cost = ifd_flops(proxy, pool[:n]) * 1.0
-        candidates.append({"scorer": "ifd", "proxy": proxy_layers, "sample": sample, "predicted_flops": cost,
+        cost = module.predicted_flops(proxy, pool[:n]) * 1.0
+        candidates.append({"scorer": name, "proxy": proxy_layers, "sample": sample, "predicted_flops": cost,
                            "share_of_training": _share(cost, total_flops)})
-        full_cost = ifd_flops(profile, pool)
-        candidates.append({"scorer": "ifd", "proxy": None, "predicted_flops": full_cost,
+        full_cost = module.predicted_flops(profile, pool)
+        candidates.append({"scorer": name, "proxy": None, "predicted_flops": full_cost,
                            "share_of_training": _share(full_cost, total_flops)})
     affordable = [c for c in candidates if 0 <= c["share_of_training"] <= cost_share]
     for c in candidates:
@@ -138,7 +127,8 @@ def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: flo
                       else "more than the whole budget")
         reasons.append(f"{what}: {c['predicted_flops']:.3g} FLOPs, {share_text} "
                        f"({'affordable' if ok else f'over the {cost_share:.0%} share'})")
-    choice = next((c for c in affordable if c["scorer"] == "dsir"), None) or next(iter(affordable), None)
+    free = {name for name, module in auto_candidates() if not module.NEEDS_MODEL}
+    choice = next((c for c in affordable if c["scorer"] in free), None) or next(iter(affordable), None)
     if choice is None:
         reasons.append("no scorer is affordable and a random subset only drops data: no selection")
         return Plan(None, 1.0, 0.0, total_flops, reasons, candidates)
@@ -148,7 +138,7 @@ def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: flo
         section["proxy"] = choice["proxy"]
     if choice.get("sample"):
         section["sample"] = choice["sample"]
-    why = ("targets the dev examples at no model cost" if choice["scorer"] == "dsir" else
+    why = ("targets the dev examples at no model cost" if choice["scorer"] in free else
            "the cheapest affordable model-based scorer")
     reasons.append(f"chosen: {choice['scorer']} ({why}), keeping {section['budget']} examples ({fraction:.1%}): "
                    f"what one pass of the {total_flops - choice['predicted_flops']:.3g} training FLOPs covers")
@@ -170,14 +160,11 @@ def throughput(model, examples, batch: int = 16) -> float:
 def predict_seconds(section: dict, model, pool, target) -> float:
     """Wall seconds the planned scoring will take: hashing time per example measured on a few examples (DSIR), or
     predicted FLOPs over the scoring model's measured forward throughput (model-based scorers)."""
-    if section["scorer"] == "dsir":
-        from .scorers.dsir import hashed_counts
+    from . import registry
 
-        few = list(pool[:32])
-        hashed_counts(few[:4], 10000, 2)  # warm
-        t0 = time.perf_counter()
-        hashed_counts(few, 10000, 2)
-        return (time.perf_counter() - t0) / len(few) * (len(pool) + len(target))
+    module = registry.get(section["scorer"])
+    if not module.NEEDS_MODEL and hasattr(module, "predict_seconds"):
+        return module.predict_seconds(pool, target)
     from .proxy import proxy_for
 
     scorer_model, _ = proxy_for(model, section.get("proxy"))
@@ -185,10 +172,16 @@ def predict_seconds(section: dict, model, pool, target) -> float:
     n = len(pool) if not sample else min(len(pool), max(16, round(float(sample) * len(pool)) if float(sample) <= 1
                                                      else int(sample)))
     profile = profile_from_model(scorer_model)
-    if section["scorer"] == "ifd":
-        flops = ifd_flops(profile, pool[:n])
-    elif section["scorer"] == "loss":
-        flops = forward_pass_flops(profile, pool[:n])
-    else:
-        raise UserError(f"no wall-time model for scorer '{section['scorer']}' yet; auto plans dsir, ifd and loss")
+    if not hasattr(module, "predicted_flops"):
+        timed = [n for n in registry.names() if hasattr(registry.get(n), "predicted_flops")]
+        raise UserError(f"no wall-time model for scorer '{section['scorer']}' yet; auto plans {', '.join(timed)}")
+    flops = module.predicted_flops(profile, pool[:n])
     return flops / throughput(scorer_model, pool, batch=8)  # one timed batch of 8, not the pass itself
+
+
+def auto_candidates() -> list[tuple[str, object]]:
+    """(name, module) of the registered scorers that declare AUTO = True and a cost model (predicted_flops)."""
+    from . import registry
+
+    return [(n, m) for n in registry.names() if getattr(m := registry.get(n), "AUTO", False)
+            and hasattr(m, "predicted_flops")]

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data import IGNORE, Example, collate
 from ..errors import UserError
 from ..flops import forward_flops, profile_from_model
+from ..loss import next_token_loss
 
 
 def length_batches(examples: list[Example], batch_size: int,
@@ -37,7 +37,9 @@ def length_batches(examples: list[Example], batch_size: int,
 
 def require_model(model, scorer: str) -> None:
     if model is None:
-        raise UserError(f"scorer '{scorer}' needs a model to run; pass --model (or use random, length or dsir)")
+        from .registry import model_free
+
+        raise UserError(f"scorer '{scorer}' needs a model to run; pass --model (or use {model_free()})")
 
 
 @torch.no_grad()
@@ -54,16 +56,14 @@ def token_stats(model, examples: list[Example], *, batch_size: int = 16, el2n: b
     err = np.zeros(len(examples)) if el2n else None
     flops, tokens = 0.0, 0
     for idx, batch in length_batches(examples, batch_size, progress):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-        labels = batch["labels"][:, 1:]
-        mask = labels != IGNORE
-        safe = labels.clamp(min=0)
-        ce = F.cross_entropy(logits.transpose(1, 2), safe, reduction="none") * mask
+        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        ce, mask = next_token_loss(full, batch["labels"], reduction="none")
         count = mask.sum(1).clamp(min=1)
         loss[idx] = (ce.sum(1) / count).numpy()
         if el2n:
             # ‖p − e_y‖² = ‖p‖² − 2·p_y + 1 avoids building the one-hot tensor over the vocabulary.
-            probs = logits.softmax(-1)
+            safe = batch["labels"][:, 1:].clamp(min=0)
+            probs = full[:, :-1].float().softmax(-1)
             p_y = probs.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
             norm = (probs.pow(2).sum(-1) - 2 * p_y + 1).clamp(min=0).sqrt() * mask
             err[idx] = (norm.sum(1) / count).numpy()
@@ -88,3 +88,10 @@ def response_only(example: Example) -> Example:
                         f"prompt/response data")
     start = first - 1
     return Example(example.input_ids[start:], [IGNORE] + example.labels[first:], example.category, uid=example.uid)
+
+
+def forward_pass_flops(profile, examples, batch: int = 16) -> float:
+    """FLOPs of the scorers' batched forward over `examples` (sorted by length, as selection/forward.py batches)."""
+    lengths = np.sort([e.n_tokens for e in examples])
+    return float(sum(forward_flops(profile, len(lengths[i: i + batch]), int(lengths[i: i + batch].max()))
+                     for i in range(0, len(lengths), batch)))

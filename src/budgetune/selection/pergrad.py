@@ -18,11 +18,11 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..data import IGNORE, Example, collate
+from ..data import Example, collate
 from ..errors import UserError
 from ..flops import profile_from_model, train_step_flops
+from ..loss import row_mean_loss
 from .forward import length_batches
 
 METHODS = ("hooks", "vmap", "loop")
@@ -40,11 +40,8 @@ def dimension(model) -> int:
 
 
 def _mean_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy per row of a [b, s, V] batch."""
-    logits, labels = logits[:, :-1].float(), labels[:, 1:]
-    mask = labels != IGNORE
-    ce = F.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none") * mask
-    return ce.sum(1) / mask.sum(1).clamp(min=1)
+    """Mean next-token cross-entropy per row of a [b, s, V] batch (budgetune.loss)."""
+    return row_mean_loss(logits, labels)
 
 
 @contextmanager

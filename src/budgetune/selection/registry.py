@@ -43,3 +43,14 @@ def get(name: str) -> ModuleType:
 def make(name: str, options: dict | None = None):
     """A scorer object built from KEY=VALUE options (strings from the CLI, typed values from YAML)."""
     return get(name).Scorer(REGISTRY.config(name, options))
+
+
+def model_free() -> str:
+    """The registered scorers that need no model (NEEDS_MODEL = False), as 'random, length or dsir' for errors."""
+    free = [n for n in names() if not get(n).NEEDS_MODEL]
+    return " or ".join([", ".join(free[:-1]), free[-1]] if len(free) > 1 else free)
+
+
+def listing() -> str:
+    """The registered scorers for help texts: 'random, length, ...'."""
+    return ", ".join(names())

@@ -9,24 +9,21 @@ the per-example results are put back in the caller's order.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..data import collate
 from ..dist import reduce_or_raise
 from ..flops import forward_flops, profile_from_model
-from .sharding import is_sharded
+from ..loss import next_token_loss
+from ..sharding import is_sharded
 
 
 def _per_example_loss(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sum of next-token cross-entropy over each example's response tokens, each example's count, and how many of
     them the greedy next token gets right (response-token accuracy from the same forward, no extra FLOPs)."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    loss, keep = next_token_loss(logits, batch["labels"], reduction="none")
     labels = batch["labels"][:, 1:]
-    logits = logits[:, :-1]
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100,
-                           reduction="none").view(labels.shape)
-    keep = labels != -100
-    correct = ((logits.argmax(-1) == labels) & keep).sum(dim=1).double()
+    correct = ((logits[:, :-1].argmax(-1) == labels) & keep).sum(dim=1).double()
     return loss.sum(dim=1).double(), keep.sum(dim=1).double(), correct
 
 

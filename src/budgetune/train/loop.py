@@ -91,7 +91,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     budget = make_budget(cfg)
     layout = ranks.layout(cfg)  # processes and sharding this run really uses (the planner plans with them)
     if budget.max_memory_bytes is not None:
-        from ..memory.plan import check_fits  # refuses before any weight is loaded
+        from ..planner.plan import check_fits  # refuses before any weight is loaded
 
         plan = check_fits(cfg, **layout)
         if cfg.train.method == "auto":  # the planner's recommendation for this memory budget
@@ -130,7 +130,7 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     ledger = Ledger()
     pool = list(data.train)
     if cfg.selection and resumed is None:
-        from ..report.selection_scores import apply_and_record
+        from .selection_record import apply_and_record
         from ..selection import plan_inputs
 
         t0 = time.perf_counter()

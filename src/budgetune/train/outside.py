@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 from .. import atomic
-from ..budget import Ledger, charge_outside, read_charges
+from ..budget import Ledger, read_charges
+from ..charges import charge_outside
 
 COMMAND = "run --generation-eval"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import dist
 from ..errors import UserError
-from . import sharding
+from .. import sharding
 
 
 def layout(cfg) -> dict:
@@ -17,7 +17,11 @@ def layout(cfg) -> dict:
 
 
 def accelerator_kwargs(cfg, lay: dict) -> dict:
-    sharding.check(cfg.train.method, lay["sharding"], cfg.train.grad_accum)  # after method 'auto' has been resolved by the planner
+    from ..methods import registry
+    from ..planner.plan import shardable_methods
+
+    sharding.check(registry.get(cfg.train.method), lay["sharding"], cfg.train.grad_accum,
+                   shardable=shardable_methods())  # after method 'auto' has been resolved by the planner
     kwargs = sharding.accelerator_kwargs(lay["sharding"], grad_accum=cfg.train.grad_accum)
     timeout = getattr(cfg.train, "dist_timeout", None)
     if timeout and lay["world"] > 1:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from .. import atomic, runlock
+from ..atomic import read_jsonl  # noqa: F401 -- the run's logs are read where the loop and tests look
 from ..errors import UserError
 
 _RUN_KEYS = {"model", "data", "train", "budget"}  # the sections of a saved config.json
@@ -80,33 +81,6 @@ class RunDir:
     def write_json(self, name: str, obj) -> None:
         if self.writer:
             atomic.write_json(self.path / name, obj)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The records of a JSONL log. A torn last line (a write cut short by a kill) is dropped; a damaged line
-    anywhere else is a one-line error."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text; the run directory is damaged") from None
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError
-        except ValueError:
-            if number == len(lines):
-                break  # the last write was cut short; the resumed run rewrites it
-            raise UserError(f"{path}:{number}: not a JSON record; the run directory is damaged (remove the line "
-                            f"or start a new run)") from None
-        records.append(record)
-    return records
 
 
 def default_path(method: str, accelerator=None) -> Path:

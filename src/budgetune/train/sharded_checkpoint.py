@@ -19,7 +19,7 @@ import torch
 
 from .. import atomic, dist
 from . import checkpoint
-from .sharding import is_deepspeed
+from ..sharding import is_deepspeed
 
 
 def _options(full: bool = False):
@@ -115,6 +115,6 @@ class GatheredResult:
 
 def gather_result(stepper):
     """A GatheredResult for a sharded model (every rank must call this), None otherwise."""
-    from .sharding import is_sharded
+    from ..sharding import is_sharded
 
     return GatheredResult(stepper) if is_sharded(stepper.model) else None

@@ -22,6 +22,23 @@ NAME = "dsir"
 NEEDS_MODEL = False
 NEEDS_TARGET = True
 DEFAULT_STRATEGY = "topk"
+AUTO = True  # scorer 'auto' weighs it (selection/auto.py) by predicted_flops below
+
+
+def predicted_flops(profile, examples) -> float:
+    """A dot product over 10000 hashed buckets per example (no model)."""
+    return 2.0 * len(examples) * 10000
+
+
+def predict_seconds(pool, target) -> float:
+    """Hashing time per example measured on a few examples, times the examples to hash."""
+    import time
+
+    few = list(pool[:32])
+    hashed_counts(few[:4], 10000, 2)  # warm
+    t0 = time.perf_counter()
+    hashed_counts(few, 10000, 2)
+    return (time.perf_counter() - t0) / len(few) * (len(pool) + len(target))
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 

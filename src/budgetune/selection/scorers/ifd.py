@@ -9,13 +9,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import UserError
-from ..forward import require_model, response_only, token_stats
+from ..forward import forward_pass_flops, require_model, response_only, token_stats
 from ..protocol import Scores
 
 NAME = "ifd"
 NEEDS_MODEL = True
 DEFAULT_STRATEGY = "topk"
 PER_EXAMPLE = True  # an example's score depends on it alone: ranks may score shares of the pool
+AUTO = True  # scorer 'auto' weighs it (selection/auto.py) by predicted_flops below
+NEEDS_PROMPTS = True  # it compares the answer's loss with and without the instruction
+
+
+def predicted_flops(profile, examples, batch: int = 16) -> float:
+    """One forward with the prompt, one of the answer alone (the response tokens plus the one before)."""
+    return forward_pass_flops(profile, examples, batch) + forward_pass_flops(
+        profile, [response_only(e) for e in examples], batch)
 
 
 @dataclass(kw_only=True)

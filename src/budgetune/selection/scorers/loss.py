@@ -14,6 +14,13 @@ DEFAULT_STRATEGY = "topk"
 PER_EXAMPLE = True  # an example's score depends on it alone: ranks may score shares of the pool
 
 
+def predicted_flops(profile, examples, batch: int = 16) -> float:
+    """One batched forward over the examples (the wall-time model of a planned loss scoring)."""
+    from ..forward import forward_pass_flops
+
+    return forward_pass_flops(profile, examples, batch)
+
+
 @dataclass(kw_only=True)
 class Config:
     batch_size: int = 16  # examples per forward pass

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 
 from ..errors import Infeasible, UserError
-from .spec import ModelSpec
-from .terms import MemoryBreakdown, Shape
+from ..memory.spec import ModelSpec
+from ..memory.terms import MemoryBreakdown, Shape
 
 GIB = 2**30
 # The runtime overhead on one device, one definition for `plan` and a run's check_fits: the CUDA context and
@@ -21,31 +21,14 @@ GIB = 2**30
 OVERHEAD = "512MiB"
 FRAGMENTATION = 0.05
 
-# Most quality-preserving first (the order the planner recommends in when several fit). Full fine-tuning and
-# 8-bit Adam match in quality (Dettmers et al. 2022); GaLore is close to full (Zhao et al. 2024); LoRA and the
-# block-wise optimizers trail full fine-tuning slightly (Biderman et al. 2024 "LoRA Learns Less and Forgets Less";
-# BAdam, Luo et al. 2024; HiFT, Liu et al. 2024); QLoRA adds quantisation error to LoRA (Dettmers et al. 2023);
-# zeroth-order methods need far more steps for less (Malladi et al. 2023; Addax and LOZO improve on MeZO). CoLM trains
-# LoRA on a coreset of each batch; its loss is not measured here yet, so it ranks below the measured adapters.
-QUALITY_ORDER = ("full", "adamw8bit", "galore", "lora", "badam", "hift", "qlora", "colm", "dqt", "peqa", "addax", "subzero",
-                 "lozo", "mezo")
-
-# Option sets the planner tries per method; a method not listed is tried with its defaults. "all" LoRA targets
-# are the model's linear layers (memory/spec.py names them per family).
-OPTION_SETS: dict[str, list[dict]] = {
-    "lora": [{"r": 16, "target_modules": "all"}, {"r": 64, "target_modules": "all"}],
-    "qlora": [{"r": 16, "target_modules": "all"}],
-    "galore": [{}],  # its default rank (methods/galore.py), the one a run without options trains with
-    "badam": [{}],
-    "hift": [{}],
-}
+# Which methods the planner recommends first, the option sets it tries and the FLOPs it plans are the method
+# modules' own declarations (QUALITY_RANK, PLAN_OPTIONS, flop_kinds; see methods/base.py): no method names here.
+# A method without QUALITY_RANK ranks last; without PLAN_OPTIONS it is tried with its defaults.
+UNRANKED = 1_000
 
 # Dense bf16 tensor-core peak TFLOP/s (vendor data sheets); time per step assumes `mfu` of it.
 DEVICE_TFLOPS = {"h200": 989.0, "h100": 989.0, "a100": 312.0, "l40s": 362.0, "a10g": 125.0, "l4": 121.0,
                  "rtx4090": 165.0, "rtx3090": 71.0, "v100": 125.0, "t4": 65.0}
-
-ZEROTH_ORDER = {"mezo", "lozo", "subzero"}  # forward passes only: two per step (per sampled direction)
-ADAPTERS = {"lora", "qlora"}
 
 
 @dataclass
@@ -98,15 +81,15 @@ def resolve_options(name: str, options: dict, spec: ModelSpec | None) -> dict:
 
 def flops_per_token(spec: ModelSpec, method: str, cfg, shape: Shape) -> float:
     """Training FLOPs per token from the profile the run's ledger charges (budgetune.flop_plan: the model's products
-    laid out from the config, with the method's trainable set): all matrices (full, 8-bit Adam, GaLore), adapters (LoRA,
-    QLoRA), the mean over a cycle of blocks (BAdam, HiFT), or two forward passes per direction (MeZO, LOZO)."""
+    laid out from the config, with the trainable set the method's own flop_kinds() declares: all matrices, adapters,
+    the mean over a cycle of blocks, or two forward passes per direction for a FORWARD_ONLY method)."""
     from ..flop_plan import planned_flops_per_token
     from ..methods import registry
 
     own = getattr(registry.get(method), "planned_flops_per_token", None)  # a method that prices itself (CoLM)
     if own is not None:
         return own(spec, cfg, shape.seq_len, shape.gradient_checkpointing)
-    return planned_flops_per_token(spec, method, cfg, shape.seq_len, shape.gradient_checkpointing)
+    return planned_flops_per_token(spec, registry.get(method), cfg, shape.seq_len, shape.gradient_checkpointing)
 
 
 def method_memory(spec: ModelSpec, shape: Shape, name: str, options: dict):
@@ -134,7 +117,7 @@ def enumerate_plans(spec: ModelSpec, shape: Shape, budget: int, *, methods: list
             if notes is not None:
                 notes.append(f"{name}: skipped (it cannot train in {shape.precision})")
             continue
-        for options in OPTION_SETS.get(name, [{}]):
+        for options in getattr(registry.get(name), "PLAN_OPTIONS", [{}]):
             for ckpt in (False, True):
                 s = shape.with_(gradient_checkpointing=ckpt)
                 rank = int(options.get("r", 0))
@@ -151,7 +134,12 @@ def enumerate_plans(spec: ModelSpec, shape: Shape, budget: int, *, methods: list
                     if notes is not None:
                         notes.append(f"{name}: skipped (its module has no memory() model yet)")
                     break
-                fpt = flops_per_token(spec, name, cfg, s)
+                try:
+                    fpt = flops_per_token(spec, name, cfg, s)
+                except UserError as e:  # a method that declares no FLOP profile yet is skipped, not fatal
+                    if notes is not None:
+                        notes.append(f"{name}: skipped ({e})")
+                    break
                 seconds = fpt * s.tokens / (tflops * 1e12 * mfu)
                 plans.append(Plan(name, resolve_options(name, options, spec), ckpt, breakdown,
                                   fits=breakdown.total <= budget, flops_per_token=fpt, seconds_per_step=seconds))
@@ -160,10 +148,11 @@ def enumerate_plans(spec: ModelSpec, shape: Shape, budget: int, *, methods: list
 
 def recommend(plans: list[Plan]) -> int | None:
     """Index of the most quality-preserving plan that fits; among equals the fastest."""
+    from ..methods import registry
+
     def rank(i: int):
         p = plans[i]
-        q = QUALITY_ORDER.index(p.method) if p.method in QUALITY_ORDER else len(QUALITY_ORDER)
-        return (q, p.seconds_per_step, p.total)
+        return (getattr(registry.get(p.method), "QUALITY_RANK", UNRANKED), p.seconds_per_step, p.total)
 
     feasible = [i for i, p in enumerate(plans) if p.fits]
     return min(feasible, key=rank) if feasible else None
@@ -192,9 +181,9 @@ def trace_plans(model: str, plans: list[Plan], shape: Shape, budget: int, *, tim
                 margin: float = 0.25, spec: ModelSpec | None = None, recommended: int | None = None) -> list[str]:
     """Fill traced_total for the recommended plan first, then for borderline ones (analytic total within `margin`
     of the budget: the ones a few percent could flip) while `time_budget` seconds last."""
+    from ..memory.terms import runtime_overhead
     from ..models import load_config
-    from .terms import runtime_overhead
-    from .trace import TRACEABLE, trace_step
+    from .trace import trace_step, traceable
 
     config = load_config(model)
     notes = []
@@ -204,9 +193,10 @@ def trace_plans(model: str, plans: list[Plan], shape: Shape, budget: int, *, tim
         borderline, key=lambda i: abs(plans[i].breakdown.total - budget))
     start = time.perf_counter()
     traced = 0
+    can = traceable()
     for i in order:
         p = plans[i]
-        if p.method not in TRACEABLE:
+        if p.method not in can:
             continue
         if time.perf_counter() - start > time_budget:
             notes.append("tracing stopped at its time limit; untraced plans keep traced_total null")
@@ -225,7 +215,7 @@ def trace_plans(model: str, plans: list[Plan], shape: Shape, budget: int, *, tim
         if spec is None:
             p.breakdown = r.breakdown
     notes.append(f"traced {traced} plan(s): the recommended one and those within {margin:.0%} of the budget that "
-                 f"the tracer reproduces ({', '.join(TRACEABLE)}); traced totals include the runtime overhead")
+                 f"the tracer reproduces ({', '.join(can)}); traced totals include the runtime overhead")
     return notes
 
 
@@ -248,7 +238,7 @@ def check_fits(run_cfg, *, world: int = 1, sharding: str = "none") -> dict:
     it is the planner's recommendation, which the caller applies. Raises Infeasible naming the binding term and
     what to change."""
     from ..config import parse_bytes
-    from .spec import spec_from_model_name
+    from ..memory.spec import spec_from_model_name
 
     budget = parse_bytes(run_cfg.budget.max_memory, "budget field 'max_memory'")
     spec = spec_from_model_name(run_cfg.model.model)
@@ -256,7 +246,7 @@ def check_fits(run_cfg, *, world: int = 1, sharding: str = "none") -> dict:
     shape = shape.with_(ranks=max(1, int(world)), sharding=sharding)  # per-rank memory of the layout the run uses
     name = run_cfg.train.method
     if name == "auto":  # the planner picks: the most quality-preserving method that fits, then the fastest
-        shardable = ["full", "lora"] if sharding != "none" else None  # train/sharding.py SHARDABLE
+        shardable = shardable_methods() if sharding != "none" else None
         plans = enumerate_plans(spec, shape, budget, methods=shardable)  # with and without checkpointing
         best = recommend(plans)
         if best is None:
@@ -272,10 +262,11 @@ def check_fits(run_cfg, *, world: int = 1, sharding: str = "none") -> dict:
                 fits=breakdown.total <= budget)
     if not plan.fits:
         b = breakdown
+        relief = ", ".join(relieving(b.binding_term))
         fixes = {"activations": "lower micro_batch_size or max_seq_len, or turn on gradient_checkpointing",
-                 "weights": "a quantised base (method qlora) or a smaller model",
-                 "optimizer": "a lower-memory optimizer (adamw8bit, galore) or an adapter method (lora)",
-                 "gradients": "an adapter or block-wise method (lora, badam, hift)",
+                 "weights": f"a method with smaller weights ({relief}) or a smaller model",
+                 "optimizer": f"a method with less optimizer state ({relief})",
+                 "gradients": f"a method with fewer gradients ({relief})",
                  "other": "a smaller batch or fewer trainable tensors"}
         raise Infeasible(
             f"method '{name}' needs {b.total / GIB:.2f} GiB but budget max_memory is {budget / GIB:.2f} GiB; "
@@ -286,3 +277,17 @@ def check_fits(run_cfg, *, world: int = 1, sharding: str = "none") -> dict:
     out["budget"] = budget
     out["shape"] = dataclasses.asdict(shape)
     return out
+
+
+def shardable_methods() -> list[str]:
+    """The registered methods whose module declares SHARDABLE = True (they run under FSDP2 / ZeRO)."""
+    from ..methods import registry
+
+    return [n for n in registry.names() if getattr(registry.get(n), "SHARDABLE", False)]
+
+
+def relieving(term: str) -> list[str]:
+    """The registered methods whose module declares that it cuts `term` against full fine-tuning (RELIEVES)."""
+    from ..methods import registry
+
+    return [n for n in registry.names() if term in getattr(registry.get(n), "RELIEVES", ())]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
-from .protocol import ArmView, Decision
+from ..governor.protocol import ArmView, Decision
 
 
 @dataclass
@@ -105,7 +105,7 @@ def run_arms(configs: dict, total_flops: float, policy, out: str | Path, *, init
     An arm's learning-rate decay is switched off (decay_fraction=0): its budget is raised round by round, and a
     schedule tied to a budget that later grows would decay too early.
     """
-    from ..train.loop import train
+    from .loop import train
 
     out = Path(out)
     spent: dict[str, float] = {}

@@ -17,21 +17,11 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from ..errors import UserError
+from .errors import UserError
 
 CHOICES = ("auto", "none", "fsdp", "zero2", "zero3")
-SHARDABLE = ("full", "lora")
-# Why a method cannot be sharded, named in the refusal.
-WHY_NOT = {
-    "qlora": "its 4-bit bitsandbytes weights are not DTensors that FSDP2 or ZeRO can split",
-    "adamw8bit": "bitsandbytes' 8-bit Adam keeps blockwise state of whole tensors, not of shards",
-    "galore": "its gradient projection needs each whole weight matrix on the rank (SVD of the full gradient)",
-    "badam": "it switches the trainable block during the run, which a sharded optimizer fixed at wrap time cannot",
-    "hift": "it switches the trainable group during the run, which a sharded optimizer fixed at wrap time cannot",
-    "mezo": "its weight perturbations are applied in place to whole parameters with a shared seed",
-    "lozo": "its low-rank weight perturbations are applied in place to whole parameters with a shared seed",
-    "addax": "it mixes zeroth-order in-place perturbations of whole parameters with first-order steps",
-}
+# Which methods run sharded, and why the others cannot, is each method module's declaration (SHARDABLE = True, or
+# UNSHARDABLE = "the reason"), named in the refusal.
 
 
 def _true(name: str) -> bool:
@@ -70,13 +60,15 @@ def resolve(requested: str | None) -> str:
     return kind
 
 
-def check(method: str, kind: str, grad_accum: int = 1) -> None:
-    """Refuse, by name and with the reason, what cannot run sharded here."""
+def check(method, kind: str, grad_accum: int = 1, *, shardable: list[str] | None = None) -> None:
+    """Refuse, by name and with the reason, what cannot run sharded here. `method` is the method's module;
+    `shardable` names the methods that can (for the hint)."""
     if kind == "none":
         return
-    if method not in SHARDABLE:
-        why = WHY_NOT.get(method, "it has no sharded implementation")
-        raise UserError(f"method '{method}' cannot run with sharding {kind}: {why}; use --method full or lora, or "
+    if not getattr(method, "SHARDABLE", False):
+        why = getattr(method, "UNSHARDABLE", "it has no sharded implementation")
+        hint = f"use --method {' or '.join(shardable)}, or " if shardable else "use "
+        raise UserError(f"method '{method.NAME}' cannot run with sharding {kind}: {why}; {hint}"
                         f"--sharding none (data-parallel copies)")
     if kind in ("zero2", "zero3"):
         import torch

@@ -13,29 +13,42 @@ itself is not used for the step: it takes other attention paths and fails under 
 
 What it mirrors: budgetune's loss (methods.base.token_loss), AdamW with the foreach implementation (PyTorch's
 default on GPU; on CPU the default is a per-tensor loop with smaller temporaries), in steady state (the optimizer
-states exist before the traced step). Methods: full, LoRA, BAdam (its lowest block active, the block whose step
-needs the most: backward runs through every layer above it), GaLore (galore_torch's optimizer, projector included)
-and MeZO (two perturbed forward passes under no_grad). What it cannot run: bitsandbytes' quantised kernels and
-8-bit optimizers (no fake-tensor kernels), so QLoRA and 8-bit Adam are checked analytically and on a GPU
-(bench/gpu_memory_check.py) only; HiFT, LOZO and Addax are not mirrored yet.
+states exist before the traced step). A method is traced when its module says how (methods/base.py):
+trace_setup(model, cfg, shape) marks what trains (or wraps the model), trace_optimizer(model, cfg, trainable) builds
+its optimizer where it is not foreach AdamW, trace_after_step(optimizer) does its per-step housekeeping, and
+FORWARD_ONLY = True runs the zeroth-order step (two perturbed forward passes under no_grad). Today that is full,
+LoRA, BAdam, GaLore, MeZO and SubZero. What it cannot run: bitsandbytes' quantised kernels and 8-bit optimizers (no
+fake-tensor kernels), so QLoRA and 8-bit Adam are checked analytically and on a GPU (bench/gpu_memory_check.py)
+only; HiFT, LOZO and Addax are not mirrored yet.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-import weakref
 from dataclasses import dataclass
 
 from ..errors import UserError
-from .terms import MemoryBreakdown, Shape
+from ..memory.peak import PeakTracker
+from ..memory.terms import MemoryBreakdown, Shape
 
-TRACEABLE = ("full", "lora", "badam", "galore", "mezo", "subzero", "colm")  # methods whose training step the tracer reproduces
-# SubZero's step is MeZO's (two no-grad probes, in-place perturbations); its orthonormal factors (Σ(m+n)·r values,
-# a few MiB) are not traced: its memory() counts them.
-# CoLM's training step is LoRA's on the coreset rows (its module's trace_shape gives that shape).
-TRACE_AS = {"subzero": "mezo", "colm": "lora"}
-UPDATES_BASE = ("full", "badam", "galore", "mezo")  # methods that change the base weights (fp32 under AMP)
+
+
+def traceable() -> list[str]:
+    """The registered methods whose module declares a trace set-up (trace_setup)."""
+    from ..methods import registry
+
+    return [n for n in registry.names() if hasattr(registry.get(n), "trace_setup")]
+
+
+def _module(method: str):
+    from ..methods import registry
+
+    module = registry.get(method)
+    if not hasattr(module, "trace_setup"):
+        raise UserError(f"the tracer has no setup for method '{method}' (its module declares no trace_setup); it "
+                        f"traces {', '.join(traceable())} (other methods are estimated analytically)")
+    return module
 
 
 @dataclass
@@ -45,70 +58,6 @@ class TraceResult:
     phase: str  # forward / backward / optimizer: where the peak fell
     seconds: float
     n_params: int
-
-
-class _PeakTracker:
-    """Counts live storages through a TorchDispatchMode; snapshots the live set when a new global peak ends."""
-
-    def __init__(self):
-        from torch.utils._python_dispatch import TorchDispatchMode
-
-        tracker = self
-
-        class Mode(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                out = func(*args, **(kwargs or {}))
-                tracker._register_tree(out)
-                return out
-
-        self.mode = Mode()
-        self.live: dict[int, tuple[int, str]] = {}  # id(storage) -> (bytes, phase at allocation)
-        self._refs: dict[int, weakref.ref] = {}
-        self.current = 0
-        self.peak = 0
-        self.phase = "setup"
-        self.peak_phase = "setup"
-        self.snapshot: dict[int, tuple[int, str]] | None = None
-        self._stale = False
-        self.classify = None  # callable(live) -> breakdown, set by the caller
-
-    def _register_tree(self, out) -> None:
-        import torch
-        from torch.utils._pytree import tree_leaves
-
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                self.register(t)
-
-    def register(self, t) -> None:
-        try:
-            st = t.untyped_storage()
-        except (RuntimeError, NotImplementedError):
-            return  # sparse or other storage-less tensors
-        key = id(st)
-        if key in self.live:
-            return
-        nbytes = int(st.nbytes())
-        self.live[key] = (nbytes, self.phase)
-        self._refs[key] = weakref.ref(st, lambda _, k=key: self._free(k))
-        self.current += nbytes
-        if self.current > self.peak:
-            self.peak = self.current
-            self.peak_phase = self.phase
-            self._stale = True
-
-    def _free(self, key: int) -> None:
-        if self._stale and self.current == self.peak and self.classify is not None:
-            self.snapshot = self.classify(self.live)  # the live set at the moment the peak ends
-            self._stale = False
-        nbytes, _ = self.live.pop(key, (0, ""))
-        self._refs.pop(key, None)
-        self.current -= nbytes
-
-    def finish(self) -> None:
-        if self._stale and self.classify is not None:
-            self.snapshot = self.classify(self.live)
-            self._stale = False
 
 
 def _materialize_fake(model, fake_mode) -> None:
@@ -135,14 +84,15 @@ def _materialize_fake(model, fake_mode) -> None:
             module._buffers[name] = made[id(b)]
 
 
-def _build(config, shape: Shape, method: str, method_cfg):
-    """The model on the meta device, set up for `method` (which parameters train), in the shape's precision."""
+def _build(config, shape: Shape, module, method_cfg):
+    """The model on the meta device, set up by the method module's trace_setup (which parameters train), in the
+    shape's precision."""
     import torch
     from transformers import AutoModelForCausalLM
 
     # A frozen base needs no fp32 master copy, so under AMP it is loaded in bf16 (the usual GPU practice);
     # full fine-tuning under AMP keeps fp32 weights. peft keeps adapters in fp32 either way.
-    low = shape.precision == "bf16" or (shape.precision == "amp_bf16" and method not in UPDATES_BASE)
+    low = shape.precision == "bf16" or (shape.precision == "amp_bf16" and getattr(module, "FROZEN_BASE", False))
     dtype = torch.bfloat16 if low else torch.float32
     config._attn_implementation = shape.attention
     with torch.device("meta"):
@@ -151,34 +101,9 @@ def _build(config, shape: Shape, method: str, method_cfg):
         except ValueError as e:  # e.g. Gemma-2 has no SDPA path in transformers
             raise UserError(f"transformers cannot build {config.model_type} with {shape.attention} attention "
                             f"({str(e).split('.')[0]}); plan with --attention eager") from None
-    if method in ("full", "galore"):
-        for p in model.parameters():
-            p.requires_grad_(True)
-    elif method == "badam":
-        from ..methods import badam, blockwise
-
-        method_cfg = method_cfg or badam.Config()
-        blockwise.activate(model, set(badam.blocks_of(model, method_cfg)[0]))
-    elif method == "mezo":
-        for p in model.parameters():
-            p.requires_grad_(False)
-    elif method == "lora":
-        from peft import get_peft_model
-
-        from ..methods.lora import Config, lora_config
-
-        if method_cfg is None:  # every linear layer inside the decoder layers (any architecture)
-            names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-                            if isinstance(m, torch.nn.Linear) and (".layers." in n or ".h." in n)})
-            method_cfg = Config(r=16, target_modules=names)
-
-        with torch.device("meta"):
-            model = get_peft_model(model, lora_config(method_cfg, model))
-        # peft keeps adapters in fp32 when the base is bf16 unless told otherwise; mirror the training code.
-    else:
-        raise UserError(f"the tracer has no setup for method '{method}'; it traces full and lora "
-                        f"(other methods are estimated analytically)")
-    if shape.gradient_checkpointing and method != "mezo":  # forward-only: nothing to recompute
+    model = module.trace_setup(model, method_cfg, shape)
+    # peft keeps adapters in fp32 when the base is bf16 unless told otherwise; the set-up mirrors the training code.
+    if shape.gradient_checkpointing and not getattr(module, "FORWARD_ONLY", False):  # nothing to recompute
         from ..methods.base import enable_checkpointing
 
         enable_checkpointing(model)
@@ -207,7 +132,8 @@ def _loss(model, batch, *, precision: str = "fp32", no_grad: bool = False):
     fake tensors have none of). Under amp_bf16 accelerate wraps the model's forward in autocast and converts its
     outputs to fp32 (accelerate.utils.convert_outputs_to_fp32); the loss runs outside autocast."""
     import torch
-    import torch.nn.functional as F
+
+    from ..loss import next_token_loss
 
     # The mask as the loop passes it: transformers skips an all-ones mask on real tensors (and then SDPA handles
     # grouped-query K/V without expanding them); with padding, or on fake tensors whose values it cannot read, it
@@ -225,26 +151,18 @@ def _loss(model, batch, *, precision: str = "fp32", no_grad: bool = False):
         logits = model(input_ids=batch["input_ids"], **kw).logits
     if precision == "amp_bf16":
         logits = logits.float()
-    labels = batch["labels"][:, 1:]
-    logits = logits[:, :-1]
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100,
-                           reduction="sum")
-    return loss / labels.numel()
+    loss, mask = next_token_loss(logits, batch["labels"])
+    return loss / mask.numel()
 
 
-def _optimizer(model, method: str, method_cfg, trainable: list):
-    """The optimizer the method's stepper builds (foreach AdamW, as on GPU; galore_torch's for GaLore)."""
+def _optimizer(model, module, method_cfg, trainable: list):
+    """The optimizer the method's stepper builds: its module's trace_optimizer, else foreach AdamW (as on GPU)."""
     import torch
 
-    if method == "mezo":
+    if getattr(module, "FORWARD_ONLY", False):
         return None  # no optimizer state: z is regenerated from its seed
-    if method == "galore":
-        from galore_torch import GaLoreAdamW
-
-        from ..methods import galore
-
-        groups = galore.param_groups(model, method_cfg or galore.Config(), galore.galore_matrices(model))
-        return GaLoreAdamW(groups, lr=1e-5, no_deprecation_warning=True)
+    if hasattr(module, "trace_optimizer"):
+        return module.trace_optimizer(model, method_cfg, trainable)
     return torch.optim.AdamW(trainable, lr=1e-5, foreach=True)
 
 
@@ -293,24 +211,21 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     start = time.perf_counter()
-    if method in TRACE_AS:  # a method traced as another may train at another shape
-        from ..methods import registry
-
-        shape = getattr(registry.get(method), "trace_shape", lambda s, c: s)(shape, method_cfg)
-    method, method_cfg = (TRACE_AS[method], None) if method in TRACE_AS else (method, method_cfg)
-    model = _build(config, shape, method, method_cfg)
+    module = _module(method)
+    shape = getattr(module, "trace_shape", lambda s, c: s)(shape, method_cfg)  # a method may train at another shape
+    model = _build(config, shape, module, method_cfg)
     model.train()
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext()
     _materialize_fake(model, fake_mode)
     params = list(model.parameters())
     trainable = [p for p in params if p.requires_grad]
-    optimizer = _optimizer(model, method, method_cfg, trainable)
+    optimizer = _optimizer(model, module, method_cfg, trainable)
     batch = padded_batch(shape)
     batch["padded"] = bool((batch["attention_mask"] == 0).any())
     if fake:
         batch = {k: fake_mode.from_tensor(v) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
-    tracker = _PeakTracker()
+    tracker = PeakTracker()
     weight_ids = {id(t.untyped_storage()) for t in list(params) + list(model.buffers())}
 
     def classify(live: dict) -> MemoryBreakdown:
@@ -334,18 +249,16 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
     for t in list(params) + list(model.buffers()) + [v for v in batch.values() if isinstance(v, torch.Tensor)]:
         tracker.register(t)
     tracker.classify = classify
-    if method == "mezo":
+    if getattr(module, "FORWARD_ONLY", False):
         with fake_mode, tracker.mode:
             _zeroth_order_steps(model, batch, tracker, shape.precision, steps)
         tracker.finish()
         n_params = sum(p.numel() for p in {id(p): p for p in params}.values())
         return TraceResult(tracker.peak, tracker.snapshot or MemoryBreakdown(), tracker.peak_phase,
                            time.perf_counter() - start, n_params)
-    def compact() -> None:  # what GaLoreStepper does after each step
-        if method == "galore":
-            from ..methods.galore import compact_projectors
-
-            compact_projectors(optimizer)
+    def compact() -> None:  # the method's own per-step housekeeping (GaLore compacts its projectors)
+        if hasattr(module, "trace_after_step"):
+            module.trace_after_step(optimizer)
 
     with fake_mode, tracker.mode:
         # Steady state without paying for a first forward/backward: one optimizer step on zero gradients creates
@@ -378,5 +291,5 @@ def trace_model(name: str, shape: Shape, method: str = "full", options: dict | N
     from ..methods.registry import make_config
     from ..models import load_config
 
-    cfg = make_config(method, options or {}) if method in TRACEABLE else None
+    cfg = make_config(method, options or {}) if method in traceable() else None
     return trace_step(load_config(name), shape, method, cfg, **kw)

@@ -8,7 +8,7 @@ import json
 
 from .. import atomic
 
-SCORES = "selection.scores.jsonl"
+SCORES = "selection.scores.jsonl"  # read by report/html.py (SELECTION_SCORES)
 SUMMARY = "selection.summary.json"
 
 
@@ -16,7 +16,7 @@ def apply_and_record(selection: dict, model, tokenizer, split, ledger, run, **pl
     """The selected training subset of `split.train` (what selection.apply returns), with its scores written to
     the run directory by the writing process; the scoring FLOPs are charged to `ledger`."""
     from ..selection import select
-    from ..train.progress import stage
+    from .progress import stage
 
     with stage(f"selecting data with {selection.get('scorer')}", show=run.writer):
         result = select(selection, model, split.train, split.target, ledger, **plan)  # plan: auto's FLOP budget
