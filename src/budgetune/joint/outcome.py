@@ -8,7 +8,6 @@ the Python runtime, the libraries and the tokenizer, so it reads above the plann
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
@@ -87,21 +86,3 @@ def lines(result: dict | None) -> list[str]:
         measured = f"{m['measured'] / 2**30:.2f} GiB {m['measured_what']}" if m.get("measured") else "not measured"
         out.append(f"peak memory   planned {m['planned'] / 2**30:.2f} GiB, measured {measured}")
     return out
-
-
-def to_html(result: dict | None) -> str:
-    """The report's table of the same comparison."""
-    if not result:
-        return ""
-    e = html.escape
-    rows = "".join(f"<tr><td>{p}</td><td>{_g(r['planned'])}</td><td>{_g(r['spent'])}</td></tr>"
-                   for p, r in result["phases"].items() if r["planned"] is not None or r["spent"])
-    rows += "".join(f"<tr><td>{p} (generation evaluation, not planned)</td><td>-</td><td>{v:.3g}</td></tr>"
-                    for p, v in result["outside"].items())
-    m = result["memory"]
-    mem = ""
-    if m.get("planned"):
-        measured = f"{m['measured'] / 2**30:.2f} GiB ({e(m['measured_what'])})" if m.get("measured") else "-"
-        mem = f"<p>peak memory: planned {m['planned'] / 2**30:.2f} GiB, measured {measured}</p>"
-    return (f"<h2>Plan against outcome</h2><table><tr><th>phase</th><th>planned FLOPs</th><th>spent FLOPs</th></tr>"
-            f"{rows}</table>{mem}")

@@ -71,7 +71,7 @@ def render(run_dir: Path) -> str:
         parts.append(_png(phases))
     parts.append(_ledger_table(ledger))
     if summary.get("plan_vs_spent"):
-        from ..joint.outcome import to_html
+        from .plan_outcome import to_html
 
         parts.append(to_html(summary["plan_vs_spent"]))
     memory = _json(run_dir / MEMORY_FILE)
