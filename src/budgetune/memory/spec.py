@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, close_matches
 
 
 class UnsupportedArchitecture(UserError):
@@ -137,9 +137,10 @@ def spec_from_dict(cfg: dict, name: str = "config") -> ModelSpec:
     if not family:
         raise UserError(f"{name}: field 'model_type' is missing; add the architecture, e.g. \"model_type\": \"llama\"")
     if family not in FAMILIES:
+        near = close_matches(family, FAMILIES)  # a typo ('lamma') is far likelier than a new architecture
         raise UnsupportedArchitecture(
-            f"{name}: model_type '{family}' has no analytic memory model (known: {', '.join(FAMILIES)}); "
-            f"use --exact to trace it instead")
+            f"{name}: model_type '{family}' has no analytic memory model" + (f" ({near})" if near else "") +
+            f" (known: {', '.join(FAMILIES)}); use --exact to trace it instead")
     fam = FAMILIES[family]
     d = fam["defaults"]
     try:
