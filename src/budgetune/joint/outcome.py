@@ -41,8 +41,9 @@ def compare(run_dir: Path, peak: tuple[int | None, str] | None = None) -> dict |
             for p, v in r["flops"].items():
                 outside[p] = outside.get(p, 0.0) + float(v)
     planned = plan.get("planned_flops") or {}
-    phases = {p: {"planned": planned.get(p), "spent": float(ledger["flops"].get(p, 0.0)) - outside.get(p, 0.0)}
-              for p in PHASES}
+    # The plan reserves the generation evaluation inside its evaluation share, so it is spent inside eval too;
+    # "outside" says how much of a phase it was.
+    phases = {p: {"planned": planned.get(p), "spent": float(ledger["flops"].get(p, 0.0))} for p in PHASES}
     mem = plan.get("planned_memory") or {}
     out = {"phases": phases, "outside": {p: v for p, v in outside.items() if v},
            "memory": {"planned": mem.get("planned_total"), "budget": mem.get("budget")}}
@@ -79,8 +80,8 @@ def lines(result: dict | None) -> list[str]:
         parts.append(f"{p} {_g(row['planned'])} / {_g(row['spent'])}")
     out = ["plan vs spent " + "   ".join(parts) + "   (FLOPs planned / spent)"]
     if result["outside"]:
-        out.append("              + " + ", ".join(f"{p} {v:.3g}" for p, v in result["outside"].items())
-                   + " for the generation evaluation after training (not in the plan)")
+        out.append("              of which the generation evaluation after training: "
+                   + ", ".join(f"{p} {v:.3g}" for p, v in result["outside"].items()))
     m = result["memory"]
     if m.get("planned"):
         measured = f"{m['measured'] / 2**30:.2f} GiB {m['measured_what']}" if m.get("measured") else "not measured"

@@ -17,7 +17,7 @@ def to_html(result: dict | None) -> str:
     e = html.escape
     rows = "".join(f"<tr><td>{p}</td><td>{_g(r['planned'])}</td><td>{_g(r['spent'])}</td></tr>"
                    for p, r in result["phases"].items() if r["planned"] is not None or r["spent"])
-    rows += "".join(f"<tr><td>{p} (generation evaluation, not planned)</td><td>-</td><td>{v:.3g}</td></tr>"
+    rows += "".join(f"<tr><td>of which {p}: the generation evaluation</td><td>-</td><td>{v:.3g}</td></tr>"
                     for p, v in result["outside"].items())
     m = result["memory"]
     mem = ""
