@@ -95,9 +95,9 @@ def main(argv=None) -> int:
     from budgetune.data import collate, load_data
     from budgetune.memory.spec import spec_from_model_name
     from budgetune.memory.terms import Shape
-    from budgetune.planner.trace import trace_model
     from budgetune.methods import registry
     from budgetune.models import load_tokenizer
+    from budgetune.planner.trace import trace_model
 
     tokenizer = load_tokenizer("smollm2-135m")
     full = load_data(DataConfig(max_seq_len=args.max_seq_len), tokenizer)

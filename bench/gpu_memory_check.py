@@ -76,9 +76,9 @@ def measure(config, case: Case, steps: int, tmp: Path) -> int:
     from transformers import AutoModelForCausalLM
 
     from budgetune import precision as P
-    from budgetune.planner.trace import padded_batch
     from budgetune.methods import registry
     from budgetune.methods.base import TrainContext
+    from budgetune.planner.trace import padded_batch
 
     module = registry.get(case.method)
     cfg = registry.make_config(case.method, case.options)
@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoConfig
 
     from budgetune.memory.spec import spec_from_dict
-    from budgetune.planner.trace import trace_step, traceable
     from budgetune.methods.registry import get, make_config
+    from budgetune.planner.trace import trace_step, traceable
 
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="gpumem."))

@@ -110,9 +110,9 @@ def measure_real(config, method: str, cfg, precision: str, shape, tmp: Path) -> 
 
     from budgetune import precision as P
     from budgetune.memory.measure import allocator_peak
-    from budgetune.planner.trace import padded_batch
     from budgetune.methods import registry
     from budgetune.methods.base import TrainContext
+    from budgetune.planner.trace import padded_batch
 
     module = registry.get(method)
     accelerator = P.make_accelerator(precision)
@@ -152,8 +152,8 @@ def run(quick: bool) -> list[dict]:
 
     from budgetune.memory.spec import read_config_json, spec_from_dict
     from budgetune.memory.terms import Shape
-    from budgetune.planner.trace import trace_step
     from budgetune.methods.registry import get, make_config
+    from budgetune.planner.trace import trace_step
 
     rows = []
     done = {} if quick else _done()

@@ -75,9 +75,9 @@ def tracked_step_peak(name: str, options: dict, batch: dict, lr: float) -> dict:
     import torch
     from accelerate import Accelerator
 
+    from budgetune.memory.peak import PeakTracker as _PeakTracker
     from budgetune.memory.spec import spec_from_model_name
     from budgetune.memory.terms import Shape
-    from budgetune.memory.peak import PeakTracker as _PeakTracker
     from budgetune.methods import registry
     from budgetune.methods.base import TrainContext, token_loss
     from budgetune.models import load_model

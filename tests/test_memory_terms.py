@@ -128,9 +128,9 @@ TRACE_CASES = [("llama", "full", "fp32", False, "sdpa"), ("qwen3", "full", "bf16
 
 @pytest.mark.parametrize("family, method, precision, ckpt, attention", TRACE_CASES)
 def test_analytic_estimate_within_5_percent_of_trace(family, method, precision, ckpt, attention):
-    from budgetune.planner.trace import trace_step
     from budgetune.methods import full, lora
     from budgetune.models import load_config
+    from budgetune.planner.trace import trace_step
 
     s = spec(family)
     shape = T.Shape(micro_batch=2, seq_len=128, precision=precision, gradient_checkpointing=ckpt,

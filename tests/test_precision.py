@@ -55,9 +55,9 @@ def test_the_loop_refuses_before_loading_anything(tmp_path):
 def test_plan_skips_what_a_precision_cannot_run():
     from pathlib import Path
 
-    from budgetune.planner.plan import enumerate_plans
     from budgetune.memory.spec import spec_from_model_name
     from budgetune.memory.terms import Shape
+    from budgetune.planner.plan import enumerate_plans
 
     spec = spec_from_model_name(str(Path(__file__).parent / "fixtures" / "memory" / "llama.json"))
     notes: list[str] = []
@@ -128,8 +128,8 @@ def test_check_fits_plans_the_run_precision(tmp_path, tiny_config_path):
     per base parameter plus 4 per adapter parameter), and with plan's overhead (512 MiB and 5% fragmentation)."""
     from helpers import tiny_run_config
 
-    from budgetune.planner.plan import check_fits
     from budgetune.memory.spec import spec_from_model_name
+    from budgetune.planner.plan import check_fits
 
     cfg = tiny_run_config(tiny_config_path, tmp_path / "run", method="lora", method_options={"r": 4})
     cfg.train.precision = "amp_bf16"

@@ -8,7 +8,11 @@ import pytest
 
 from budgetune.errors import UserError
 from budgetune.selection import registry
-from budgetune.selection.scorers.bids import greedy_order, normalise_instances, task_influence
+from budgetune.selection.scorers.bids import (
+    greedy_order,
+    normalise_instances,
+    task_influence,
+)
 
 
 def test_each_dev_column_is_normalised_by_hand():

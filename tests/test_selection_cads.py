@@ -10,7 +10,11 @@ import pytest
 
 from budgetune.errors import UserError
 from budgetune.selection import registry
-from budgetune.selection.scorers.cads import mixture_batch, source_alignment, update_weights
+from budgetune.selection.scorers.cads import (
+    mixture_batch,
+    source_alignment,
+    update_weights,
+)
 
 
 def test_source_alignment_by_hand():

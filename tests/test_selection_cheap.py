@@ -31,7 +31,7 @@ def test_a_proxy_is_charged_its_own_flops(tiny_model, tokenizer):
 
     pool = make(tokenizer, QA * 2, "pool")
     full_ledger, proxy_ledger = Ledger(), Ledger()
-    full = select({"scorer": "loss", "budget": "50%"}, tiny_model, pool, [], full_ledger)
+    select({"scorer": "loss", "budget": "50%"}, tiny_model, pool, [], full_ledger)
     cheap = select({"scorer": "loss", "budget": "50%", "proxy": 1}, tiny_model, pool, [], proxy_ledger)
     proxy, described = proxy_for(tiny_model, 1)
     assert proxy.config.num_hidden_layers == 1 and "first 1 of 2" in described
@@ -87,8 +87,8 @@ def test_the_mismatch_filter_costs_its_forwards_and_drops_through_keep(tiny_mode
 
 
 def test_auto_plans_no_selection_dsir_or_nothing_affordable(tiny_model, tokenizer):
-    from budgetune.selection.auto import pass_flops
     from budgetune.flops import profile_from_model
+    from budgetune.selection.auto import pass_flops
 
     pool = make(tokenizer, QA * 8, "pool")
     target = make(tokenizer, QA[:3], "ai")

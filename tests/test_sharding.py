@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from budgetune import dist
+from budgetune import dist, sharding
 from budgetune.errors import UserError
-from budgetune import sharding
 from budgetune.methods import registry
 
 

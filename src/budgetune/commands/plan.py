@@ -87,9 +87,9 @@ def main(args) -> int:
 
     from ..config import parse_bytes
     from ..errors import UserError, check_number
-    from ..planner import plan as P
     from ..memory.spec import UnsupportedArchitecture, spec_from_model_name
     from ..memory.terms import Shape
+    from ..planner import plan as P
 
     for flag, value, low in (("--seq-len", args.seq_len, 1), ("--batch-size", args.batch_size, 1),
                              ("--gpus", args.gpus, 1), ("--fragmentation", args.fragmentation, 0)):
@@ -157,10 +157,10 @@ def main(args) -> int:
 
 def _traced_only(model: str, shape, budget: int, notes: list[str]):
     """Plans for an architecture without an analytic model: the tracer measures full and LoRA directly."""
-    from ..planner import plan as P
     from ..memory.terms import runtime_overhead
-    from ..planner.trace import trace_step
     from ..models import load_config
+    from ..planner import plan as P
+    from ..planner.trace import trace_step
 
     config = load_config(model)
     plans = []

@@ -19,9 +19,8 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     from .. import config as config_mod
-    from .run import execute
-
     from ..joint.runner import given_of
+    from .run import execute
 
     cfg = resume_base(args, config_mod.load_yaml(args.config))
     return execute(apply_flags(cfg, args), as_json=args.json, given=given_of(args, args.config))

@@ -88,8 +88,8 @@ def layouts(cfg, given: set[str]) -> list[tuple[int, int, bool]]:
 def fit(cfg, given: set[str], spec, budget: int, precision: str, seq: int) -> dict:
     """The first (method, layout) that fits, with the bytes it needs; UserError with the smallest budget else."""
     from .. import precision as precision_mod
-    from ..planner.plan import method_memory
     from ..methods import registry
+    from ..planner.plan import method_memory
 
     options = dict(cfg.train.method_options or {})
     if (options or "train.method" in given) and cfg.train.method != "auto":

@@ -33,7 +33,6 @@ from ..memory.peak import PeakTracker
 from ..memory.terms import MemoryBreakdown, Shape
 
 
-
 def traceable() -> list[str]:
     """The registered methods whose module declares a trace set-up (trace_setup)."""
     from ..methods import registry

@@ -24,8 +24,8 @@ def score_cheaply(scorer, model, pool: list, target: list, section: dict):
             raise UserError(f"selection sample {sample} must be positive, e.g. 0.1")
         scores = extrapolate(scorer, scoring_model, pool, target, sample=sample, seed=int(section.get("seed", 0)))
     else:  # under a launcher, ranks score shares of the pool where the scorer allows it
-        from .ranks import score_across_ranks
         from . import registry
+        from .ranks import score_across_ranks
 
         scores = score_across_ranks(scorer, registry.get(scorer.name), scoring_model, pool, target)
     if scorer.needs_model:

@@ -130,8 +130,8 @@ def train(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, gov
     ledger = Ledger()
     pool = list(data.train)
     if cfg.selection and resumed is None:
-        from .selection_record import apply_and_record
         from ..selection import plan_inputs
+        from .selection_record import apply_and_record
 
         t0 = time.perf_counter()
         run.open(config_mod.to_dict(cfg))  # model and data are checked: the scores below go into the run directory

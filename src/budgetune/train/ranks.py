@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import dist
+from .. import dist, sharding
 from ..errors import UserError
-from .. import sharding
 
 
 def layout(cfg) -> dict:

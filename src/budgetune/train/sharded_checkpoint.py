@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from .. import atomic, dist
-from . import checkpoint
 from ..sharding import is_deepspeed
+from . import checkpoint
 
 
 def _options(full: bool = False):
