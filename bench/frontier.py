@@ -231,11 +231,13 @@ def main(argv=None) -> int:
         from budgetune.models import load_tokenizer
 
         tokenizer = load_tokenizer("smollm2-135m")
+        splits = {}
         for data_name in args.data:
-            split = build(data_name, tokenizer, args)
+            splits[data_name] = split = build(data_name, tokenizer, args)
             print(f"{data_name}: pool {len(split.train)}, dev {len(split.dev)}, test {len(split.test)}", flush=True)
-            # seed-major, cheapest budget first: a partial run still fills whole rows
-            for seed in range(args.seeds):
+        # seed-major, then data set, cheapest budget first: a partial run still fills whole rows of both data sets
+        for seed in range(args.seeds):
+            for data_name, split in splits.items():
                 for budget in sorted(args.budgets):
                     for arm in args.arms:
                         k = key({"data": data_name, "budget": budget, "arm": arm, "seed": seed}, fp)
