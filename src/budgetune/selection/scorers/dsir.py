@@ -17,6 +17,7 @@ import numpy as np
 
 from ...errors import UserError
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "dsir"
 NEEDS_MODEL = False
@@ -79,16 +80,10 @@ def hashed_counts(examples, buckets: int, ngram: int) -> np.ndarray:
     return counts
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
         c = self.config
-        if not target:
-            raise UserError(f"scorer '{NAME}' needs target examples to weigh the pool toward; the target set is empty")
         pool_counts = hashed_counts(pool, c.buckets, c.ngram)
         target_counts = hashed_counts(target, c.buckets, c.ngram).sum(0)
         raw = pool_counts.sum(0)

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from ...errors import UserError
 from .. import warmup
-from ..forward import require_model, token_stats
+from ..forward import token_stats
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "el2n"
 NEEDS_MODEL = True
@@ -28,14 +29,9 @@ class Config:
             raise UserError(f"{NAME} options need runs >= 1, warmup_steps >= 0, batch_size >= 1")
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
-        require_model(model, NAME)
         c = self.config
 
         def measure(warm):

@@ -12,8 +12,8 @@ import numpy as np
 
 from ...errors import UserError
 from .. import pergrad, warmup
-from ..forward import require_model
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "grand"
 NEEDS_MODEL = True
@@ -36,14 +36,9 @@ class Config:
             raise UserError(f"{NAME} option method='{self.method}' is not known; use {', '.join(pergrad.METHODS)}")
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
-        require_model(model, NAME)
         c = self.config
 
         def measure(warm):

@@ -18,9 +18,9 @@ import torch
 
 from ...errors import UserError
 from .. import pergrad, warmup
-from ..forward import require_model
 from ..projection import BlockProjector, FeatureStore, project_stream, unit_rows
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "less"
 NEEDS_MODEL = True
@@ -53,16 +53,9 @@ class Config:
             raise UserError(f"{NAME} option method='{self.method}' is not known; use {', '.join(pergrad.METHODS)}")
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
-        require_model(model, NAME)
-        if not target:
-            raise UserError(f"scorer '{NAME}' compares gradients with the target examples; the target set is empty")
         c = self.config
         rng = np.random.default_rng(c.seed)
         size = max(min(len(pool), c.batch_size), int(round(c.warmup_fraction * len(pool))))

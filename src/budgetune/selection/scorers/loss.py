@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...errors import UserError
-from ..forward import require_model, token_stats
+from ..forward import token_stats
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "loss"
 NEEDS_MODEL = True
@@ -30,13 +31,8 @@ class Config:
             raise UserError(f"{NAME} option batch_size={self.batch_size} must be at least 1")
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
-        require_model(model, NAME)
         loss, _, flops, tokens = token_stats(model, pool, batch_size=self.config.batch_size)
         return Scores(loss, flops, tokens)

@@ -10,8 +10,9 @@ import numpy as np
 
 from ...errors import UserError
 from .. import warmup
-from ..forward import require_model, token_stats
+from ..forward import token_stats
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "rho"
 NEEDS_MODEL = True
@@ -31,16 +32,9 @@ class Config:
             raise UserError(f"{NAME} options need holdout_steps >= 1 and batch_size >= 1")
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
-        require_model(model, NAME)
-        if not target:
-            raise UserError(f"scorer '{NAME}' trains its holdout model on the target examples; the target set is empty")
         c = self.config
         current, _, flops, tokens = token_stats(model, pool, batch_size=c.batch_size)
         irreducible = np.zeros(len(pool))

@@ -10,8 +10,9 @@ import numpy as np
 
 from ...errors import UserError
 from .. import warmup
-from ..forward import require_model, token_stats
+from ..forward import token_stats
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "s2l"
 NEEDS_MODEL = True
@@ -33,12 +34,8 @@ class Config:
             raise UserError(f"{NAME} options need clusters >= 1, checkpoints >= 1, warmup_steps >= checkpoints")
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
         from sklearn.cluster import KMeans
 
@@ -47,7 +44,6 @@ class Scorer:
             from ...models import load_model
 
             model = load_model(c.proxy, seed=c.seed)
-        require_model(model, NAME)
         start, _, flops, tokens = token_stats(model, pool, batch_size=c.batch_size)
         trajectory = [start]
         cost = {"flops": flops, "tokens": tokens}
