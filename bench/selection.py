@@ -127,15 +127,9 @@ def pick(entry, label, pool, budget, seed):
 
 def pass_flops(base, pool, share, batch, seed=0):
     """Training FLOPs of one pass over a random `share` of the pool in batches of `batch`: the per-run budget."""
-    from accelerate import Accelerator
+    from budgetune.flops import train_step_flops
 
-    from budgetune.flops import profile_from_model, train_step_flops
-    from budgetune.methods import lora
-    from budgetune.methods.base import TrainContext
-
-    stepper = lora.prepare(copy.deepcopy(base), lora.Config(), TrainContext(accelerator=Accelerator(cpu=True),
-                                                                            seed=seed))
-    profile = profile_from_model(stepper.unwrapped)
+    profile = _lora_profile(base)
     idx = np.random.default_rng(seed).permutation(len(pool))[: max(batch, round(share * len(pool)))]
     lengths = [pool[i].n_tokens for i in idx]
     return sum(train_step_flops(profile, len(lengths[i: i + batch]), max(lengths[i: i + batch]))
@@ -184,7 +178,7 @@ _PROFILES: dict = {}
 
 
 def _lora_profile(base):
-    """The FLOP profile of `base` with the default LoRA adapters, as the loop's evaluation reads it (once per model)."""
+    """The FLOP profile of `base` with the default LoRA adapters, as training and evaluation read it (once)."""
     if id(base) not in _PROFILES:
         from accelerate import Accelerator
 
