@@ -11,7 +11,8 @@ it trains is several times the selector's compute):
    left after it. With target (dev) examples, DSIR (model-free, 2 FLOPs per hashed feature per example) targets
    them; without, IFD on the proxy over a sample, carried to the pool by the n-gram predictor, when affordable;
    otherwise none, since a random subset only drops data.
-3. Wall time: predicted FLOPs / the scoring model's measured throughput (one timed batch), so a user sees the
+3. Wall time: the scorer's predicted work over this machine's measured throughputs (selection/costs.py: one
+   timed forward batch, and for warm-up scorers one timed training step and LoRA copy), so a user sees the
    seconds before they are spent.
 
 Each candidate's cost and the reason for the choice go into the plan (`plan()` returns it; the loop writes it to
@@ -157,26 +158,29 @@ def throughput(model, examples, batch: int = 16) -> float:
     return flops / max(time.perf_counter() - t0, 1e-9)
 
 
-def predict_seconds(section: dict, model, pool, target) -> float:
+def predict_seconds(section: dict, model, pool, target, rates=None) -> float:
     """Wall seconds the planned scoring will take: hashing time per example measured on a few examples (DSIR), or
-    predicted FLOPs over the scoring model's measured forward throughput (model-based scorers)."""
+    the scorer's predicted work (its `predicted_work`: forward FLOPs, training FLOPs, LoRA copies) over this
+    machine's measured rates (selection/costs.py; `rates` reuses a measurement)."""
     from . import registry
+    from .costs import measure_rates
 
-    module = registry.get(section["scorer"])
+    name = section["scorer"]
+    module = registry.get(name)
     if not module.NEEDS_MODEL and hasattr(module, "predict_seconds"):
         return module.predict_seconds(pool, target)
+    if not hasattr(module, "predicted_work"):
+        timed = [n for n in registry.names() if hasattr(registry.get(n), "predicted_work")]
+        raise UserError(f"no wall-time model for scorer '{name}' yet; the models cover {', '.join(timed)}")
     from .proxy import proxy_for
 
     scorer_model, _ = proxy_for(model, section.get("proxy"))
     sample = section.get("sample")
     n = len(pool) if not sample else min(len(pool), max(16, round(float(sample) * len(pool)) if float(sample) <= 1
                                                      else int(sample)))
-    profile = profile_from_model(scorer_model)
-    if not hasattr(module, "predicted_flops"):
-        timed = [n for n in registry.names() if hasattr(registry.get(n), "predicted_flops")]
-        raise UserError(f"no wall-time model for scorer '{section['scorer']}' yet; auto plans {', '.join(timed)}")
-    flops = module.predicted_flops(profile, pool[:n])
-    return flops / throughput(scorer_model, pool, batch=8)  # one timed batch of 8, not the pass itself
+    work = module.predicted_work(scorer_model, pool[:n], target, registry.REGISTRY.config(name, section.get("options")))
+    rates = rates or measure_rates(scorer_model, pool, batch=8, train=bool(work.train or work.copies))
+    return rates.seconds(work)
 
 
 def auto_candidates() -> list[tuple[str, object]]:
