@@ -26,10 +26,15 @@ def token_cap(tokens: int | None):
     """Within it, every scoring batch holds at most `tokens` padded tokens (rows × longest row): a scorer's memory
     (logits, activations, per-example gradients) then follows this cap and its batch size, never the pool or its
     longest examples. An example longer than the cap is a batch of its own."""
-    if tokens is not None and int(tokens) < 1:
-        raise UserError(f"selection batch_tokens={tokens} must be at least 1 (padded tokens per scoring batch)")
     before = _cap[0]
-    _cap[0] = int(tokens) if tokens is not None else before
+    if tokens is not None:
+        try:
+            n = int(tokens)
+        except (TypeError, ValueError):
+            n = 0
+        if n < 1 or str(n) != str(tokens).strip():
+            raise UserError(f"selection batch_tokens={tokens!r} must be a whole number of tokens >= 1, e.g. 2048")
+        _cap[0] = n
     try:
         yield
     finally:

@@ -31,14 +31,21 @@ def predicted_flops(profile, examples) -> float:
 
 
 def predict_seconds(pool, target) -> float:
-    """Hashing time per example measured on a few examples, times the examples to hash."""
+    """One timed run on a few examples (its fixed part: the log ratios over every bucket) plus the hashing time per
+    example, measured on the same few, for the examples beyond them."""
     import time
 
-    few = list(pool[:32])
-    hashed_counts(few[:4], 10000, 2)  # warm
+    few, aim = list(pool[:32]), list(target[:4]) or list(pool[:1])
+    scorer = Scorer(Config())
+    scorer.score(None, few[:4], aim)  # warm: imports and first allocations
+    t0 = time.perf_counter()
+    scorer.score(None, few, aim)
+    run = time.perf_counter() - t0
     t0 = time.perf_counter()
     hashed_counts(few, 10000, 2)
-    return (time.perf_counter() - t0) / len(few) * (len(pool) + len(target))
+    per_example = (time.perf_counter() - t0) / len(few)
+    return run + per_example * max(0, len(pool) + len(target) - len(few) - len(aim))
+
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
