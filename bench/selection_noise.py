@@ -60,6 +60,8 @@ def main(argv=None) -> int:
     rows = []
     for layers in args.proxies:
         detector, described = proxy_for(model, int(layers))
+        if detector is model:
+            described = f"the whole model ({model.config.num_hidden_layers} layers)"
         t0 = time.perf_counter()
         margin, flops, _ = mismatch_margin(detector, pool, others=args.others, seed=0)
         seconds = time.perf_counter() - t0
