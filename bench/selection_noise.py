@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from selection import build  # the selection benchmarks' chatterbot pool and its noisy variant
+from selection import (
+    build,  # the selection benchmarks' chatterbot pool and its noisy variant
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -80,8 +82,8 @@ def main(argv=None) -> int:
               "others": args.others, "max_seq_len": args.max_seq_len, "rows": rows}
     OUT.mkdir(parents=True, exist_ok=True)
     atomic.write_json(OUT / "selection_noise.json", result)
-    lines = ["| detector | AUC (shuffled) | AUC (different text) | dropped at margin ≤ 0 | precision | recall | "
-             "FLOPs | seconds |", "|" + "---|" * 8]
+    lines = [("| detector | AUC (shuffled) | AUC (different text) | dropped at margin ≤ 0 | precision | recall | "
+              "FLOPs | seconds |"), "|" + "---|" * 8]
     for r in rows:
         auc2 = "–" if r["auc_changed"] is None else f"{r['auc_changed']:.3f}"
         lines.append(f"| {r['detector']} | {r['auc_shuffled']:.3f} | {auc2} | {r['dropped']} | {r['precision']:.2f} | "

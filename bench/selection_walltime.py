@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from selection import build  # the selection benchmarks' chatterbot pool (target categories ai, science)
+from selection import (
+    build,  # the selection benchmarks' chatterbot pool (target categories ai, science)
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -133,8 +135,8 @@ def main(argv=None) -> int:
 def write_doc(result: dict) -> None:
     from budgetune import atomic
 
-    lines = ["| scorer | light settings | predicted s | measured s | measured / predicted | within 2× | "
-             "the prediction's own s | scoring FLOPs | peak RSS (above the start) |", "|" + "---|" * 9]
+    lines = [("| scorer | light settings | predicted s | measured s | measured / predicted | within 2× | "
+              "the prediction's own s | scoring FLOPs | peak RSS (above the start) |"), "|" + "---|" * 9]
     for r in result["rows"]:
         ok = 0.5 <= r["ratio"] <= 2.0
         lines.append(f"| {r['scorer']} | `{json.dumps(r['options'])}` | {r['predicted_s']:.3g} | {r['measured_s']:.3g} | "

@@ -4,6 +4,7 @@ scoring pass, memory that does not follow the pool, and cost models that price e
 from __future__ import annotations
 
 import tracemalloc
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -89,7 +90,7 @@ CHEAP = {
 class Recorder:
     """Stands in for tqdm: records each bar's description, total and the examples it was advanced by."""
 
-    bars: list = []
+    bars: ClassVar[list] = []
 
     def __init__(self, total=None, desc=None, **kw):
         self.desc, self.total, self.n = desc, total, 0
@@ -102,7 +103,11 @@ class Recorder:
         pass
 
 
-@pytest.mark.parametrize("name", ["dsir", *sorted(CHEAP)])
+HEAVY = {"less", "s2l"}  # the two slowest on two shared cores: run with -m slow
+
+
+@pytest.mark.parametrize("name", ["dsir", *[pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
+                                            for n in sorted(CHEAP)]])
 def test_cost_model_prices_what_the_scorer_charges_and_every_pass_shows_progress(name, tiny_model, data,
                                                                                   monkeypatch):
     import tqdm.auto

@@ -16,7 +16,6 @@ from ..errors import UserError
 from ..flops import forward_flops, profile_from_model
 from ..loss import next_token_loss
 
-
 MAX_TOKENS = 2048  # padded tokens one scoring forward/backward holds at most (see `token_cap`)
 _cap = [MAX_TOKENS]
 

@@ -31,7 +31,7 @@ DEFAULT_STRATEGY = "topk"
 def warmup_subset(pool, config) -> list:
     """The random share of the pool the warm-up trains on (drawn from the seed, as `score` draws it)."""
     rng = np.random.default_rng(config.seed)
-    size = max(min(len(pool), config.batch_size), int(round(config.warmup_fraction * len(pool))))
+    size = max(min(len(pool), config.batch_size), round(config.warmup_fraction * len(pool)))
     return [pool[i] for i in rng.choice(len(pool), size=size, replace=False)]
 
 
