@@ -16,6 +16,20 @@ NEEDS_MODEL = True
 DEFAULT_STRATEGY = "offset"  # hard examples first, but not the very hardest, which are often mislabelled
 
 
+def predicted_work(model, pool, target, config):
+    """Per run: a LoRA copy, its warm-up steps and one EL2N forward pass over the pool on it (selection/costs.py)."""
+    from ..costs import Work
+    from ..forward import forward_pass_flops
+
+    lora = warmup.lora_profile(model)
+    work = Work()
+    for r in range(config.runs):
+        work = work + Work(forward=forward_pass_flops(lora, pool, config.batch_size), copies=1,
+                           train=warmup.planned_flops(lora, pool, steps=config.warmup_steps,
+                                                      batch_size=config.batch_size, seed=config.seed + r))
+    return work
+
+
 @dataclass(kw_only=True)
 class Config:
     runs: int = 2  # warm-up runs averaged

@@ -20,6 +20,19 @@ NEEDS_MODEL = True
 DEFAULT_STRATEGY = "stratified"
 
 
+def predicted_work(model, pool, target, config):
+    """Per run: a LoRA copy, its warm-up steps and one per-example-gradient pass over the pool (costs.py)."""
+    from ..costs import Work, adapter_dim, pergrad_flops
+
+    lora, dim = warmup.lora_profile(model), adapter_dim(model)
+    work = Work()
+    for r in range(config.runs):
+        work = work + Work(copies=1, train=warmup.planned_flops(
+            lora, pool, steps=config.warmup_steps, batch_size=config.batch_size, seed=config.seed + r)
+            + pergrad_flops(lora, pool, config.batch_size, dim))
+    return work
+
+
 @dataclass(kw_only=True)
 class Config:
     runs: int = 2  # warm-up runs averaged

@@ -27,6 +27,14 @@ def predicted_flops(profile, examples, batch: int = 16) -> float:
         profile, [response_only(e) for e in examples], batch)
 
 
+def predicted_work(model, pool, target, config):
+    """The two forward passes of `predicted_flops`, at the configured batch (selection/costs.py)."""
+    from ...flops import profile_from_model
+    from ..costs import Work
+
+    return Work(forward=predicted_flops(profile_from_model(model), pool, config.batch_size))
+
+
 @dataclass(kw_only=True)
 class Config:
     batch_size: int = 16  # examples per forward pass

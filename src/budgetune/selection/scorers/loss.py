@@ -22,6 +22,15 @@ def predicted_flops(profile, examples, batch: int = 16) -> float:
     return forward_pass_flops(profile, examples, batch)
 
 
+def predicted_work(model, pool, target, config):
+    """One forward pass over the pool (selection/costs.py)."""
+    from ...flops import profile_from_model
+    from ..costs import Work
+    from ..forward import forward_pass_flops
+
+    return Work(forward=forward_pass_flops(profile_from_model(model), pool, config.batch_size))
+
+
 @dataclass(kw_only=True)
 class Config:
     batch_size: int = 16  # examples per forward pass

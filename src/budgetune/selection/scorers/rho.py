@@ -20,6 +20,20 @@ NEEDS_TARGET = True
 DEFAULT_STRATEGY = "topk"
 
 
+def predicted_work(model, pool, target, config):
+    """A forward pass of the model, the holdout warm-up on the target (one LoRA copy) and a pass of it over the
+    pool (selection/costs.py)."""
+    from ...flops import profile_from_model
+    from ..costs import Work
+    from ..forward import forward_pass_flops
+
+    lora = warmup.lora_profile(model)
+    return Work(forward=forward_pass_flops(profile_from_model(model), pool, config.batch_size)
+                + forward_pass_flops(lora, pool, config.batch_size),
+                train=warmup.planned_flops(lora, target, steps=config.holdout_steps, batch_size=config.batch_size,
+                                           seed=config.seed), copies=1)
+
+
 @dataclass(kw_only=True)
 class Config:
     holdout_steps: int = 8  # AdamW steps of the holdout (irreducible-loss) model on the target examples

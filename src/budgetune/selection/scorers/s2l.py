@@ -19,6 +19,22 @@ NEEDS_MODEL = True
 DEFAULT_STRATEGY = "balanced"
 
 
+def predicted_work(model, pool, target, config):
+    """A forward pass before the warm-up, the warm-up (one LoRA copy) and a pass at each checkpoint, and the
+    k-means bound the scorer charges (selection/costs.py)."""
+    from ...flops import profile_from_model
+    from ..costs import Work
+    from ..forward import forward_pass_flops
+
+    lora = warmup.lora_profile(model)
+    hits = len(warmup.marks(config.warmup_steps, config.checkpoints))
+    k = min(config.clusters, len(pool))
+    return Work(forward=forward_pass_flops(profile_from_model(model), pool, config.batch_size)
+                + hits * forward_pass_flops(lora, pool, config.batch_size) + 2.0 * len(pool) * k * (hits + 1) * 300,
+                train=warmup.planned_flops(lora, pool, steps=config.warmup_steps, batch_size=config.batch_size,
+                                           seed=config.seed), copies=1)
+
+
 @dataclass(kw_only=True)
 class Config:
     clusters: int = 20  # k-means clusters of trajectories
