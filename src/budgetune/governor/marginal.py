@@ -40,7 +40,8 @@ class Config:
     horizon: float = 0.1  # share of the whole budget the threshold refers to
     price_rise: float = 1.0  # the price grows by this factor over the budget (1: doubles by the end)
     resume_threshold: float | None = None  # gain that resets a pending stop; unset: 1.5 × threshold
-    z: float = 1.0  # optimism: standard deviations added to a predicted or measured gain before comparing
+    z: float = 1.0  # optimism: standard deviations added to a measured (paired) gain before comparing
+    curve_z: float | None = None  # standard deviations added to the curve's predicted gain; unset: z
     min_evals: int = 4  # evaluations (since start or refresh) before any action
     min_dof: int = 3  # no action on a curve fit with fewer degrees of freedom (points − parameters)
     min_evals_between: int = 2  # evaluations between two actions
@@ -48,6 +49,7 @@ class Config:
     eval_points: int = 10  # evaluations the governor needs over the budget (declared; the run's plan shows them)
     eval_min_points: int = 6  # fewest evaluations it can work with when the evaluation share is tight
     eval_min_sample: int = 8  # fewest held-out examples per evaluation for a paired test
+    eval_spacing: float = 1.0  # evaluation k of n falls at (k/(n+1))^spacing of the budget (>1: denser early)
     refresh_min_drift: float = 0.2  # drift (1 − rank correlation of data scores) that makes a refresh worth it
     refresh_probe: bool = False  # a refresher is attached: before stopping, ask it once whether new data pays
     max_refreshes: int = 2  # refreshes allowed in one run
@@ -64,8 +66,8 @@ class Config:
         if self.resume_threshold < self.threshold:
             raise UserError(f"governor options contradict: resume_threshold={self.resume_threshold} is below "
                             f"threshold={self.threshold}; a pending stop must need a larger gain to be cancelled")
-        if self.price_rise < 0 or self.z < 0:
-            raise UserError("governor options price_rise and z must be non-negative")
+        if self.price_rise < 0 or self.z < 0 or (self.curve_z is not None and self.curve_z < 0):
+            raise UserError("governor options price_rise, z and curve_z must be non-negative")
         for name in ("min_evals", "confirm", "min_dof", "eval_min_points", "eval_min_sample"):
             if getattr(self, name) < 1:
                 raise UserError(f"governor option {name}={getattr(self, name)} must be at least 1")
@@ -74,6 +76,9 @@ class Config:
                             f"{self.eval_min_points}; raise eval_points")
         if self.min_evals_between < 0 or self.max_refreshes < 0:
             raise UserError("governor options min_evals_between and max_refreshes must be non-negative")
+        if not 0.25 <= self.eval_spacing <= 4:
+            raise UserError(f"governor option eval_spacing={self.eval_spacing} must be between 0.25 and 4 "
+                            f"(1: evenly over the budget)")
         if not 0 < self.round_share <= 1:
             raise UserError(f"governor option round_share={self.round_share} must be in (0, 1]")
 
@@ -152,7 +157,8 @@ class MarginalGain:
         # The horizon may be cut by the end of the budget; compare per full horizon so the price stays comparable.
         per_horizon = sig.horizon_flops / (c.horizon * total) if total > 0 else 0.0
         scale = 1.0 / per_horizon if per_horizon > 0 else 0.0
-        optimistic = (sig.gain_next + c.z * sig.gain_next_sd) * scale
+        curve_z = c.z if c.curve_z is None else c.curve_z
+        optimistic = (sig.gain_next + curve_z * sig.gain_next_sd) * scale
         inputs = {"eval_loss": float(loss), **sig.to_inputs(), "optimistic_gain": _finite(optimistic),
                   "price": price, "resume_price": resume, "budget_spent": spent, "flops_left": remaining}
         n_window = len(window)
