@@ -28,6 +28,7 @@ def test_a_tight_budget_gets_fewer_points_then_none_in_between():
                       share=0.1)
     assert tight["points"] == 0 and tight["share"] == pytest.approx(2e9 / 2e10)
     assert "no evaluations in between" in tight["note"] and "--max-flops" in tight["note"]
+    assert describe(tight, "marginal").startswith("governor marginal: no evaluations in between")
     # 0.1·2.4e10 − 2e9 = 4e8: 4 example-evaluations, below the 6 points of 8 asked for: none either.
     assert make_plan(max_flops=2.4e10, whole_flops=1e9, n_examples=10, points=12, min_points=6, min_sample=8,
                      share=0.1)["points"] == 0

@@ -113,6 +113,8 @@ def make_plan(*, max_flops: float | None, whole_flops: float, n_examples: int, p
 def describe(plan: dict, governor_name: str) -> str:
     """One line for the user: what the governor asked for and what it got."""
     share = "" if plan.get("share") is None else f", {plan['share']:.1%} of the budget with the whole-set evaluations"
+    if plan.get("points") == 0 and plan.get("note"):
+        return f"governor {governor_name}: {plan['note']}{share}"
     if plan.get("origin_on_sample"):
         line = (f"governor {governor_name}: {plan['points'] + 1} evaluations on {plan['sample_size']} dev examples "
                 f"(the first before training){share}; the reported loss is measured on the whole test set before "
