@@ -122,7 +122,7 @@ def replay_grid(curves: dict) -> list[tuple[dict, dict]]:
         options = dict(zip(names, values))
         if not known_curves_pass(options):
             continue  # not eligible: not worth replaying
-        key = json.dumps(options, sort_keys=True)
+        key = json.dumps({k: v for k, v in options.items() if v is not None}, sort_keys=True)  # unset: as before
         if key not in stored["results"]:
             stored["results"][key] = {r: {k: v for k, v in gov.replay("marginal", options, c).items()
                                           if k in ("flops", "loss", "stop_eval")} for r, c in curves.items()}
