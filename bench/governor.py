@@ -2,11 +2,13 @@
 
 1. Record (bench/governor_suite.py): real runs of SmolLM2-135M to their whole fixed budget, evaluating the whole
    (small) held-out set densely and keeping every example's loss.
-2. Replay: every single-run policy sees the recorded evaluations one at a time, as the loop would show them,
-   restricted to the evaluation sample its plan would use (train/evalplan.py, 10% of the budget by default); its
-   FLOPs are the training FLOPs up to its stop plus every evaluation it used (the whole set before and after, the
-   sample in between); its loss is the whole set's at the evaluation where it stopped. The fixed budget evaluates the
-   whole set before and after only. The hindsight bounds are charged the same two whole-set evaluations.
+2. Replay: every single-run policy sees the recorded evaluations one at a time, as the loop would show them: the
+   ones nearest its plan's schedule (train/evalplan.py, bound by the 10% share; a plan the share cannot pay for has
+   none in between), restricted to the plan's evaluation sample. Its FLOPs are the training FLOPs up to its stop
+   plus every evaluation it used (the whole set before and after, the sample in between); its loss is the whole
+   set's at the evaluation where it stopped. The fixed budget evaluates the whole set before and after only. The
+   hindsight bounds are charged the same two whole-set evaluations (and the plan's own, for the bound on them).
+   Patience gets the default governor's plan (same evaluation FLOPs), and also every recorded evaluation.
 3. Calibration: at every evaluation, the ensemble's ±1 sd band for the next evaluation's loss, and how often the
    next observation falls inside it (aim: about 68%).
 4. Real governed runs (--governed N): the default `budgetune run` governor (decay on stop) in the loop.
@@ -31,7 +33,17 @@ import governor_suite as suite
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 DOC = ROOT / "docs" / "benchmarks" / "governor.md"
-THRESHOLDS = (0.0025, 0.005, 0.01, 0.02, 0.04)
+SHARE = 0.1  # train.eval_share's default
+
+
+def _default_threshold() -> float:
+    from budgetune.governor.marginal import Config
+
+    return Config().threshold
+
+
+DEFAULT_T = _default_threshold()  # the marginal governor's default (its other options at their defaults too)
+THRESHOLDS = tuple(sorted({0.005, 0.01, 0.02, 0.04, 0.06, DEFAULT_T}))
 PATIENCE = (3, 5, 10)
 
 
@@ -45,39 +57,72 @@ def _sub(e: dict, sample) -> dict:
             "eval_loss": sum(sums) / max(1, sum(counts))}
 
 
-def costs(curve: dict) -> dict:
-    """The fixed run's budget and the evaluation plan a governed run would get on this curve."""
+def _needs(name: str, options: dict) -> dict:
+    """What a policy declares it needs from the evaluation plan (the marginal governor's Config; a policy without
+    one, such as patience, is given the default governor's plan so both spend the same on evaluation)."""
+    from budgetune.governor import make
+    from budgetune.train.governed import needs
+
+    return needs(make(name, options)) or needs(make("marginal", {}))
+
+
+def costs(curve: dict, need: dict | None = None) -> dict:
+    """The fixed run's budget and the evaluation plan a governed run would get on this curve (train/evalplan.py at
+    the default 10% share, bound by it: a plan the share cannot pay for has no evaluations in between)."""
     from budgetune.train.evalplan import make_plan
 
+    need = need or _needs("marginal", {})
     evals = curve["evals"]
     whole = float(evals[0]["eval_flops"])
     n = len(evals[0]["eval_sums"])
     budget = evals[-1]["train_flops"] + 2 * whole
-    points = len(evals) - 2  # the recorded evaluations between the one before training and the last
-    plan = make_plan(max_flops=budget, whole_flops=whole, n_examples=n, points=points, min_points=min(points, 6),
-                     min_sample=min(8, n), share=0.1)
+    recorded = len(evals) - 2  # the recorded evaluations between the one before training and the last
+    plan = make_plan(max_flops=budget, whole_flops=whole, n_examples=n, points=min(need["points"], recorded),
+                     min_points=min(need["min_points"], recorded), min_sample=need["min_sample"], share=SHARE,
+                     spacing=need.get("spacing", 1.0))
     return {"whole": whole, "n": n, "budget": budget, "plan": plan}
 
 
-def replay(name: str, options: dict, curve: dict) -> dict:
+def schedule(curve: dict, plan: dict | None) -> list[int]:
+    """The recorded evaluations a plan's schedule lands on: for each planned budget fraction (evalplan.fractions),
+    the nearest recorded evaluation after the previous one (None: every recorded evaluation, densely)."""
+    from budgetune.train.evalplan import fractions
+
+    evals = curve["evals"]
+    last = len(evals) - 1
+    if plan is None:
+        return list(range(1, last))
+    end = evals[-1]["train_flops"]
+    out: list[int] = []
+    for f in fractions(plan):
+        options = [i for i in range(1, last) if not out or i > out[-1]]
+        if not options:
+            break
+        out.append(min(options, key=lambda i: abs(evals[i]["train_flops"] / end - f)))
+    return out
+
+
+def replay(name: str, options: dict, curve: dict, dense: bool = False) -> dict:
+    """One policy on one curve: it sees the evaluation before training (whole set), then the plan's evaluations
+    (its sample, at its schedule); dense: every recorded evaluation on the whole set (last session's replay)."""
     from budgetune.budget import Budget, Ledger
     from budgetune.governor import make
 
-    c = costs(curve)
+    c = costs(curve, _needs(name, options))
     plan, whole, budget_flops = c["plan"], c["whole"], c["budget"]
-    per_sample = whole * plan["sample_size"] / c["n"]
+    per_sample = whole if dense else whole * plan["sample_size"] / c["n"]
+    sample = None if dense else plan["sample"]
     budget = Budget(max_flops=budget_flops)
     governor = make(name, options, budget)
     evals = curve["evals"]
     last = len(evals) - 1
     stop_at, used, decisions = last, 0, []
-    for i, e in enumerate(evals):
-        if i == last:
-            break  # the last recorded evaluation is the end of the budget: the final whole-set one
+    for i in [0] + schedule(curve, None if dense else plan):
+        e = evals[i]
         if i > 0:
             used += 1
         eval_flops = whole + used * per_sample
-        seen = _sub(e, plan["sample"]) if i > 0 else dict(e)
+        seen = _sub(e, sample) if i > 0 else dict(e)
         seen["flops"] = e["train_flops"] + eval_flops
         ledger = Ledger()
         ledger.charge("train", e["train_flops"])
@@ -90,7 +135,7 @@ def replay(name: str, options: dict, curve: dict) -> dict:
     e = evals[stop_at]
     flops = e["train_flops"] + 2 * whole + used * per_sample
     return {"flops": flops, "loss": e["eval_loss"], "stop_eval": stop_at, "evals_used": used,
-            "eval_flops": 2 * whole + used * per_sample, "decisions": decisions[-2:]}
+            "eval_flops": 2 * whole + used * per_sample, "decisions": decisions[-2:], "points": plan["points"]}
 
 
 def fixed_row(curve: dict) -> dict:
@@ -138,8 +183,29 @@ def calibration(curve: dict) -> list[dict]:
     return out
 
 
-def summarise(rows: dict, fixed: dict, bound: dict) -> dict:
-    runs = list(fixed)
+def planned_hindsight(curve: dict) -> dict:
+    """The hindsight bound on the default plan's own evaluations: its first scheduled evaluation within 1% of the
+    fixed run's loss, charged the plan's evaluations up to it (no such evaluation: the whole budget and all of them)."""
+    c = costs(curve)
+    per = c["whole"] * c["plan"]["sample_size"] / c["n"]
+    evals = curve["evals"]
+    final = evals[-1]["eval_loss"]
+    sched = schedule(curve, c["plan"])
+    for used, i in enumerate(sched, 1):
+        if evals[i]["eval_loss"] <= final * (1 + 0.01):
+            return {"flops": evals[i]["train_flops"] + 2 * c["whole"] + used * per, "loss": evals[i]["eval_loss"],
+                    "eval_flops": 2 * c["whole"] + used * per, "stop_eval": i}
+    return {"flops": evals[-1]["train_flops"] + 2 * c["whole"] + len(sched) * per, "loss": final,
+            "eval_flops": 2 * c["whole"] + len(sched) * per, "stop_eval": len(evals) - 1}
+
+
+def tuning_runs() -> list[str]:
+    """The curves the default options were chosen on (bench/governor_tune.py's budget split): 1x and 4x, seed 0."""
+    return [r for r, c in CURVES.items() if c["budget_key"] in ("x1", "x4") and c["seed"] == 0]
+
+
+def summarise(rows: dict, fixed: dict, bound: dict, runs: list[str] | None = None) -> dict:
+    runs = list(fixed) if runs is None else runs
     ff = sum(fixed[r]["flops"] for r in runs)
     pf = sum(rows[r]["flops"] for r in runs)
     bf = sum(bound[r]["flops"] for r in runs)
@@ -202,10 +268,18 @@ def main(argv=None) -> int:
     policies = {f"marginal t={t:g}": ("marginal", {"threshold": t}) for t in THRESHOLDS}
     policies.update({f"patience-{p}": ("patience", {"patience": p}) for p in PATIENCE})
     per = {label: {r: replay(g, o, c) for r, c in CURVES.items()} for label, (g, o) in policies.items()}
-    table = [{"policy": "fixed", **summarise(fixed, fixed, bound)}]
-    table += [{"policy": label, **summarise(rows, fixed, bound)} for label, rows in per.items()]
-    table += [{"policy": "hindsight: cheapest stop within 1% of fixed", **summarise(bound, fixed, bound)},
-              {"policy": "hindsight: lowest recorded loss", **summarise(oracle, fixed, bound)}]
+    per.update({f"patience-{p}, every recorded evaluation": {r: replay("patience", {"patience": p}, c, dense=True)
+                                                             for r, c in CURVES.items()} for p in PATIENCE})
+    planned = {r: planned_hindsight(c) for r, c in CURVES.items()}
+    rows_all = {"fixed": fixed, **per, "hindsight: cheapest stop within 1% of fixed": bound,
+                "hindsight: lowest recorded loss": oracle,
+                "hindsight on the default plan's own evaluations (within 1%)": planned}
+    table = [{"policy": label, **summarise(rows, fixed, bound)} for label, rows in rows_all.items()]
+    tune = tuning_runs()
+    judge = [r for r in CURVES if r not in tune]
+    split = [{"policy": label, "in_sample": summarise(rows, fixed, bound, tune),
+              "out_of_sample": summarise(rows, fixed, bound, judge)} for label, rows in rows_all.items()] \
+        if tune and judge else []
     calib = {r: calibration(c) for r, c in CURVES.items()}
     cal_rows = [x for v in calib.values() for x in v]
     coverage = sum(x["inside"] for x in cal_rows) / len(cal_rows) if cal_rows else math.nan
@@ -215,21 +289,21 @@ def main(argv=None) -> int:
 
         chosen = {r: c for r, c in CURVES.items() if c["budget_key"] == args.governed_budget}
         real = governor_real.run(chosen, args.governed)
-    md = render(table, per, fixed, coverage, cal_rows, calib, real)
+    md = render(table, per, fixed, coverage, cal_rows, calib, real, split)
     print(md)
     OUT.mkdir(parents=True, exist_ok=True)
     if args.synthetic:
         (OUT / "governor_synthetic.json").write_text(json.dumps({"table": table, "coverage": coverage}, indent=1))
         (OUT / "governor_synthetic.md").write_text(md)
         return 0
-    (OUT / "governor.json").write_text(json.dumps({"table": table, "per_run": per, "fixed": fixed,
+    (OUT / "governor.json").write_text(json.dumps({"table": table, "split": split, "per_run": per, "fixed": fixed,
                                                    "calibration": calib, "coverage": coverage, "real": real},
                                                   indent=1, default=str))
     DOC.write_text(md)
     return 0
 
 
-def render(table, per, fixed, coverage, cal_rows, calib, real) -> str:
+def render(table, per, fixed, coverage, cal_rows, calib, real, split=()) -> str:
     out = ["# Benchmark: governor", "",
            ("Produced by `bench/governor.py` over the curves recorded by `bench/governor_suite.py` (numbers as "
            "measured). FLOPs include every evaluation each policy used."), "",
@@ -251,6 +325,17 @@ def render(table, per, fixed, coverage, cal_rows, calib, real) -> str:
         out.append(f"| {s['policy']} | {s['stopped']}/{s['runs']} | {100 * s['flops_vs_fixed']:.1f}% | "
                    f"{100 * s['eval_share']:.1f}% | {100 * s['mean_loss_vs_fixed']:+.2f}% | "
                    f"{100 * s['worst_loss_vs_fixed']:+.2f}% | {100 * s['bound_captured']:.0f}% |")
+    if split:
+        out += ["", "## In sample and out of sample", "",
+                ("The default options were chosen (bench/governor_tune.py) on the 1x and 4x seed-0 curves only; "
+                 "the 16x curves and the seed replicates are out of sample."), "",
+                ("| policy | in sample: FLOPs vs fixed | mean loss | worst | out of sample: FLOPs vs fixed | mean loss "
+                 "| worst |"), "|---|---|---|---|---|---|---|"]
+        for x in split:
+            i, o = x["in_sample"], x["out_of_sample"]
+            out.append(f"| {x['policy']} | {100 * i['flops_vs_fixed']:.1f}% | {100 * i['mean_loss_vs_fixed']:+.2f}% | "
+                       f"{100 * i['worst_loss_vs_fixed']:+.2f}% | {100 * o['flops_vs_fixed']:.1f}% | "
+                       f"{100 * o['mean_loss_vs_fixed']:+.2f}% | {100 * o['worst_loss_vs_fixed']:+.2f}% |")
     out += ["", "## Calibration of the next-evaluation prediction", "",
             (f"±1 sd band of the ensemble's prediction of the next evaluation's loss (on the governor's sample): "
             f"**{100 * coverage:.0f}%** of {len(cal_rows)} later observations inside (aim ≈ 68%)."), "",
@@ -259,21 +344,29 @@ def render(table, per, fixed, coverage, cal_rows, calib, real) -> str:
         if rows:
             out.append(f"| {r} | {len(rows)} | {sum(x['inside'] for x in rows)} | "
                        f"{statistics.mean(abs(x['z']) for x in rows):.2f} |")
-    out += ["", "## Per run (default threshold 0.01)", "",
+    out += ["", f"## Per run (default threshold {DEFAULT_T:g})", "",
             "| run | fixed loss | governor: stop at eval | FLOPs vs fixed | loss vs fixed | last reason |",
             "|---|---|---|---|---|---|"]
-    for r, row in per["marginal t=0.01"].items():
+    for r, row in per[f"marginal t={DEFAULT_T:g}"].items():
         f = fixed[r]
         reason = row["decisions"][-1]["reason"] if row["decisions"] else ""
         out.append(f"| {r} | {f['loss']:.4f} | {row['stop_eval']} | {100 * row['flops'] / f['flops']:.0f}% | "
                    f"{100 * (row['loss'] - f['loss']) / f['loss']:+.2f}% | {reason[:160]} |")
     if real:
-        out += ["", "## Real governed runs (default governor, decay on stop)", "",
+        out += ["", "## Real governed runs (decay on stop)", "",
+                ("Cached in bench/out/governor_governed/: trained with the governor's defaults of their day (t = 0.01, "
+                 "before the evaluation plan bound its share), not with today's defaults; not rerun."), "",
                 "| run | fixed loss (recorded) | governed loss | FLOPs vs fixed | eval share | stop reason |",
                 "|---|---|---|---|---|---|"]
         for x in real:
             out.append(f"| {x['run']} | {x['fixed_loss']:.4f} | {x['loss']:.4f} | {100 * x['flops_vs_fixed']:.0f}% | "
                        f"{100 * x['eval_share']:.1f}% | {x['stop_reason'][:120]} |")
+    tuned = OUT / "governor_tune.json"
+    if tuned.exists():
+        import governor_tune
+
+        out += ["", "## How the defaults were chosen (bench/governor_tune.py)", "",
+                governor_tune.render(json.loads(tuned.read_text()))]
     out.append("")
     return "\n".join(out)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from budgetune.train.evalplan import describe, eval_due, make_plan
+from budgetune.train.evalplan import describe, eval_due, fractions, make_plan
 
 
 def test_plan_fits_the_share_and_samples_fixed_examples():
@@ -18,17 +18,30 @@ def test_plan_fits_the_share_and_samples_fixed_examples():
     assert again["sample"] == plan["sample"]  # the same examples every time: evaluations compare pair by pair
 
 
-def test_a_tight_budget_gets_fewer_points_then_a_stated_overrun():
+def test_a_tight_budget_gets_fewer_points_then_none_in_between():
     # Left for the points: 0.1·1e11 − 2·1e9 = 8e9 = 80 example-evaluations of 1e8; 10 points of 8 examples fit.
     plan = make_plan(max_flops=1e11, whole_flops=1e9, n_examples=10, points=12, min_points=6, min_sample=8,
                      share=0.1)
     assert (plan["points"], plan["sample_size"]) == (10, 8) and not plan["note"]
-    # Two whole evaluations alone are 20% of this budget: the minimum is kept and the overrun said.
-    tight = make_plan(max_flops=1e10, whole_flops=1e9, n_examples=10, points=12, min_points=6, min_sample=8,
+    # 0.1·2e10 − 2e9 = 0 left: not even one point fits, so none is planned and the share holds (2e9 of 2e10).
+    tight = make_plan(max_flops=2e10, whole_flops=1e9, n_examples=10, points=12, min_points=6, min_sample=8,
                       share=0.1)
-    assert (tight["points"], tight["sample_size"]) == (6, 8)
-    assert tight["share"] == pytest.approx((2e9 + 6 * 8 * 1e8) / 1e10)
-    assert "over the 10% share" in tight["note"] and "--max-flops" in tight["note"]
+    assert tight["points"] == 0 and tight["share"] == pytest.approx(2e9 / 2e10)
+    assert "no evaluations in between" in tight["note"] and "--max-flops" in tight["note"]
+    assert describe(tight, "marginal").startswith("governor marginal: no evaluations in between")
+    # 0.1·2.4e10 − 2e9 = 4e8: 4 example-evaluations, below the 6 points of 8 asked for: none either.
+    assert make_plan(max_flops=2.4e10, whole_flops=1e9, n_examples=10, points=12, min_points=6, min_sample=8,
+                     share=0.1)["points"] == 0
+
+
+def test_a_paired_test_needs_two_examples():
+    one = make_plan(max_flops=1e13, whole_flops=1e9, n_examples=1, points=10, min_points=6, min_sample=8,
+                    share=0.1)
+    assert one["points"] == 0 and "a paired test needs 2" in one["note"]
+    # Fewer examples than the governor's minimum sample: the whole set is the sample (0.1·1e12 − 2e9 = 9.8e10).
+    few = make_plan(max_flops=1e12, whole_flops=1e9, n_examples=3, points=10, min_points=6, min_sample=8,
+                    share=0.1)
+    assert (few["points"], few["sample_size"], few["sample"]) == (10, 3, None)
 
 
 def test_no_flop_budget_means_whole_set_evaluations_and_a_line_for_the_user():
@@ -42,8 +55,13 @@ def test_no_flop_budget_means_whole_set_evaluations_and_a_line_for_the_user():
 
 def test_points_fall_evenly_over_the_budget():
     plan = {"points": 3}
+    assert fractions(plan) == [0.25, 0.5, 0.75]
     assert [eval_due(plan, f, 1) for f in (0.2, 0.25)] == [False, True]
     assert eval_due(plan, 0.75, 3) and not eval_due(plan, 0.99, 4)  # the final evaluation is the loop's own
+    assert not any(eval_due({"points": 0}, f, 1) for f in (0.1, 0.5, 0.99))  # no points: none in between
+    # spacing 1.5 crowds the start: 0.25^1.5 = 0.125, 0.5^1.5 = 0.3536, 0.75^1.5 = 0.6495
+    assert fractions({"points": 3, "spacing": 1.5}) == pytest.approx([0.125, 0.35355, 0.64952], abs=1e-5)
+    assert eval_due({"points": 3, "spacing": 1.5}, 0.13, 1) and not eval_due({"points": 3, "spacing": 1.5}, 0.3, 2)
 
 
 def test_with_a_test_set_apart_the_dev_side_is_the_sample_throughout():

@@ -19,6 +19,14 @@ def test_a_curve_that_keeps_falling_is_never_stopped(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_curve_that_keeps_falling_is_not_stopped_on_a_small_noisy_held_out_set(seed):
+    # 6 examples with 5% noise each, as small as the recorded suite's held-out sets: the paired test is weak, and
+    # the noise must still not pass for a stop
+    at, decisions = drive(make("marginal", {}), evaluations(falling, examples=6, noise=0.05, seed=seed))
+    assert at is None, decisions[-1].reason
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_flat_noisy_curve_is_stopped_and_reports_flops_left(seed):
     evals = evaluations(flat, seed=seed)
     at, decisions = drive(make("marginal", {}), evals)
@@ -40,7 +48,9 @@ def test_one_noisy_excursion_on_a_falling_curve_is_not_a_stop():
 def test_a_real_rise_is_stopped_soon_after_it_starts():
     evals = evaluations(overfit, points=14, seed=0)
     at, decisions = drive(make("marginal", {}), evals)
-    assert at is not None and 0.4 < evals[at]["train_flops"] / B <= 0.75, [d.reason for d in decisions[-3:]]
+    # By construction the curve is flat from 20% of the budget (what is left of its drop, e^-4 ≈ 0.9% of the loss,
+    # is below any price) and rises from 40%: a stop on the plateau or soon after the rise starts is right.
+    assert at is not None and 0.2 <= evals[at]["train_flops"] / B <= 0.75, [d.reason for d in decisions[-3:]]
 
 
 def test_confirmations_rest_on_intervals_that_do_not_overlap():
@@ -123,7 +133,7 @@ def test_bad_input_gives_one_line_each():
     with pytest.raises(UserError, match="threshold"):
         make("marginal", {"threshold": "1.5"})
     with pytest.raises(UserError, match="eval_points"):
-        make("marginal", {"eval_points": 3})
+        make("marginal", {"eval_points": 2})  # below the default eval_min_points (3)
 
 
 def test_halving_keeps_the_best_third():

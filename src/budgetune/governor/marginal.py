@@ -6,10 +6,11 @@ the budget with a price that rises as the budget runs out:
 
     price(f) = threshold · (1 + price_rise · f),   f = share of the budget spent
 
-"stop when another 10% of the budget buys less than 1% loss" is horizon=0.1, threshold=0.01. A stop needs two
-kinds of evidence, so that noise cannot trigger it:
-- the curve: its optimistic edge (mean + z·sd, the sd holding the model error) is below the price, on a fit with at
-  least `min_dof` degrees of freedom;
+"stop when another 10% of the budget buys less than 2% loss" is horizon=0.1, threshold=0.02 (the default, chosen
+with the other defaults on part of the recorded suite by bench/governor_tune.py). A stop needs two kinds of
+evidence, so that noise cannot trigger it:
+- the curve: its predicted gain (mean + curve_z·sd; curve_z = 0 by default, since the noise protection is the
+  paired test's) is below the price, on a fit with at least `min_dof` degrees of freedom;
 - the measurements: over an interval of evaluations, the paired gain on the same held-out examples (its standard
   error measured, governor/noise.py) is below the price for that interval's length even at its optimistic edge
   (gain + z·se). Each such interval is one confirmation, and the next one starts where it ended, so `confirm`
@@ -36,18 +37,20 @@ from .signal import estimate
 
 @dataclass(kw_only=True)
 class Config:
-    threshold: float = 0.01  # relative loss reduction the next `horizon` of the budget must buy
+    threshold: float = 0.02  # relative loss reduction the next `horizon` of the budget must buy
     horizon: float = 0.1  # share of the whole budget the threshold refers to
     price_rise: float = 1.0  # the price grows by this factor over the budget (1: doubles by the end)
     resume_threshold: float | None = None  # gain that resets a pending stop; unset: 1.5 × threshold
-    z: float = 1.0  # optimism: standard deviations added to a predicted or measured gain before comparing
+    z: float = 1.0  # optimism: standard deviations added to a measured (paired) gain before comparing
+    curve_z: float | None = 0.0  # standard deviations added to the curve's predicted gain; unset: z
     min_evals: int = 4  # evaluations (since start or refresh) before any action
-    min_dof: int = 3  # no action on a curve fit with fewer degrees of freedom (points − parameters)
+    min_dof: int = 1  # no action on a curve fit with fewer degrees of freedom (points − parameters)
     min_evals_between: int = 2  # evaluations between two actions
     confirm: int = 2  # confirmations, each on its own interval of paired evidence, before acting
     eval_points: int = 10  # evaluations the governor needs over the budget (declared; the run's plan shows them)
-    eval_min_points: int = 6  # fewest evaluations it can work with when the evaluation share is tight
-    eval_min_sample: int = 8  # fewest held-out examples per evaluation for a paired test
+    eval_min_points: int = 3  # fewest evaluations it can work with when the evaluation share is tight
+    eval_min_sample: int = 2  # fewest held-out examples per evaluation for a paired test
+    eval_spacing: float = 1.5  # evaluation k of n falls at (k/(n+1))^spacing of the budget (>1: denser early)
     refresh_min_drift: float = 0.2  # drift (1 − rank correlation of data scores) that makes a refresh worth it
     refresh_probe: bool = False  # a refresher is attached: before stopping, ask it once whether new data pays
     max_refreshes: int = 2  # refreshes allowed in one run
@@ -64,8 +67,8 @@ class Config:
         if self.resume_threshold < self.threshold:
             raise UserError(f"governor options contradict: resume_threshold={self.resume_threshold} is below "
                             f"threshold={self.threshold}; a pending stop must need a larger gain to be cancelled")
-        if self.price_rise < 0 or self.z < 0:
-            raise UserError("governor options price_rise and z must be non-negative")
+        if self.price_rise < 0 or self.z < 0 or (self.curve_z is not None and self.curve_z < 0):
+            raise UserError("governor options price_rise, z and curve_z must be non-negative")
         for name in ("min_evals", "confirm", "min_dof", "eval_min_points", "eval_min_sample"):
             if getattr(self, name) < 1:
                 raise UserError(f"governor option {name}={getattr(self, name)} must be at least 1")
@@ -74,6 +77,9 @@ class Config:
                             f"{self.eval_min_points}; raise eval_points")
         if self.min_evals_between < 0 or self.max_refreshes < 0:
             raise UserError("governor options min_evals_between and max_refreshes must be non-negative")
+        if not 0.25 <= self.eval_spacing <= 4:
+            raise UserError(f"governor option eval_spacing={self.eval_spacing} must be between 0.25 and 4 "
+                            f"(1: evenly over the budget)")
         if not 0 < self.round_share <= 1:
             raise UserError(f"governor option round_share={self.round_share} must be in (0, 1]")
 
@@ -90,6 +96,9 @@ def budget_axis(budget, ledger, flops_now: float) -> tuple[float, float]:
 
 
 _PER_EXAMPLE = ("eval_sums", "eval_counts", "eval_indices")
+# Between arms the extrapolation to the budget's end is the whole decision (no paired test confirms it), so it needs
+# more degrees of freedom than a single run's stop, which the paired evidence guards.
+ARM_MIN_DOF = 3
 
 
 class MarginalGain:
@@ -152,7 +161,8 @@ class MarginalGain:
         # The horizon may be cut by the end of the budget; compare per full horizon so the price stays comparable.
         per_horizon = sig.horizon_flops / (c.horizon * total) if total > 0 else 0.0
         scale = 1.0 / per_horizon if per_horizon > 0 else 0.0
-        optimistic = (sig.gain_next + c.z * sig.gain_next_sd) * scale
+        curve_z = c.z if c.curve_z is None else c.curve_z
+        optimistic = (sig.gain_next + curve_z * sig.gain_next_sd) * scale
         inputs = {"eval_loss": float(loss), **sig.to_inputs(), "optimistic_gain": _finite(optimistic),
                   "price": price, "resume_price": resume, "budget_spent": spent, "flops_left": remaining}
         n_window = len(window)
@@ -287,7 +297,8 @@ class MarginalGain:
         for a in active:
             offset = a.flops[0]
             xs = [f - offset for f in a.flops]
-            sig = estimate(xs, a.losses, total=total, remaining=remaining, horizon=c.horizon, min_dof=c.min_dof)
+            sig = estimate(xs, a.losses, total=total, remaining=remaining, horizon=c.horizon,
+                           min_dof=max(c.min_dof, ARM_MIN_DOF))
             if sig.source != "fit":
                 preds[a.name] = (-math.inf, 0.0, None)
                 continue

@@ -56,7 +56,7 @@ def generation_flops(profile, examples, prompts: int, *, max_new_tokens: int = 3
 
 def make_plan(*, max_flops: float | None, whole_flops: float, n_examples: int, points: int, min_points: int,
               min_sample: int, share: float, seed: int = 0, reported_flops: float = 0.0,
-              origin_on_sample: bool = False, outside_flops: float = 0.0) -> dict:
+              origin_on_sample: bool = False, outside_flops: float = 0.0, spacing: float = 1.0) -> dict:
     """The evaluation plan of a governed run: `points` evaluations on `sample` examples, within `share` of the budget.
 
     whole_flops: FLOPs of one evaluation of the whole held-out set the governor reads. reported_flops: one
@@ -65,7 +65,7 @@ def make_plan(*, max_flops: float | None, whole_flops: float, n_examples: int, p
     final one on dev: `points + 1` sample evaluations; otherwise the governor's set is evaluated whole before and
     at the end. When the budget is not in FLOPs the sample is the whole set (nothing to price it against). When
     the share cannot pay for `points` evaluations of `min_sample` examples, fewer points are planned (down to
-    `min_points`); below that the plan keeps the minimum and says by how much it exceeds the share.
+    `min_points`); below that none are planned in between (the share binds: the note says why).
     outside_flops: evaluation `budgetune run` does after the loop (the generation evaluation), reserved with the
     final evaluation so that the share and the budget cover it too. `final_flops` is what the run reserves for its
     final evaluation.
@@ -73,7 +73,8 @@ def make_plan(*, max_flops: float | None, whole_flops: float, n_examples: int, p
     per = whole_flops / max(1, n_examples)
     fixed = 2 * reported_flops + (0.0 if origin_on_sample else 2 * whole_flops) + outside_flops
     extra = 1 if origin_on_sample else 0  # the origin, when it is a sample evaluation
-    plan = {"points": points, "sample_size": n_examples, "n_examples": n_examples, "share_target": share,
+    plan = {"points": points, "spacing": spacing, "sample_size": n_examples, "n_examples": n_examples,
+            "share_target": share,
             "whole_flops": whole_flops,
             "reported_flops": reported_flops, "origin_on_sample": bool(origin_on_sample),
             "outside_flops": outside_flops,
@@ -81,19 +82,28 @@ def make_plan(*, max_flops: float | None, whole_flops: float, n_examples: int, p
     if max_flops is None or not math.isfinite(max_flops) or max_flops <= 0:
         plan.update(sample=None, share=None, note="no FLOP budget: every evaluation uses the whole held-out set")
         return plan
+    # A paired test needs two examples at least; fewer than the governor's minimum cannot support a decision.
+    floor = max(2, min(min_sample, n_examples))
     left = share * max_flops - fixed
     n = int(left / ((points + extra) * per)) if left > 0 else 0
     k = points
-    while n < min_sample and k > min_points:
+    while n < floor and k > min_points:
         k -= 1
         n = int(left / ((k + extra) * per)) if left > 0 else 0
-    n = max(min(n, n_examples), min(min_sample, n_examples))
-    cost = fixed + (k + extra) * n * per
     note = ""
-    if cost > share * max_flops * (1 + 1e-9):
-        note = (f"evaluation needs {cost / max_flops:.0%} of the budget, over the {share:.0%} share: "
-                f"{k + extra} evaluations of {n} examples cost {(k + extra) * n * per / max_flops:.1%} and the "
-                f"whole-set evaluations {fixed / max_flops:.1%}; raise --max-flops or give a smaller --target")
+    if n < floor or n_examples < 2:
+        # The share cannot pay for the fewest evaluations the governor can decide on: evaluations it could not
+        # act on would only take FLOPs from training, so none are planned in between and the run trains to its
+        # budget (the governor sees the evaluation before training and decides nothing after it).
+        need = fixed + (min_points + extra) * floor * per
+        why = (f"the held-out set has {n_examples} example(s), a paired test needs 2" if n_examples < 2 else
+               f"{min_points + extra} evaluations of {floor} examples and the whole-set ones would need "
+               f"{need / max_flops:.0%} of the budget, over the {share:.0%} share")
+        note = (f"no evaluations in between: {why}; the run trains to its whole budget (raise --max-flops or "
+                f"train.eval_share to let the governor decide)")
+        k, n = 0, min(floor, n_examples)
+    n = max(min(n, n_examples), 1)
+    cost = fixed + ((k + extra) * n if (k or extra) else 0) * per
     rng = np.random.default_rng([seed, n_examples])
     sample = None if n >= n_examples else sorted(int(i) for i in rng.choice(n_examples, n, replace=False))
     plan.update(points=k, sample_size=n, sample=sample, share=cost / max_flops, note=note)
@@ -103,6 +113,8 @@ def make_plan(*, max_flops: float | None, whole_flops: float, n_examples: int, p
 def describe(plan: dict, governor_name: str) -> str:
     """One line for the user: what the governor asked for and what it got."""
     share = "" if plan.get("share") is None else f", {plan['share']:.1%} of the budget with the whole-set evaluations"
+    if plan.get("points") == 0 and plan.get("note"):
+        return f"governor {governor_name}: {plan['note']}{share}"
     if plan.get("origin_on_sample"):
         line = (f"governor {governor_name}: {plan['points'] + 1} evaluations on {plan['sample_size']} dev examples "
                 f"(the first before training){share}; the reported loss is measured on the whole test set before "
@@ -113,6 +125,14 @@ def describe(plan: dict, governor_name: str) -> str:
     return line + (f" ({plan['note']})" if plan.get("note") else "")
 
 
+def fractions(plan: dict) -> list[float]:
+    """Budget fractions at which the plan's evaluations in between fall: evaluation k of `points` at
+    (k/(points + 1))^spacing, evenly for spacing 1; above 1 they crowd the start, where a stop saves most."""
+    k, p = int(plan["points"]), float(plan.get("spacing", 1.0))
+    return [(j / (k + 1)) ** p for j in range(1, k + 1)]
+
+
 def eval_due(plan: dict, fraction: float, done: int) -> bool:
-    """Evaluation k (1-based, `done` counts the one before training) of `points` falls at k/(points + 1)."""
-    return done <= plan["points"] and fraction >= done / (plan["points"] + 1)
+    """Whether evaluation `done` (1-based: `done` counts the one before training) is due at this budget fraction."""
+    marks = fractions(plan)
+    return 1 <= done <= len(marks) and fraction >= marks[done - 1]

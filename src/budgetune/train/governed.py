@@ -21,7 +21,7 @@ def needs(governor) -> dict | None:
     if config is None or not hasattr(config, "eval_points"):
         return None
     return {"points": config.eval_points, "min_points": getattr(config, "eval_min_points", config.eval_points),
-            "min_sample": getattr(config, "eval_min_sample", 1)}
+            "min_sample": getattr(config, "eval_min_sample", 1), "spacing": getattr(config, "eval_spacing", 1.0)}
 
 
 def start(cfg, governor, budget, *, model, data, announce: bool) -> dict | None:
