@@ -237,8 +237,9 @@ def flop_kinds(spec, cfg: Config):
     return [adapter_step(cfg.lora)]
 
 
-# The planner's view (budgetune.planner): CoLM trains LoRA on a coreset of each batch; its loss is not measured here
-# yet, so it ranks below the measured adapters (between QLoRA and DQT). It prices its own FLOPs
+# The planner's view (budgetune.planner): CoLM trains LoRA on a coreset of each batch; it ranks below the adapters
+# (between QLoRA and DQT): at equal FLOPs it ended above LoRA on the large batch and on a random half-batch of the
+# same memory (docs/benchmarks/survey_systems.md, 2 seeds). It prices its own FLOPs
 # (planned_flops_per_token above) and is traced as LoRA at its coreset shape (trace_shape above).
 QUALITY_RANK = 6.5
 
