@@ -26,9 +26,22 @@ SCORERS = {
 METHODS = {"colm": {"r": 4, "sketch": 8}, "subzero": {"rank": 4, "lazy": 2}, "peqa": {}, "dqt": {}}
 
 
+def _data(directory: Path) -> tuple[str, str]:
+    """A small pool and target (JSONL, prompt/response, two categories): scoring the whole embedded corpus on a
+    loaded CPU outruns the test's time limit."""
+    topics = {"ai": "Machines learn from data they are shown.", "food": "Bread is baked from flour and water."}
+    rows = [{"prompt": f"Tell me fact {i} about {t}.", "response": f"{fact} Fact {i}.", "category": t}
+            for i in range(12) for t, fact in topics.items()]
+    pool, target = directory / "pool.jsonl", directory / "target.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows[:20]))
+    target.write_text("".join(json.dumps(r) + "\n" for r in rows[20:]))
+    return str(pool), str(target)
+
+
 def _yaml(model: str, out: str, *, method: str = "lora", options: dict | None = None, scorer: str | None = None,
-          scorer_options: dict | None = None) -> str:
-    lines = ["model:", f"  model: {model}", "data:", "  data: chatterbot", "  max_seq_len: 64", "train:",
+          scorer_options: dict | None = None, data: tuple[str, str] = ("chatterbot", "")) -> str:
+    where = [f"  data: {data[0]}"] + ([f"  target: {data[1]}"] if data[1] else [])
+    lines = ["model:", f"  model: {model}", "data:", *where, "  max_seq_len: 64", "train:",
              f"  method: {method}", f"  method_options: {json.dumps(options or {})}", "  micro_batch_size: 4",
              "  max_steps: 2", "  eval_points: 1", "  warmup_steps: 1", "budget:", "  max_flops: 1.0e12",
              "  max_seconds: 3000", f"out: {out}", "report_to: none"]
@@ -60,7 +73,7 @@ def test_yaml_names_the_system(tmp_path, tiny_config_path, kind, name, fields):
 def test_yaml_trains_the_system(tmp_path, tiny_config_path, kind, name, fields):
     path = tmp_path / "c.yaml"
     run = tmp_path / "run"
-    path.write_text(_yaml(tiny_config_path, str(run), **fields))
+    path.write_text(_yaml(tiny_config_path, str(run), data=_data(tmp_path), **fields))
     proc = subprocess.run([sys.executable, "-m", "budgetune.cli", "train", str(path), "--generation-eval", "0"],
                           capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
