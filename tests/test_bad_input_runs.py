@@ -338,12 +338,12 @@ def _armed(monkeypatch, kind: str, nth: int):
             real_append(self, file, record)
         monkeypatch.setattr(rundir.RunDir, "append", append)
     elif kind == "eval":
-        real_eval = loop.heldout_loss
+        real_eval = loop.heldout_losses
 
         def heldout(*a, **k):
             hit()
             return real_eval(*a, **k)
-        monkeypatch.setattr(loop, "heldout_loss", heldout)
+        monkeypatch.setattr(loop, "heldout_losses", heldout)
     elif kind == "result":
         real_replace = atomic.replace_dir
 

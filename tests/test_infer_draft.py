@@ -42,5 +42,34 @@ def test_distillation_moves_the_draft_toward_the_target(tiny_model):
     stats = distill(draft, tiny_model.eval(), batches, max_steps=12, lr=3e-3, log=None)
     assert stats["steps"] == 12 and stats["teacher_batches"] == 2
     assert stats["loss_last"] < stats["loss_first"]
-    assert 0.0 <= agreement(draft, tiny_model, batches) <= 1.0
+    assert agreement(tiny_model, tiny_model, batches) == 1.0  # a model agrees with itself everywhere
     assert not any(p.requires_grad for p in draft.parameters())
+
+
+class _Always(torch.nn.Module):
+    """A draft whose greedy token is always `token`."""
+
+    def __init__(self, token: int, vocab: int):
+        super().__init__()
+        self.token, self.vocab = token, vocab
+
+    def forward(self, input_ids, attention_mask=None):
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+        logits[..., self.token] = 1.0
+        return type("Out", (), {"logits": logits})()
+
+
+def test_agreement_is_the_share_of_response_positions_where_greedy_tokens_match(tiny_model):
+    """Known by construction: a draft that always proposes token t agrees exactly where the target's greedy next
+    token is t, counted over the positions whose next token is a response token (4 prompt tokens of 12: positions
+    3..10 of every row, 8 per row)."""
+    batches = _batches()
+    with torch.inference_mode():
+        greedy = [tiny_model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits.argmax(-1)[:, 3:11]
+                  for b in batches]
+    vocab = tiny_model.config.vocab_size
+    top = int(torch.cat([g.reshape(-1) for g in greedy]).mode().values)
+    hits = sum(int((g == top).sum()) for g in greedy)
+    assert agreement(_Always(top, vocab), tiny_model, batches) == pytest.approx(hits / (2 * 4 * 8))
+    unused = next(t for t in range(vocab) if not any(bool((g == t).any()) for g in greedy))
+    assert agreement(_Always(unused, vocab), tiny_model, batches) == 0.0

@@ -146,3 +146,43 @@ def test_resume_keeps_charges_made_by_other_commands(tmp_path, tiny_config_path,
     assert again.ledger.flops["inference"] == charged
     saved = json.loads(ledger_path.read_text())
     assert saved["flops"]["inference"] == charged and saved["external"] == 1
+
+
+# --- what the run directory decides (train/rundir.py) ---------------------------------------------------------------
+
+def test_a_resumed_run_keeps_the_governors_stop_and_clears_a_limits():
+    from budgetune.train.rundir import stop_reason_on_resume
+
+    assert stop_reason_on_resume("governor: the next 10% buys 0.2% (price 1%)") == \
+        "governor: the next 10% buys 0.2% (price 1%)"
+    assert stop_reason_on_resume("governor: x (after a learning-rate cooldown)").startswith("governor")
+    flops = "flop budget spent (1e9 of 1e9 FLOPs; the final evaluation is reserved)"
+    for limit in ("max_steps reached (2 steps)", flops, "token budget spent"):
+        assert stop_reason_on_resume(limit) is None  # a raised limit trains on; an unchanged one stops at once
+    assert stop_reason_on_resume(None) is None
+
+
+def test_resume_point_and_logs_of_a_fresh_and_a_resumed_run(tmp_path):
+    from budgetune.errors import UserError
+    from budgetune.train.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    assert run.resume_point(True) is None and run.resume_point(False) is None  # nothing there yet
+    run.path.mkdir()
+    for name, lines in (("metrics.jsonl", [1, 2, 3]), ("decisions.jsonl", [0, 3])):
+        (run.path / name).write_text("".join(json.dumps({"step": s}) + "\n" for s in lines))
+    (run.path / "charges.json").write_text("{}")
+    (run.path / "ledger.json").write_text("{}")
+    with pytest.raises(UserError, match="no checkpoint to resume from"):  # a run that trained, without checkpoint
+        run.resume_point(True)
+    assert run.resume_point(False) is None  # a fresh start reads no checkpoint
+    run.start_logs(2)  # resumed at step 2: later records go, earlier ones stay
+    assert [json.loads(line)["step"] for line in (run.path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert [json.loads(line)["step"] for line in (run.path / "decisions.jsonl").read_text().splitlines()] == [0]
+    assert (run.path / "charges.json").exists()
+    run.start_logs(None)  # a fresh run starts with no logs and no outside charges
+    assert not any((run.path / n).exists() for n in ("metrics.jsonl", "decisions.jsonl", "charges.json"))
+    reader = RunDir(tmp_path / "run", writer=False)
+    (run.path / "metrics.jsonl").write_text("x")
+    reader.start_logs(None)  # only the writer touches the directory
+    assert (run.path / "metrics.jsonl").read_text() == "x"

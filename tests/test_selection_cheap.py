@@ -121,3 +121,37 @@ def test_a_run_with_auto_selection_writes_its_plan(tiny_config_path, tokenizer, 
     plan = json.loads((result.run_dir / "selection.summary.json").read_text())
     assert plan["plan"]["reasons"] and plan["pool"] == 48
     assert result.ledger.flops["selection"] == pytest.approx(plan["flops"])
+
+
+def _blocks(n, length, words):
+    """Text blocks of one length (as text_examples cuts a corpus), each with its own words for DSIR."""
+    from budgetune.data.examples import Example
+
+    ids = list(range(10, 10 + length))
+    return [Example(ids, ids, "text", text=" ".join(words[(i + j) % len(words)] for j in range(6)), uid=str(i))
+            for i in range(n)]
+
+
+def test_auto_prices_scoring_by_the_whole_steps_it_displaces(tiny_model):
+    from budgetune.flops import profile_from_model, train_step_flops
+    from budgetune.selection.auto import plan
+
+    words = [f"w{i}" for i in range(30)]
+    pool, target = _blocks(40, 20, words), _blocks(4, 20, words[:8])
+    step = train_step_flops(profile_from_model(tiny_model), 2, 20)  # every step: 2 blocks of 20 tokens
+    # Exactly two steps: DSIR's hashing (8e5 FLOPs) leaves one whole step, so it costs half the training.
+    tight = plan(pool, target, tiny_model, total_flops=2 * step, batch=2)
+    dsir = next(c for c in tight.candidates if c["scorer"] == "dsir")
+    assert dsir["share_of_training"] == 1.0 and tight.section is None
+    # Two and a half steps: the hashing fits in the half step no training can use, so it displaces nothing.
+    loose = plan(pool, target, tiny_model, total_flops=2.5 * step, batch=2)
+    assert loose.section is not None and loose.section["scorer"] == "dsir"
+    assert next(c for c in loose.candidates if c["scorer"] == "dsir")["share_of_training"] == 0.0
+    # Lengths that vary: steps differ by subset, so a FLOP of scoring is priced as a FLOP of training.
+    varied = [e for e in pool]
+    varied[0] = _blocks(1, 12, words)[0]
+    varied[1] = _blocks(1, 9, words)[0]
+    varied[2] = _blocks(1, 15, words)[0]
+    mixed = plan(varied, target, tiny_model, total_flops=2 * step, batch=2)
+    share = next(c for c in mixed.candidates if c["scorer"] == "dsir")["share_of_training"]
+    assert share == pytest.approx(2 * 40 * 10000 / (2 * step - 2 * 40 * 10000)) and mixed.section["scorer"] == "dsir"

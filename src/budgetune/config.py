@@ -66,7 +66,7 @@ class DataConfig:
 class TrainConfig:
     method: str = doc("training method, one of those listed at the end of this help; 'auto': the planner's pick for "
                       "--max-memory", "lora")
-    method_options: dict = doc("method options as KEY=VALUE (e.g. r=16 for lora)", {})
+    method_options: dict = doc("method options as KEY=VALUE, the fields of the method's Config (e.g. r=16, an adapter rank)", {})
     lr: float | None = doc("peak learning rate; unset: the method's default", None)
     micro_batch_size: int = doc("examples per forward/backward on each process", 8)
     grad_accum: int = doc("micro-batches accumulated into one optimizer step", 1)

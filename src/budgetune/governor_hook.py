@@ -12,7 +12,7 @@ import dataclasses
 
 from .governor.protocol import FixedBudget
 
-FIXED_NAMES = ("none", "fixed")
+FIXED_NAMES = ("none", FixedBudget.name)  # `--governor none` is the fixed budget too
 
 
 def governor_from_config(cfg, budget):

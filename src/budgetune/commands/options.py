@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import config as config_mod
 from ..errors import UserError
+from ..governor import DEFAULT as DEFAULT_GOVERNOR
 
 
 def _flag(name: str) -> str:
@@ -16,8 +17,8 @@ def _flag(name: str) -> str:
 
 # The KEY=VALUE form of the two dict-valued sections, with an example of each (JSON is accepted as well).
 SECTION_EXAMPLES = {
-    "selection": "scorer=ifd budget=10%% options.batch_size=8",
-    "governor": "name=marginal threshold=0.01",
+    "selection": "scorer=auto budget=10%% options.batch_size=8",
+    "governor": f"name={DEFAULT_GOVERNOR} threshold=0.01",
 }
 
 

@@ -162,8 +162,10 @@ def main(args) -> int:
 
 
 def _traced_only(model: str, shape, budget: int, notes: list[str]):
-    """Plans for an architecture without an analytic model: the tracer measures full and LoRA directly."""
+    """Plans for an architecture without an analytic model: the tracer measures directly each method whose module
+    declares TRACED_PLAN_OPTIONS (full fine-tuning and LoRA), in registry order."""
     from ..memory.terms import runtime_overhead
+    from ..methods import registry
     from ..models import load_config
     from ..planner import plan as P
     from ..planner.trace import trace_step
@@ -171,12 +173,15 @@ def _traced_only(model: str, shape, budget: int, notes: list[str]):
     config = load_config(model)
     plans = []
     params = None
-    for method in ("full", "lora"):
+    for method in registry.names():
+        options = getattr(registry.get(method), "TRACED_PLAN_OPTIONS", None)
+        if options is None:
+            continue
         r = trace_step(config, shape, method, None)
         total = r.peak + runtime_overhead(shape, r.peak)
-        options = {"r": 16, "target_modules": "all"} if method == "lora" else {}
-        plans.append(P.Plan(method, options, False, r.breakdown, fits=total <= budget, traced_total=total))
-        params = r.n_params if method == "full" else params
+        plans.append(P.Plan(method, dict(options), False, r.breakdown, fits=total <= budget, traced_total=total))
+        # the base model's size: a method that adds adapters traces more parameters than the base has
+        params = r.n_params if params is None else min(params, r.n_params)
     notes.append("traced only (no analytic model): FLOPs per token not estimated")
     return plans, params
 

@@ -92,7 +92,9 @@ def execute(cfg, *, generation_eval: int | None = None, as_json: bool = False, g
 def _refresh_inputs(cfg, budget, tokenizer=None, data=None) -> dict:
     """With both a governor and data selection, the governor's refresh action re-selects the training data; the
     refresher re-scores the whole training pool, so the data is loaded here and handed to the loop."""
-    if not cfg.selection or (cfg.governor or {}).get("name") in ("none", "fixed"):
+    from ..governor_hook import FIXED_NAMES
+
+    if not cfg.selection or (cfg.governor or {}).get("name") in FIXED_NAMES:
         return {}  # the default governor is on: a selecting run gets a refresher unless the budget is fixed
     from ..data import load_data
     from ..models import load_tokenizer

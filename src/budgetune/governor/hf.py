@@ -25,11 +25,11 @@ from transformers.trainer_callback import ExportableState
 from ..budget import Budget, Ledger
 from ..errors import UserError
 from ..flops import forward_flops, profile_from_model, train_step_flops
-from . import make
+from . import DEFAULT, make
 
 
 class GovernorCallback(TrainerCallback, ExportableState):
-    def __init__(self, governor: str = "marginal", options: dict | None = None, max_flops: float | None = None,
+    def __init__(self, governor: str = DEFAULT, options: dict | None = None, max_flops: float | None = None,
                  flops: str = "analytic", decisions_file: str | None = None):
         if flops not in ("analytic", "trainer"):
             raise UserError(f"GovernorCallback flops='{flops}' is not known; use 'analytic' or 'trainer'")

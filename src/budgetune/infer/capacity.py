@@ -18,11 +18,12 @@ from __future__ import annotations
 import dataclasses
 
 from ..errors import Infeasible, UserError
+from ..memory.terms import WEIGHT_FORMATS
 
 DEFAULT_CONTEXTS = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 DRAFT_LAYERS = 4  # the embedded model's draft keeps this many of the target's layers (infer/draft.py)
 MAX_BATCH = 1 << 20
-_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+_FLOAT_FORMATS = {f for f, b in WEIGHT_FORMATS.items() if b >= 2}  # fp32, bf16, fp16: formats that compute as stored
 
 
 def draft_spec_layerskip(spec, n_layers: int = DRAFT_LAYERS):
@@ -31,7 +32,7 @@ def draft_spec_layerskip(spec, n_layers: int = DRAFT_LAYERS):
 
 
 def working_set_bytes(spec, batch: int, context: int, fmt: str = "fp32") -> int:
-    e = _BYTES.get(fmt, 2)
+    e = int(WEIGHT_FORMATS[fmt]) if fmt in _FLOAT_FORMATS else 2  # quantised weights compute in 16 bits
     tokens = batch * context
     mlp = (3 if spec.mlp_kind.startswith("gated") else 2) * e * tokens * spec.intermediate
     attn = 3 * e * tokens * spec.n_heads * spec.head_dim
@@ -42,7 +43,7 @@ def inference_bytes(spec, batch: int, context: int, fmt: str = "fp32", draft=Non
     """Every term of generating `batch` sequences of `context` tokens, with an optional draft spec."""
     from ..memory.terms import kv_cache_bytes, weight_bytes
 
-    kv_fmt = fmt if fmt in _BYTES else "bf16"  # quantised weights still keep a 16-bit cache
+    kv_fmt = fmt if fmt in _FLOAT_FORMATS else "bf16"  # quantised weights still keep a 16-bit cache
     terms = {"weights": weight_bytes(spec.n_params, fmt), "kv_cache": kv_cache_bytes(spec, batch, context, kv_fmt)}
     work = working_set_bytes(spec, batch, context, kv_fmt)
     if draft is not None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 
+from ..governor import DEFAULT
+from ..governor_hook import FIXED_NAMES
 from .choices import CHOSEN, GIVEN
 
 
@@ -30,7 +32,7 @@ def choose(plan, cfg, given: set[str], data, costs: dict, budget) -> dict:
     section = dict(cfg.governor or {})
     source = GIVEN if section else CHOSEN
     unpriced = budget.max_flops is None and budget.max_tokens is None and budget.max_seconds is None
-    gov = _governor(cfg, section or ({"name": "none"} if unpriced else {"name": "marginal"}), budget)
+    gov = _governor(cfg, section or ({"name": "none"} if unpriced else {"name": DEFAULT}), budget)
     why_fixed = None
     eval_plan = None
     if governed.needs(gov) is not None and not cfg.train.eval_every:
@@ -53,10 +55,10 @@ def choose(plan, cfg, given: set[str], data, costs: dict, budget) -> dict:
         if why_fixed:
             gov, eval_plan, section = _governor(cfg, {"name": "none"}, budget), None, {"name": "none"}
         else:
-            section = {"name": getattr(gov, "name", "marginal")}
-    name = section.get("name", "marginal")
+            section = {"name": getattr(gov, "name", DEFAULT)}
+    name = section.get("name", DEFAULT)
     threshold = getattr(getattr(gov, "config", None), "threshold", None)
-    value = name if name in ("none", "fixed") else f"{name}, threshold {threshold:g}" if threshold else name
+    value = name if name in FIXED_NAMES else f"{name}, threshold {threshold:g}" if threshold else name
     if source == GIVEN:
         reason = "--governor"
     elif why_fixed:

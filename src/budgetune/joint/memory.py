@@ -9,14 +9,18 @@ a forward of every layer per step, Chen et al. 2016) and with the largest micro-
 
 from __future__ import annotations
 
+import dataclasses
+
+from ..config import TrainConfig
 from ..errors import UserError
 from .choices import CHOSEN, DETECTED, GIVEN
 
 GIB = 2**30
-# Without a method given, LoRA (the project's default) comes first: under a FLOP budget its backward skips the base
-# weights' gradients (≈4N FLOPs per token against full fine-tuning's 6N), so it trains about 1.5× more tokens for
-# the same FLOPs. Where it does not fit, the planner's quality order (each method's QUALITY_RANK) follows.
-FIRST = "lora"
+# Without a method given, the run's default method (config.TrainConfig.method, LoRA) comes first: under a FLOP
+# budget its backward skips the base weights' gradients (≈4N FLOPs per token against full fine-tuning's 6N), so it
+# trains about 1.5× more tokens for the same FLOPs. Where it does not fit, the planner's quality order (each
+# method's QUALITY_RANK) follows.
+FIRST = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == "method")
 
 
 def cpu_available() -> tuple[int, int]:

@@ -35,9 +35,9 @@ def load_inputs(cfg, tokenizer=None, data=None):
 def make_plan(cfg, given: set[str], *, tokenizer=None, data=None):
     """(JointPlan, tokenizer, data) for `cfg`; raises UserError for a budget no plan can meet (nothing written)."""
     from .. import precision as precision_mod
-    from ..train.loop import _validate, make_budget
+    from ..train.setup import make_budget, validate
 
-    _validate(cfg)
+    validate(cfg)
     spec = _spec(cfg)
     tokenizer, data = load_inputs(cfg, tokenizer, data)
     plan = JointPlan()

@@ -51,6 +51,7 @@ def memory(spec, shape, cfg: Config):
 # the kind of step it runs for FLOPs, and how the tracer sets a model up for it.
 
 QUALITY_RANK = 0  # the reference every other method is compared with
+TRACED_PLAN_OPTIONS: dict = {}  # `plan` traces it, with these options, for an architecture without an analytic spec
 SHARDABLE = True
 
 

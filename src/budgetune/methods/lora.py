@@ -108,6 +108,7 @@ QUALITY_RANK = 3  # trails full fine-tuning slightly (Biderman et al. 2024, "LoR
 RELIEVES = ("optimizer", "gradients")
 SHARDABLE = True
 PLAN_OPTIONS = [{"r": 16, "target_modules": "all"}, {"r": 64, "target_modules": "all"}]  # "all": the spec's linears
+TRACED_PLAN_OPTIONS = {"r": 16, "target_modules": "all"}  # `plan` traces it for an architecture without a spec
 
 
 def flop_kinds(spec, cfg):

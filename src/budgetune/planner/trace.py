@@ -202,7 +202,7 @@ def _zeroth_order_steps(model, batch, tracker, precision: str, steps: int) -> No
             tracker.phase = "setup"
 
 
-def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, steps: int = 2,
+def trace_step(config, shape: Shape, method: str, method_cfg=None, *, steps: int = 2,
                fake: bool = True) -> TraceResult:
     """Peak memory of training `method` on the architecture of `config` (a transformers config) in steady state:
     an optimizer step that creates the optimizer states, then `steps - 1` full training steps."""
@@ -285,7 +285,7 @@ def trace_step(config, shape: Shape, method: str = "full", method_cfg=None, *, s
     return TraceResult(tracker.peak, breakdown, tracker.peak_phase, time.perf_counter() - start, n_params)
 
 
-def trace_model(name: str, shape: Shape, method: str = "full", options: dict | None = None, **kw) -> TraceResult:
+def trace_model(name: str, shape: Shape, method: str, options: dict | None = None, **kw) -> TraceResult:
     """trace_step for a model reference (config.json, directory, embedded name, cached id)."""
     from ..methods.registry import make_config
     from ..models import load_config

@@ -29,6 +29,8 @@ KEYS = {
     "denoise": "drop answers that do not belong to their prompt before any strategy: true, or the margin "
                "threshold (default 0.0); runs on the proxy when one is set",
     "cost_share": "auto: the most a scorer may cost, as a share of the training FLOPs it leaves (default 0.2)",
+    "batch_tokens": "most padded tokens one scoring batch holds (rows × longest row; bounds the scorers' memory; "
+                    "default 2048)",
 }
 
 
@@ -87,7 +89,7 @@ def select(selection: dict, model, pool: list, target: list, ledger=None, *, tot
         from .auto import predict_seconds
 
         chosen_plan.predicted_seconds = predict_seconds(chosen_plan.section, model, pool, target)
-        keep_keys = {k: s[k] for k in ("dedup", "denoise", "seed") if k in s}
+        keep_keys = {k: s[k] for k in ("dedup", "denoise", "seed", "batch_tokens") if k in s}
         t0 = time.perf_counter()
         result = select({**chosen_plan.section, **keep_keys}, model, pool, target, ledger)
         result.summary["plan"] = {**chosen_plan.to_dict(), "measured_scoring_seconds": time.perf_counter() - t0}
@@ -101,8 +103,10 @@ def select(selection: dict, model, pool: list, target: list, ledger=None, *, tot
         raise UserError(f"scorer '{scorer.name}' needs a model to run; pass a model (or use "
                         f"{registry.model_free()})")
     from .cheap import score_cheaply
+    from .forward import token_cap
 
-    scores = score_cheaply(scorer, model, pool, target, s)
+    with token_cap(s.get("batch_tokens")):
+        scores = score_cheaply(scorer, model, pool, target, s)
     if ledger is not None:
         ledger.charge("selection", scores.flops, scores.tokens)
     strategy = str(s.get("strategy") or scorer.default_strategy)

@@ -11,7 +11,8 @@ it trains is several times the selector's compute):
    left after it. With target (dev) examples, DSIR (model-free, 2 FLOPs per hashed feature per example) targets
    them; without, IFD on the proxy over a sample, carried to the pool by the n-gram predictor, when affordable;
    otherwise none, since a random subset only drops data.
-3. Wall time: predicted FLOPs / the scoring model's measured throughput (one timed batch), so a user sees the
+3. Wall time: the scorer's predicted work over this machine's measured throughputs (selection/costs.py: one
+   timed forward batch, and for warm-up scorers one timed training step and LoRA copy), so a user sees the
    seconds before they are spent.
 
 Each candidate's cost and the reason for the choice go into the plan (`plan()` returns it; the loop writes it to
@@ -31,6 +32,7 @@ from ..flops import profile_from_model, train_step_flops
 COST_SHARE = 0.2
 SAMPLE = 0.1  # share of the pool a model-based scorer reads under auto
 PROXY_LAYERS = 4
+BLOCKS = 0.95  # share of examples at the longest length from which every training step is taken to cost the same
 
 
 @dataclass
@@ -75,6 +77,24 @@ def _share(cost: float, total: float) -> float:
     return cost / (total - cost) if total > cost else float("inf")
 
 
+def whole_step_share(cost: float, total: float, pool, profile, batch: int) -> float | None:
+    """When (nearly) every example has the longest length (text cut into blocks; only a pass's end scrap is
+    shorter), every training step of any subset costs the same, a batch padded to that length, so training runs
+    in whole steps and scoring costs the steps it displaces, not its FLOPs: the share of the whole steps left that
+    it takes away (1.6e6 FLOPs of hashing can cost one of two steps). None when lengths vary (then which steps fit
+    depends on the subset, and a FLOP of scoring displaces about a FLOP of training, as `_share` prices it)."""
+    lengths = np.array([e.n_tokens for e in pool])
+    longest = int(lengths.max())
+    if np.mean(lengths == longest) < BLOCKS:
+        return None
+    step = train_step_flops(profile, batch, longest)
+    whole = int(total // step)
+    left = int(max(0.0, total - cost) // step)
+    if left <= 0:
+        return float("inf")
+    return (whole - left) / left
+
+
 def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: float = COST_SHARE,
          proxy_layers: int = PROXY_LAYERS, sample: float = SAMPLE, train_profile=None) -> Plan:
     """The choice for `total_flops` (selection + training) on this pool; nothing is scored here.
@@ -100,6 +120,11 @@ def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: flo
                        "no selection")
         return Plan(None, 1.0, 0.0, total_flops, reasons, candidates)
     prompts = all(e.messages for e in pool)
+    def price(cost: float) -> float:
+        """A candidate's share of the training it leaves, in whole steps where this pool's steps cost the same."""
+        quantised = whole_step_share(cost, total_flops, pool, train_profile or profile, batch)
+        return _share(cost, total_flops) if quantised is None else quantised
+
     for name, module in auto_candidates():  # each scorer's own cost model (predicted_flops in its file)
         if getattr(module, "NEEDS_TARGET", False) and not target or getattr(module, "NEEDS_PROMPTS", False) \
                 and not prompts:
@@ -107,16 +132,16 @@ def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: flo
         if not module.NEEDS_MODEL:
             cost = module.predicted_flops(None, pool)
             candidates.append({"scorer": name, "proxy": None, "predicted_flops": cost,
-                               "share_of_training": _share(cost, total_flops)})
+                               "share_of_training": price(cost)})
             continue
         proxy = _proxy_profile(model, proxy_layers)
         n = max(16, round(sample * len(pool)))
         cost = module.predicted_flops(proxy, pool[:n]) * 1.0
         candidates.append({"scorer": name, "proxy": proxy_layers, "sample": sample, "predicted_flops": cost,
-                           "share_of_training": _share(cost, total_flops)})
+                           "share_of_training": price(cost)})
         full_cost = module.predicted_flops(profile, pool)
         candidates.append({"scorer": name, "proxy": None, "predicted_flops": full_cost,
-                           "share_of_training": _share(full_cost, total_flops)})
+                           "share_of_training": price(full_cost)})
     affordable = [c for c in candidates if 0 <= c["share_of_training"] <= cost_share]
     for c in candidates:
         ok = c in affordable
@@ -157,26 +182,29 @@ def throughput(model, examples, batch: int = 16) -> float:
     return flops / max(time.perf_counter() - t0, 1e-9)
 
 
-def predict_seconds(section: dict, model, pool, target) -> float:
+def predict_seconds(section: dict, model, pool, target, rates=None) -> float:
     """Wall seconds the planned scoring will take: hashing time per example measured on a few examples (DSIR), or
-    predicted FLOPs over the scoring model's measured forward throughput (model-based scorers)."""
+    the scorer's predicted work (its `predicted_work`: forward FLOPs, training FLOPs, LoRA copies) over this
+    machine's measured rates (selection/costs.py; `rates` reuses a measurement)."""
     from . import registry
+    from .costs import measure_rates
 
-    module = registry.get(section["scorer"])
+    name = section["scorer"]
+    module = registry.get(name)
     if not module.NEEDS_MODEL and hasattr(module, "predict_seconds"):
         return module.predict_seconds(pool, target)
+    if not hasattr(module, "predicted_work"):
+        timed = [n for n in registry.names() if hasattr(registry.get(n), "predicted_work")]
+        raise UserError(f"no wall-time model for scorer '{name}' yet; the models cover {', '.join(timed)}")
     from .proxy import proxy_for
 
     scorer_model, _ = proxy_for(model, section.get("proxy"))
     sample = section.get("sample")
     n = len(pool) if not sample else min(len(pool), max(16, round(float(sample) * len(pool)) if float(sample) <= 1
                                                      else int(sample)))
-    profile = profile_from_model(scorer_model)
-    if not hasattr(module, "predicted_flops"):
-        timed = [n for n in registry.names() if hasattr(registry.get(n), "predicted_flops")]
-        raise UserError(f"no wall-time model for scorer '{section['scorer']}' yet; auto plans {', '.join(timed)}")
-    flops = module.predicted_flops(profile, pool[:n])
-    return flops / throughput(scorer_model, pool, batch=8)  # one timed batch of 8, not the pass itself
+    work = module.predicted_work(scorer_model, pool[:n], target, registry.REGISTRY.config(name, section.get("options")))
+    rates = rates or measure_rates(scorer_model, pool, batch=8, train=bool(work.train or work.copies))
+    return rates.seconds(work)
 
 
 def auto_candidates() -> list[tuple[str, object]]:

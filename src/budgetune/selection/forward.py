@@ -6,6 +6,7 @@ Examples are sorted by length before batching so padding (which costs FLOPs but 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -15,18 +16,60 @@ from ..errors import UserError
 from ..flops import forward_flops, profile_from_model
 from ..loss import next_token_loss
 
+MAX_TOKENS = 2048  # padded tokens one scoring forward/backward holds at most (see `token_cap`)
+_cap = [MAX_TOKENS]
+
+
+@contextmanager
+def token_cap(tokens: int | None):
+    """Within it, every scoring batch holds at most `tokens` padded tokens (rows × longest row): a scorer's memory
+    (logits, activations, per-example gradients) then follows this cap and its batch size, never the pool or its
+    longest examples. An example longer than the cap is a batch of its own."""
+    before = _cap[0]
+    if tokens is not None:
+        try:
+            n = int(tokens)
+        except (TypeError, ValueError):
+            n = 0
+        if n < 1 or str(n) != str(tokens).strip():
+            raise UserError(f"selection batch_tokens={tokens!r} must be a whole number of tokens >= 1, e.g. 2048")
+        _cap[0] = n
+    try:
+        yield
+    finally:
+        _cap[0] = before
+
+
+def batch_groups(lengths, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
+    """Indices of the scoring batches, in order of length: at most `batch_size` examples and at most `max_tokens`
+    padded tokens each (default: the current `token_cap`). What the passes run and what their FLOPs are priced by."""
+    cap = _cap[0] if max_tokens is None else max_tokens
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    groups, start = [], 0
+    while start < len(order):
+        end = start + 1
+        # lengths ascend, so adding the next example makes it the batch's longest
+        while end < len(order) and end - start < batch_size and (end - start + 1) * lengths[order[end]] <= cap:
+            end += 1
+        groups.append(order[start:end])
+        start = end
+    return groups
+
+
+def progress_bar(total: int, desc: str | None):
+    """A tqdm bar over `total` examples (shown on a terminal, silent in logs); None without a description."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ex", leave=False, disable=None) if desc else None
+
 
 def length_batches(examples: list[Example], batch_size: int,
                    progress: str | None = None) -> Iterator[tuple[np.ndarray, dict]]:
-    """(indices into `examples`, collated batch) in order of length; `progress` names a tqdm bar over the examples
-    (shown on a terminal, silent in logs). Only one batch is collated at a time, so memory follows the batch."""
-    from tqdm.auto import tqdm
-
-    order = np.argsort([e.n_tokens for e in examples], kind="stable")
-    bar = tqdm(total=len(order), desc=progress, unit="ex", leave=False, disable=None) if progress else None
+    """(indices into `examples`, collated batch) in order of length, cut by `batch_groups`; `progress` names a tqdm
+    bar over the examples. Only one batch is collated at a time, so memory follows the batch, not the pool."""
+    bar = progress_bar(len(examples), progress)
     try:
-        for start in range(0, len(order), batch_size):
-            idx = order[start: start + batch_size]
+        for idx in batch_groups([e.n_tokens for e in examples], batch_size):
             yield idx, collate([examples[i] for i in idx], 0)  # padding is masked, so its id does not matter
             if bar is not None:
                 bar.update(len(idx))
@@ -56,7 +99,8 @@ def token_stats(model, examples: list[Example], *, batch_size: int = 16, el2n: b
     err = np.zeros(len(examples)) if el2n else None
     flops, tokens = 0.0, 0
     for idx, batch in length_batches(examples, batch_size, progress):
-        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        # use_cache=False: the K/V cache of a scoring pass is memory nothing reads
+        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
         ce, mask = next_token_loss(full, batch["labels"], reduction="none")
         count = mask.sum(1).clamp(min=1)
         loss[idx] = (ce.sum(1) / count).numpy()
@@ -91,7 +135,6 @@ def response_only(example: Example) -> Example:
 
 
 def forward_pass_flops(profile, examples, batch: int = 16) -> float:
-    """FLOPs of the scorers' batched forward over `examples` (sorted by length, as selection/forward.py batches)."""
-    lengths = np.sort([e.n_tokens for e in examples])
-    return float(sum(forward_flops(profile, len(lengths[i: i + batch]), int(lengths[i: i + batch].max()))
-                     for i in range(0, len(lengths), batch)))
+    """FLOPs of the scorers' batched forward over `examples` (batched as `length_batches` batches them)."""
+    lengths = np.array([e.n_tokens for e in examples])
+    return float(sum(forward_flops(profile, len(g), int(lengths[g].max())) for g in batch_groups(lengths, batch)))

@@ -64,6 +64,16 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+def cosine_blocks(store: FeatureStore, other: np.ndarray, rows: int = 4096):
+    """(row slice, cosines [rows, len(other)]) of the store's rows against `other`, `rows` rows of the memory map
+    at a time, so a pool's features are never all in memory."""
+    store.array.flush()
+    unit_other = unit_rows(np.asarray(other, dtype=np.float32))
+    for start in range(0, store.array.shape[0], rows):
+        block = slice(start, min(start + rows, store.array.shape[0]))
+        yield block, unit_rows(np.asarray(store.array[block], dtype=np.float32)) @ unit_other.T
+
+
 def project_stream(stream, projector: BlockProjector, store: FeatureStore, *, transform=None,
                    group_rows: int = 128) -> float:
     """Project (indices, gradients, flops) micro-batches into `store`, `group_rows` rows per projection pass.

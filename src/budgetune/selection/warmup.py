@@ -69,33 +69,84 @@ def run(model, examples: list[Example], *, steps: int, checkpoints: int = 1, lr:
     Add the result to a running total in a statement of its own: `total["flops"] += run(...)` reads the total
     before the run, so whatever `on_checkpoint` adds to it meanwhile is lost."""
     from ..methods.base import token_loss
+    from .forward import progress_bar
 
     warm = with_lora(model, r=r, seed=seed)
     params = {n: p for n, p in warm.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=0.0)
     profile = profile_from_model(warm)
     rng = np.random.default_rng(seed)
-    marks = sorted({max(0, round(steps * (c + 1) / checkpoints)) for c in range(checkpoints)})
+    checkpoint_steps = set(marks(steps, checkpoints))
     flops, step = 0.0, 0
     warm.train()
     if steps == 0:
         on_checkpoint(Checkpoint(0, lr, warm, {}))
         return 0.0
-    while step < steps:
-        shuffled = [examples[i] for i in rng.permutation(len(examples))]
-        for _, batch in length_batches(shuffled[:batch_size], batch_size):
-            loss_sum, n = token_loss(warm, batch)
-            (loss_sum / max(1, n)).backward()
+    bar = progress_bar(steps * min(batch_size, len(examples)), "warm-up steps")
+    try:
+        while step < steps:
+            shuffled = [examples[i] for i in rng.permutation(len(examples))]
+            # One optimizer step per `batch_size` examples; under the token cap they run as several micro-batches
+            # whose summed token losses are divided by the step's token count, the same gradient as one batch.
+            counted = 0
+            for _, batch in length_batches(shuffled[:batch_size], batch_size):
+                loss_sum, n = token_loss(warm, batch)
+                loss_sum.backward()
+                counted += n
+                b, s = batch["input_ids"].shape
+                flops += train_step_flops(profile, b, s)
+                if bar is not None:
+                    bar.update(b)
+            for p in params.values():
+                if p.grad is not None:
+                    p.grad /= max(1, counted)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            b, s = batch["input_ids"].shape
-            flops += train_step_flops(profile, b, s)
-        step += 1
-        if step in marks:
-            state = optimizer.state
-            adam = {n: (state[p]["exp_avg"].clone(), state[p]["exp_avg_sq"].clone())
-                    for n, p in params.items() if p in state}
-            warm.eval()
-            on_checkpoint(Checkpoint(step, lr, warm, adam))
-            warm.train()
+            step += 1
+            if step in checkpoint_steps:
+                state = optimizer.state
+                adam = {n: (state[p]["exp_avg"].clone(), state[p]["exp_avg_sq"].clone())
+                        for n, p in params.items() if p in state}
+                warm.eval()
+                on_checkpoint(Checkpoint(step, lr, warm, adam))
+                warm.train()
+    finally:
+        if bar is not None:
+            bar.close()
     return flops
+
+
+def marks(steps: int, checkpoints: int) -> list[int]:
+    """The steps after which `run` calls `on_checkpoint` (evenly spaced, the last at the end)."""
+    return sorted({max(1, round(steps * (c + 1) / checkpoints)) for c in range(checkpoints)}) if steps else []
+
+
+def planned_flops(model_profile, examples: list[Example], *, steps: int, batch_size: int = 8, seed: int = 0) -> float:
+    """The training FLOPs `run` will spend, before it runs: the same seeded draws and the same micro-batches.
+    `model_profile` is the LoRA copy's profile (`lora_profile`)."""
+    from .forward import batch_groups
+
+    rng = np.random.default_rng(seed)
+    flops = 0.0
+    for _ in range(steps):
+        lengths = np.array([examples[i].n_tokens for i in rng.permutation(len(examples))[:batch_size]])
+        flops += sum(train_step_flops(model_profile, len(g), int(lengths[g].max()))
+                     for g in batch_groups(lengths, batch_size))
+    return flops
+
+
+def lora_profile(model, r: int = 8):
+    """FLOP profile of the warm-up's LoRA copy (frozen base, rank-r adapters on attention) without copying the
+    model: the model read as frozen, with the adapters `with_lora` would add (budgetune.flop_profile)."""
+    from ..flop_profile import read_profile
+
+    if hasattr(model, "peft_config"):
+        return profile_from_model(model)
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        return read_profile(model, adapters={t: r for t in ATTENTION})
+    finally:
+        for p, was in flags:
+            p.requires_grad_(was)

@@ -7,6 +7,9 @@ Which directory a run may write, and when, is decided here:
   is refused too (runlock).
 - `RunDir.open` is the first write, made once every input has been read and checked: it creates (or replaces) the
   directory, takes the writer's lock, removes what killed writes left behind (`.….tmp`) and writes config.json.
+- `RunDir.resume_point` reads the checkpoint a --resume continues from (refusing a run that has none);
+  `RunDir.start_logs` then truncates a resumed run's logs to its checkpoint or clears a fresh run's logs, and
+  `stop_reason_on_resume` decides whether a resumed run trains on (a limit, not the governor, stopped it).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 from pathlib import Path
 
 from .. import atomic, runlock
-from ..atomic import read_jsonl  # noqa: F401 -- the run's logs are read where the loop and tests look
+from ..atomic import read_jsonl  # also imported from here by the tests
 from ..errors import UserError
 
 _RUN_KEYS = {"model", "data", "train", "budget"}  # the sections of a saved config.json
@@ -81,6 +84,35 @@ class RunDir:
     def write_json(self, name: str, obj) -> None:
         if self.writer:
             atomic.write_json(self.path / name, obj)
+
+    def resume_point(self, resume: bool) -> tuple[dict, dict, dict] | None:
+        """(weights, method state, loop state) of the checkpoint a --resume continues from; None for a fresh run
+        (or a --resume of a run killed before its first checkpoint, which starts again)."""
+        from . import checkpoint
+
+        found = checkpoint.load_latest(self.path) if resume and self.path.is_dir() else None
+        if resume and found is None and (self.path / "ledger.json").exists():
+            raise UserError(f"{self.path}: has no checkpoint to resume from; delete it or drop --resume")
+        return found
+
+    def start_logs(self, resumed_step: int | None) -> None:
+        """A resumed run keeps its records up to its checkpoint; a fresh run starts with no metrics, decisions or
+        outside charges (an unfinished run of the same config, restarted, may have left some)."""
+        from ..budget import CHARGES
+
+        if resumed_step is not None:
+            self.truncate_after(resumed_step)
+        elif self.writer:
+            for f in (self.metrics, self.decisions, self.path / CHARGES):
+                f.unlink(missing_ok=True)
+
+
+def stop_reason_on_resume(reason: str | None) -> str | None:
+    """The stop reason a resumed run starts with: the governor's decision stands; a limit's (steps, FLOPs, tokens,
+    seconds) is cleared so the run trains on if the limit was raised (an unchanged one stops it again at once)."""
+    if reason and not reason.startswith("governor"):
+        return None
+    return reason
 
 
 def default_path(method: str, accelerator=None) -> Path:

@@ -25,9 +25,9 @@ import numpy as np
 from ...errors import UserError
 from .. import pergrad, warmup
 from ..allocate import order_scores
-from ..forward import require_model
 from ..projection import BlockProjector, FeatureStore, project_stream, unit_rows
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "bids"
 NEEDS_MODEL = True
@@ -80,16 +80,9 @@ def greedy_order(per_task: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(order, dtype=np.int64)
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
-        require_model(model, NAME)
-        if not target:
-            raise UserError(f"scorer '{NAME}' measures influence on the target examples; the target set is empty")
         c = self.config
         tasks = sorted({str(e.category) for e in target})
         task_of = np.array([tasks.index(str(e.category)) for e in target])

@@ -31,9 +31,9 @@ import numpy as np
 from ...errors import UserError
 from .. import pergrad, warmup
 from ..allocate import order_scores, weighted_order
-from ..forward import require_model
 from ..projection import BlockProjector, FeatureStore, project_stream, unit_rows
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "cads"
 NEEDS_MODEL = True
@@ -83,16 +83,9 @@ def mixture_batch(pool: list, sources: np.ndarray, weights: dict, size: int, rng
     return [pool[int(rng.choice(np.flatnonzero(sources == names[j])))] for j in picks]
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
-        require_model(model, NAME)
-        if not target:
-            raise UserError(f"scorer '{NAME}' optimises the dev loss of the target examples; the target set is empty")
         c = self.config
         rng = np.random.default_rng(c.seed)
         sources = np.array([str(e.category) for e in pool])

@@ -20,8 +20,9 @@ import numpy as np
 
 from ...errors import UserError
 from ..allocate import order_scores, weighted_order
-from ..forward import require_model, token_stats
+from ..forward import token_stats
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "dart"
 NEEDS_MODEL = True
@@ -59,16 +60,11 @@ def allocation_order(losses: np.ndarray, bins: int, power: float, rng: np.random
     return weighted_order(which, {b: d ** power for b, d in difficulty.items()}, rng=rng)
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
         from ..proxy import proxy_for
 
-        require_model(model, NAME)
         c = self.config
         scorer_model, described = proxy_for(model, c.proxy)
         losses, _, flops, tokens = token_stats(scorer_model, pool, batch_size=c.batch_size)

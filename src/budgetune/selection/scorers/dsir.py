@@ -17,6 +17,7 @@ import numpy as np
 
 from ...errors import UserError
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "dsir"
 NEEDS_MODEL = False
@@ -31,14 +32,21 @@ def predicted_flops(profile, examples) -> float:
 
 
 def predict_seconds(pool, target) -> float:
-    """Hashing time per example measured on a few examples, times the examples to hash."""
+    """One timed run on a few examples (its fixed part: the log ratios over every bucket) plus the hashing time per
+    example, measured on the same few, for the examples beyond them."""
     import time
 
-    few = list(pool[:32])
-    hashed_counts(few[:4], 10000, 2)  # warm
+    few, aim = list(pool[:32]), list(target[:4]) or list(pool[:1])
+    scorer = Scorer(Config())
+    scorer.score(None, few[:4], aim)  # warm: imports and first allocations
+    t0 = time.perf_counter()
+    scorer.score(None, few, aim)
+    run = time.perf_counter() - t0
     t0 = time.perf_counter()
     hashed_counts(few, 10000, 2)
-    return (time.perf_counter() - t0) / len(few) * (len(pool) + len(target))
+    per_example = (time.perf_counter() - t0) / len(few)
+    return run + per_example * max(0, len(pool) + len(target) - len(few) - len(aim))
+
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -69,36 +77,44 @@ def words(example) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def hashed_counts(examples, buckets: int, ngram: int) -> np.ndarray:
-    counts = np.zeros((len(examples), buckets), dtype=np.float32)
-    for row, e in enumerate(examples):
+def hashed_counts(examples, buckets: int, ngram: int, progress: str | None = None):
+    """[examples, buckets] n-gram counts as a scipy CSR matrix: memory follows the n-grams the examples hold, not
+    examples × buckets (40 kB per example dense at 10000 buckets)."""
+    from scipy.sparse import csr_matrix
+
+    from ..forward import progress_bar
+
+    cols, indptr = [], [0]
+    bar = progress_bar(len(examples), progress)
+    for e in examples:
         w = words(e)
         for n in range(1, ngram + 1):
-            for i in range(len(w) - n + 1):
-                counts[row, zlib.crc32(" ".join(w[i: i + n]).encode("utf-8")) % buckets] += 1
+            cols.extend(zlib.crc32(" ".join(w[i: i + n]).encode("utf-8")) % buckets for i in range(len(w) - n + 1))
+        indptr.append(len(cols))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    counts = csr_matrix((np.ones(len(cols), dtype=np.float32), np.array(cols, dtype=np.int64), np.array(indptr)),
+                        shape=(len(examples), buckets))
+    counts.sum_duplicates()
     return counts
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
         c = self.config
-        if not target:
-            raise UserError(f"scorer '{NAME}' needs target examples to weigh the pool toward; the target set is empty")
-        pool_counts = hashed_counts(pool, c.buckets, c.ngram)
-        target_counts = hashed_counts(target, c.buckets, c.ngram).sum(0)
-        raw = pool_counts.sum(0)
+        pool_counts = hashed_counts(pool, c.buckets, c.ngram, "dsir: hashing the pool")
+        target_counts = np.asarray(hashed_counts(target, c.buckets, c.ngram).sum(0)).ravel()
+        raw = np.asarray(pool_counts.sum(0)).ravel()
         p_pool = (raw + c.smoothing) / (raw.sum() + c.smoothing * c.buckets)
         p_target = (target_counts + c.prior * p_pool) / (target_counts.sum() + c.prior)
         values = pool_counts @ (np.log(p_target) - np.log(p_pool))
         if c.normalize:
             # DSIR sums over an example's n-grams: with a small target set that sum rewards sheer length, so by
             # default the weight is the mean log ratio per n-gram (how target-like the words are).
-            values = values / np.maximum(pool_counts.sum(1), 1)
+            values = values / np.maximum(np.asarray(pool_counts.sum(1)).ravel(), 1)
         if c.resample:
             values = values + np.random.default_rng(c.seed).gumbel(size=len(pool))
         # 2 FLOPs per bucket per example for the dot product; hashing is not floating point.

@@ -7,12 +7,27 @@ from dataclasses import dataclass
 
 from ...errors import UserError
 from .. import warmup
-from ..forward import require_model, token_stats
+from ..forward import token_stats
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "el2n"
 NEEDS_MODEL = True
 DEFAULT_STRATEGY = "offset"  # hard examples first, but not the very hardest, which are often mislabelled
+
+
+def predicted_work(model, pool, target, config):
+    """Per run: a LoRA copy, its warm-up steps and one EL2N forward pass over the pool on it (selection/costs.py)."""
+    from ..costs import Work
+    from ..forward import forward_pass_flops
+
+    lora = warmup.lora_profile(model)
+    work = Work()
+    for r in range(config.runs):
+        work = work + Work(forward=forward_pass_flops(lora, pool, config.batch_size), copies=1,
+                           train=warmup.planned_flops(lora, pool, steps=config.warmup_steps,
+                                                      batch_size=config.batch_size, seed=config.seed + r))
+    return work
 
 
 @dataclass(kw_only=True)
@@ -28,14 +43,9 @@ class Config:
             raise UserError(f"{NAME} options need runs >= 1, warmup_steps >= 0, batch_size >= 1")
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
-        require_model(model, NAME)
         c = self.config
 
         def measure(warm):

@@ -12,12 +12,25 @@ import numpy as np
 
 from ...errors import UserError
 from .. import pergrad, warmup
-from ..forward import require_model
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "grand"
 NEEDS_MODEL = True
 DEFAULT_STRATEGY = "stratified"
+
+
+def predicted_work(model, pool, target, config):
+    """Per run: a LoRA copy, its warm-up steps and one per-example-gradient pass over the pool (costs.py)."""
+    from ..costs import Work, adapter_dim, pergrad_flops
+
+    lora, dim = warmup.lora_profile(model), adapter_dim(model)
+    work = Work()
+    for r in range(config.runs):
+        work = work + Work(copies=1, train=warmup.planned_flops(
+            lora, pool, steps=config.warmup_steps, batch_size=config.batch_size, seed=config.seed + r)
+            + pergrad_flops(lora, pool, config.batch_size, dim))
+    return work
 
 
 @dataclass(kw_only=True)
@@ -36,14 +49,9 @@ class Config:
             raise UserError(f"{NAME} option method='{self.method}' is not known; use {', '.join(pergrad.METHODS)}")
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
-        require_model(model, NAME)
         c = self.config
 
         def measure(warm):

@@ -29,8 +29,9 @@ from ...data import collate
 from ...errors import UserError
 from ...flops import profile_from_model, train_step_flops
 from .. import pergrad, warmup
-from ..forward import length_batches, require_model
+from ..forward import length_batches
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "greats"
 NEEDS_MODEL = True
@@ -119,16 +120,9 @@ def ghost_scores(model, linears: dict, val_grad: dict, batch: dict) -> tuple[np.
     return val.numpy(), gram.numpy()
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
-        require_model(model, NAME)
-        if not target:
-            raise UserError(f"scorer '{NAME}' measures progress on the target examples; the target set is empty")
         c = self.config
         lora = warmup.with_lora(model, seed=c.seed)
         lora.eval()  # no dropout: scores must not depend on a random mask

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import UserError
-from ..forward import forward_pass_flops, require_model, response_only, token_stats
+from ..forward import forward_pass_flops, response_only, token_stats
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "ifd"
 NEEDS_MODEL = True
@@ -26,6 +27,14 @@ def predicted_flops(profile, examples, batch: int = 16) -> float:
         profile, [response_only(e) for e in examples], batch)
 
 
+def predicted_work(model, pool, target, config):
+    """The two forward passes of `predicted_flops`, at the configured batch (selection/costs.py)."""
+    from ...flops import profile_from_model
+    from ..costs import Work
+
+    return Work(forward=predicted_flops(profile_from_model(model), pool, config.batch_size))
+
+
 @dataclass(kw_only=True)
 class Config:
     batch_size: int = 16  # examples per forward pass
@@ -36,14 +45,9 @@ class Config:
             raise UserError(f"{NAME} options need batch_size >= 1 and drop_above > 0")
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
-        require_model(model, NAME)
         bare = [response_only(e) for e in pool]  # raises a one-line error for data without instructions
         with_q, _, f1, t1 = token_stats(model, pool, batch_size=self.config.batch_size)
         without_q, _, f2, t2 = token_stats(model, bare, batch_size=self.config.batch_size)

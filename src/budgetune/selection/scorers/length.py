@@ -9,6 +9,7 @@ import numpy as np
 
 from ...errors import UserError
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "length"
 NEEDS_MODEL = False
@@ -24,12 +25,8 @@ class Config:
             raise UserError(f"length option part='{self.part}' is not known; use response or all")
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
         values = [e.n_target_tokens if self.config.part == "response" else e.n_tokens for e in pool]
         return Scores(np.asarray(values, dtype=float), 0.0)

@@ -18,14 +18,35 @@ import torch
 
 from ...errors import UserError
 from .. import pergrad, warmup
-from ..forward import require_model
-from ..projection import BlockProjector, FeatureStore, project_stream, unit_rows
+from ..projection import BlockProjector, FeatureStore, cosine_blocks, project_stream
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "less"
 NEEDS_MODEL = True
 NEEDS_TARGET = True
 DEFAULT_STRATEGY = "topk"
+
+
+def warmup_subset(pool, config) -> list:
+    """The random share of the pool the warm-up trains on (drawn from the seed, as `score` draws it)."""
+    rng = np.random.default_rng(config.seed)
+    size = max(min(len(pool), config.batch_size), round(config.warmup_fraction * len(pool)))
+    return [pool[i] for i in rng.choice(len(pool), size=size, replace=False)]
+
+
+def predicted_work(model, pool, target, config):
+    """The warm-up on its subset (one LoRA copy), then at each checkpoint per-example gradients of the pool and
+    the target, their projections to k dimensions and the cosines (selection/costs.py)."""
+    from ..costs import Work, adapter_dim, pergrad_flops
+
+    lora, dim = warmup.lora_profile(model), adapter_dim(model)
+    hits = len(warmup.marks(config.warmup_steps, config.checkpoints))
+    grads = pergrad_flops(lora, pool, config.batch_size, dim) + pergrad_flops(lora, target, config.batch_size, dim)
+    projections = 2.0 * (len(pool) + len(target)) * dim * config.k + 2.0 * len(pool) * len(target) * config.k
+    return Work(forward=hits * projections, copies=1,
+                train=warmup.planned_flops(lora, warmup_subset(pool, config), steps=config.warmup_steps,
+                                           batch_size=config.batch_size, seed=config.seed) + hits * grads)
 
 
 @dataclass(kw_only=True)
@@ -53,20 +74,12 @@ class Config:
             raise UserError(f"{NAME} option method='{self.method}' is not known; use {', '.join(pergrad.METHODS)}")
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
-        require_model(model, NAME)
-        if not target:
-            raise UserError(f"scorer '{NAME}' compares gradients with the target examples; the target set is empty")
         c = self.config
-        rng = np.random.default_rng(c.seed)
-        size = max(min(len(pool), c.batch_size), int(round(c.warmup_fraction * len(pool))))
-        subset = [pool[i] for i in rng.choice(len(pool), size=size, replace=False)]
+        subset = warmup_subset(pool, c)
+        size = len(subset)
         tasks = sorted({str(e.category) for e in target})
         task_of = np.array([tasks.index(str(e.category)) for e in target])
         influence = np.zeros((len(pool), len(tasks)))
@@ -91,11 +104,11 @@ class Scorer:
             cost["flops"] += project_stream(stream, projector, train, transform=adam)
             stream = pergrad.per_example_grads(ck.model, target, batch_size=c.batch_size, method=c.method)
             cost["flops"] += project_stream(stream, projector, tgt)
-            cosine = unit_rows(train.read()) @ unit_rows(tgt.read()).T  # [pool, target]
+            for rows, cosine in cosine_blocks(train, tgt.read()):  # [rows of the pool, target]
+                for t in range(len(tasks)):
+                    influence[rows, t] += ck.lr * cosine[:, task_of == t].mean(axis=1)
             cost["flops"] += 2.0 * len(pool) * len(target) * c.k
             cost["tokens"] += sum(e.n_tokens for e in pool) + sum(e.n_tokens for e in target)
-            for t in range(len(tasks)):
-                influence[:, t] += ck.lr * cosine[:, task_of == t].mean(axis=1)
 
         spent = warmup.run(model, subset, steps=c.warmup_steps, checkpoints=c.checkpoints, lr=c.lr,
                            batch_size=c.batch_size, seed=c.seed, on_checkpoint=on_checkpoint)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...errors import UserError
-from ..forward import require_model, token_stats
+from ..forward import token_stats
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "loss"
 NEEDS_MODEL = True
@@ -21,6 +22,15 @@ def predicted_flops(profile, examples, batch: int = 16) -> float:
     return forward_pass_flops(profile, examples, batch)
 
 
+def predicted_work(model, pool, target, config):
+    """One forward pass over the pool (selection/costs.py)."""
+    from ...flops import profile_from_model
+    from ..costs import Work
+    from ..forward import forward_pass_flops
+
+    return Work(forward=forward_pass_flops(profile_from_model(model), pool, config.batch_size))
+
+
 @dataclass(kw_only=True)
 class Config:
     batch_size: int = 16  # examples per forward pass
@@ -30,13 +40,8 @@ class Config:
             raise UserError(f"{NAME} option batch_size={self.batch_size} must be at least 1")
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
-        require_model(model, NAME)
         loss, _, flops, tokens = token_stats(model, pool, batch_size=self.config.batch_size)
         return Scores(loss, flops, tokens)

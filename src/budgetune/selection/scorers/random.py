@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "random"
 NEEDS_MODEL = False
@@ -18,11 +19,7 @@ class Config:
     seed: int = 0  # the draw
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
         return Scores(np.random.default_rng(self.config.seed).random(len(pool)), 0.0)

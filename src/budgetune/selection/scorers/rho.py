@@ -10,13 +10,28 @@ import numpy as np
 
 from ...errors import UserError
 from .. import warmup
-from ..forward import require_model, token_stats
+from ..forward import token_stats
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "rho"
 NEEDS_MODEL = True
 NEEDS_TARGET = True
 DEFAULT_STRATEGY = "topk"
+
+
+def predicted_work(model, pool, target, config):
+    """A forward pass of the model, the holdout warm-up on the target (one LoRA copy) and a pass of it over the
+    pool (selection/costs.py)."""
+    from ...flops import profile_from_model
+    from ..costs import Work
+    from ..forward import forward_pass_flops
+
+    lora = warmup.lora_profile(model)
+    return Work(forward=forward_pass_flops(profile_from_model(model), pool, config.batch_size)
+                + forward_pass_flops(lora, pool, config.batch_size),
+                train=warmup.planned_flops(lora, target, steps=config.holdout_steps, batch_size=config.batch_size,
+                                           seed=config.seed), copies=1)
 
 
 @dataclass(kw_only=True)
@@ -31,16 +46,9 @@ class Config:
             raise UserError(f"{NAME} options need holdout_steps >= 1 and batch_size >= 1")
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
-        require_model(model, NAME)
-        if not target:
-            raise UserError(f"scorer '{NAME}' trains its holdout model on the target examples; the target set is empty")
         c = self.config
         current, _, flops, tokens = token_stats(model, pool, batch_size=c.batch_size)
         irreducible = np.zeros(len(pool))

@@ -10,12 +10,29 @@ import numpy as np
 
 from ...errors import UserError
 from .. import warmup
-from ..forward import require_model, token_stats
+from ..forward import token_stats
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "s2l"
 NEEDS_MODEL = True
 DEFAULT_STRATEGY = "balanced"
+
+
+def predicted_work(model, pool, target, config):
+    """A forward pass before the warm-up, the warm-up (one LoRA copy) and a pass at each checkpoint, and the
+    k-means bound the scorer charges (selection/costs.py)."""
+    from ...flops import profile_from_model
+    from ..costs import Work
+    from ..forward import forward_pass_flops
+
+    lora = warmup.lora_profile(model)
+    hits = len(warmup.marks(config.warmup_steps, config.checkpoints))
+    k = min(config.clusters, len(pool))
+    return Work(forward=forward_pass_flops(profile_from_model(model), pool, config.batch_size)
+                + hits * forward_pass_flops(lora, pool, config.batch_size) + 2.0 * len(pool) * k * (hits + 1) * 300,
+                train=warmup.planned_flops(lora, pool, steps=config.warmup_steps, batch_size=config.batch_size,
+                                           seed=config.seed), copies=1)
 
 
 @dataclass(kw_only=True)
@@ -33,12 +50,8 @@ class Config:
             raise UserError(f"{NAME} options need clusters >= 1, checkpoints >= 1, warmup_steps >= checkpoints")
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
         from sklearn.cluster import KMeans
 
@@ -47,7 +60,6 @@ class Scorer:
             from ...models import load_model
 
             model = load_model(c.proxy, seed=c.seed)
-        require_model(model, NAME)
         start, _, flops, tokens = token_stats(model, pool, batch_size=c.batch_size)
         trajectory = [start]
         cost = {"flops": flops, "tokens": tokens}

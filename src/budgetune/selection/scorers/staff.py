@@ -27,8 +27,8 @@ import numpy as np
 from ...errors import UserError
 from .. import pergrad, warmup
 from ..allocate import order_scores, weighted_order
-from ..forward import require_model
 from ..protocol import Scores
+from ..scaffold import scorer
 
 NAME = "staff"
 NEEDS_MODEL = True
@@ -78,16 +78,11 @@ def grad_norms(model, examples, batch_size: int) -> tuple[np.ndarray, float]:
     return norms, flops
 
 
+@scorer
 class Scorer:
-    name, needs_model, default_strategy = NAME, NEEDS_MODEL, DEFAULT_STRATEGY
-
-    def __init__(self, config: Config):
-        self.config = config
-
     def score(self, model, pool, target) -> Scores:
         from ..proxy import proxy_for
 
-        require_model(model, NAME)
         c = self.config
         small, described = proxy_for(model, c.proxy)
         cost = {"flops": 0.0, "tokens": 0}
@@ -113,5 +108,5 @@ class Scorer:
         verified = verification_scores(speculative, dict(zip(sample.tolist(), values.tolist())), regions)
         order = weighted_order(regions, verified, rng=rng)
         return Scores(order_scores(order, len(pool)), cost["flops"], cost["tokens"], groups=regions,
-                      meta={"proxy": described, "regions": int(len(verified)), "verified": int(len(sample)),
+                      meta={"proxy": described, "regions": len(verified), "verified": len(sample),
                             "verification": {str(k): round(v, 4) for k, v in verified.items()}})
