@@ -80,7 +80,8 @@ REAL_CASES = (
     [("llama", m, p, B, S, SHARES if m in ("full", "lora") else SHARES[:2])
      for m, p in (("full", "fp32"), ("full", "amp_bf16"), ("lora", "fp32"), ("lora", "amp_bf16"),
                   ("badam", "amp_bf16"), ("galore", "fp32"), ("mezo", "amp_bf16"), ("hift", "fp32"),
-                  ("lozo", "fp32"), ("addax", "fp32"), ("adamw8bit", "fp32"), ("qlora", "fp32"))]
+                  ("lozo", "fp32"), ("addax", "fp32"), ("adamw8bit", "fp32"), ("qlora", "fp32"),
+                  ("colm", "fp32"), ("subzero", "amp_bf16"), ("peqa", "fp32"), ("dqt", "fp32"))]
     + [(f, m, p, B, S, SHARES[:2]) for f in ("qwen2", "qwen3", "mistral", "gemma", "gpt_neox", "phi3")
        for m, p in (("full", "fp32"), ("lora", "amp_bf16"), ("mezo", "amp_bf16"))]
     + [("gemma2", m, p, B, S, SHARES[:2]) for m, p in (("full", "fp32"), ("lora", "amp_bf16"))]
@@ -100,6 +101,7 @@ TRACE_CASES = [
     ("Gemma-2-2B (gemma2)", "lora", "amp_bf16", 2, 1024, False),
     ("Pythia-410M (gpt_neox)", "lora", "amp_bf16", 4, 1024, True),
     ("Llama-3-8B (llama)", "lora", "amp_bf16", 2, 1024, False),
+    ("SmolLM2-135M (llama)", "colm", "amp_bf16", 8, 512, False),  # traced as LoRA on its coreset's rows
 ]
 
 

@@ -108,6 +108,19 @@ def test_every_method_has_a_memory_model(name, family):
         assert ck.total <= m.total
 
 
+@pytest.mark.parametrize("name", registry.names())
+def test_every_method_carries_the_runtime_allowance(name):
+    """The plan's fixed runtime allowance (CUDA context, workspaces: --overhead, 512 MiB by default) is added to every
+    method's tensor bytes once, whatever the method (SubZero once left it out), and allocator slack adds memory."""
+    module, s = registry.get(name), spec("llama")
+    cfg = registry.make_config(name, {})
+    bare = module.memory(s, T.Shape(micro_batch=2, seq_len=128), cfg).total
+    fixed = module.memory(s, T.Shape(micro_batch=2, seq_len=128, overhead_bytes=512 * 2**20), cfg).total
+    slack = module.memory(s, T.Shape(micro_batch=2, seq_len=128, fragmentation=0.05), cfg).total
+    assert fixed - bare == 512 * 2**20
+    assert 0 < slack - bare <= 0.05 * bare + 2
+
+
 def test_methods_order_as_their_papers_say():
     s = spec("llama3_8b")
     shape = T.Shape(micro_batch=1, seq_len=64, precision="amp_bf16")

@@ -115,3 +115,19 @@ def test_bad_options_are_one_line_errors():
         registry.make_config("colm", {"fraction": 0})
     with pytest.raises(UserError, match="sketch"):
         registry.make_config("colm", {"sketch": 0})
+
+
+def test_the_run_plan_prices_a_colm_step_near_its_ledger(tiny_config, accelerator):
+    """`budgetune run`'s plan costs a CoLM step from its flop_kinds (LoRA's trainable set on the whole sampled
+    batch): it must be able to (a method without them cannot be planned) and land near what the ledger charges, a
+    forward over all rows plus training on half of them (the sketch is a larger share on this 64-wide model)."""
+    from budgetune.flops import train_step_flops
+    from budgetune.joint.compute import profiles
+    from budgetune.memory.spec import read_config_json, spec_from_dict
+
+    cfg = registry.make_config("colm", {"r": 4, "sketch": 8})
+    (planned,) = profiles(spec_from_dict(read_config_json(tiny_config), "tiny"), "colm", cfg, False)
+    s = stepper("colm", {"r": 4, "sketch": 8}, tiny_config, accelerator)
+    batch = copy_batch(8)
+    price = train_step_flops(planned, 8, 32)
+    assert price == pytest.approx(s.cost([batch]), rel=0.25)

@@ -60,9 +60,11 @@ def test_step_flops_are_what_torch_counts(tiny_paths, accelerator):
 
     _, _, st = build("dqt", tiny_paths, accelerator)
     st.model.config._attn_implementation = "eager"  # FlopCounterMode misses CPU SDPA
+    priced = st.cost([toy_batch()])  # the loop prices each step before it runs (train/precost.py)
     with FlopCounterMode(display=False) as counter:
         result = st.step([toy_batch()], 1e-3)
     assert result.flops == pytest.approx(counter.get_total_flops(), rel=0.03)
+    assert priced == pytest.approx(counter.get_total_flops(), rel=0.03)
 
 
 def test_bad_bits_stop_with_one_line():

@@ -53,6 +53,10 @@ def add_arguments(parser) -> None:
                           "--draft-layers layers)")
     inf.add_argument("--draft-layers", type=int, default=None, metavar="N",
                      help="layers of the default layer-skip draft (default: 4)")
+    inf.add_argument("--inference-flops-per-token", type=float, default=None, metavar="FLOPS",
+                     help="FLOP budget per decoded token (implies --inference): the plan picks full depth or an "
+                          "early-exit rule (`generate --early-exit`) whose predicted FLOPs at --seq-len fit, with "
+                          "its measured agreement with full-depth output where known")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -97,6 +101,8 @@ def main(args) -> int:
     check_number(args.fragmentation, "--fragmentation", maximum=0.9)
     check_number(args.tflops, "--tflops", above=0)
     check_number(args.mfu, "--mfu", above=0, maximum=1)
+    check_number(args.inference_flops_per_token, "--inference-flops-per-token", above=0)
+    args.inference = args.inference or args.inference_flops_per_token is not None
     budget = parse_bytes(args.gpu_memory, "--gpu-memory")
     if budget <= 0:
         raise UserError(f"--gpu-memory {args.gpu_memory} must be positive")
@@ -190,7 +196,13 @@ def _inference(spec, budget: int, args, notes: list[str]):
     if spec is None:
         notes.append("inference planning needs an analytic model spec")
         return None
-    return plan_inference(spec, budget, args)
+    text, obj = plan_inference(spec, budget, args)
+    if args.inference_flops_per_token is not None:
+        from ..infer.depth_plan import plan_depth
+
+        lines, obj["depth"] = plan_depth(spec, args.inference_flops_per_token, args.seq_len)
+        text = "\n".join([text, *lines])
+    return text, obj
 
 
 def _options_text(p, spec) -> str:

@@ -29,6 +29,7 @@ import torch
 from ..errors import UserError
 from ..flops import FlopProfile, profile_from_model
 from .accounting import model_kv_bytes, prefill_flops
+from .depth_plan import DepthCosts, token_flops
 
 
 @dataclass
@@ -60,17 +61,6 @@ def parse_early_exit(text: str | None, threshold: float) -> EarlyExit | None:
     return EarlyExit(layers, threshold)
 
 
-@dataclass(frozen=True)
-class DepthCosts:
-    """Per-token pieces of adaptive-depth decoding, from a FlopProfile and the K/V projection sizes."""
-
-    layer_params: float  # matrix parameters of one decoder layer (mean over layers)
-    kv_params: int  # K and V projection parameters of one layer
-    head_params: int  # LM head parameters (counted even when tied: the product runs)
-    n_layers: int
-    attn_dim: int
-
-
 def depth_costs(model, profile: FlopProfile | None = None) -> DepthCosts:
     from ..flop_profile import products
 
@@ -81,13 +71,6 @@ def depth_costs(model, profile: FlopProfile | None = None) -> DepthCosts:
     # reaches and recomputes).
     in_layers = sum(q.weights for q in products(model, None)[0] if q.layer is not None)
     return DepthCosts(in_layers / p.n_layers, kv, p.matmul_params - in_layers, p.n_layers, p.attn_dim)
-
-
-def token_flops(c: DepthCosts, context: int, layers_run: int, checks: int) -> float:
-    """FLOPs of one decoded token that ran `layers_run` layers and `checks` head passes, attending over `context`
-    cached tokens (this one included). Full depth with one head pass equals flops.decode_flops_per_token."""
-    run = layers_run * (2.0 * c.layer_params + 4.0 * context * c.attn_dim)
-    return run + (c.n_layers - layers_run) * 2.0 * c.kv_params + checks * 2.0 * c.head_params
 
 
 def worst_token_flops(c: DepthCosts, rule: EarlyExit, context: int) -> float:

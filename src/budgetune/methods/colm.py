@@ -228,8 +228,18 @@ def planned_flops_per_token(spec, cfg: Config, seq_len: int, gradient_checkpoint
     return forward_flops(p, 1, seq_len) / seq_len + sketch + float(cfg.fraction) * train
 
 
-# The planner's view (budgetune.planner): CoLM trains LoRA on a coreset of each batch; its loss is not measured here
-# yet, so it ranks below the measured adapters (between QLoRA and DQT). It prices its own FLOPs
+def flop_kinds(spec, cfg: Config):
+    """What trains: LoRA's adapters (budgetune.flop_plan). The run's plan prices a CoLM step as a LoRA step on the
+    whole sampled batch, which its no-grad forward over m rows plus a training step on ⌈m/2⌉ of them costs to
+    within about 1% (SmolLM2, 8 × 48 tokens: 2.20e11 vs 2.22e11 on the ledger); the ledger charges cost() exactly."""
+    from ..flop_plan import adapter_step
+
+    return [adapter_step(cfg.lora)]
+
+
+# The planner's view (budgetune.planner): CoLM trains LoRA on a coreset of each batch; it ranks below the adapters
+# (between QLoRA and DQT): at equal FLOPs it ended above LoRA on the large batch and on a random half-batch of the
+# same memory (docs/benchmarks/survey_systems.md, 2 seeds). It prices its own FLOPs
 # (planned_flops_per_token above) and is traced as LoRA at its coreset shape (trace_shape above).
 QUALITY_RANK = 6.5
 

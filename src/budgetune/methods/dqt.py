@@ -98,6 +98,11 @@ class DqtStepper:
     def profile(self) -> FlopProfile:
         return self._profile
 
+    def cost(self, micro_batches: list[dict]) -> float:
+        """FLOPs the next step() will charge (the loop's budget check; the integer weights rule out its fallback)."""
+        return sum(train_step_flops(self._profile, *mb["input_ids"].shape, recompute=self.recompute)
+                   for mb in micro_batches)
+
     def step(self, micro_batches: list[dict], lr: float) -> StepResult:
         self.model.train()
         n_label = sum(int((mb["labels"][:, 1:] != -100).sum()) for mb in micro_batches)
@@ -108,7 +113,7 @@ class DqtStepper:
             total_loss += float(loss_sum.detach())
             total_tokens += n
             seen += batch_tokens(mb)
-            flops += train_step_flops(self._profile, *mb["input_ids"].shape, recompute=self.recompute)
+        flops = self.cost(micro_batches)
         self.step_count += 1
         self._update(lr)
         return StepResult(total_loss / max(1, total_tokens), flops, seen)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 from ..lazy import lazy
-from ..memory.terms import MemoryBreakdown, Shape, weight_bytes
+from ..memory.terms import MemoryBreakdown, Shape, runtime_overhead, weight_bytes
 from .base import StepResult
 from .spec_parts import formats
 from .zeroth_order import (
@@ -175,8 +175,9 @@ def memory(spec, shape: Shape, cfg: Config) -> MemoryBreakdown:
     per_value = weight_bytes(1, wfmt)  # the factors take the weights' dtype
     tallest = max([spec.vocab] + [l.out_features for l in spec.layer_linears])
     other = per_value * (factor_numels(spec) * r + tallest * r + r * r)
-    return MemoryBreakdown(weights=weight_bytes(spec.n_params, wfmt), activations=forward_peak_bytes(spec, shape),
+    peak = MemoryBreakdown(weights=weight_bytes(spec.n_params, wfmt), activations=forward_peak_bytes(spec, shape),
                            other=other, notes=(f"rank-{r} orthonormal subspaces, forward passes only",))
+    return peak.plus(other=runtime_overhead(shape, peak.total))  # as every method: plan's overhead
 
 
 # The planner's view of this method (budgetune.planner, budgetune.flop_plan): its rank among methods by quality,
