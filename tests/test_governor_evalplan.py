@@ -105,3 +105,19 @@ def test_an_evaluation_the_share_cannot_pay_for_is_skipped_when_time_ends_the_ru
     assert not affordable(plan, budget, ledger, budget.fraction_spent(ledger))
     ledger.seconds = 1.0  # on course for 1e12 (the FLOP budget binds): the plan holds
     assert affordable(plan, budget, ledger, budget.fraction_spent(ledger))
+
+
+def test_an_evaluation_in_between_that_would_eat_the_final_reserve_is_skipped():
+    # The 3e12-FLOP governed run that overran: 2.84e12 spent after its last step, an 8-example sample evaluation of
+    # 9.46e10 on record, 2.36e11 kept for the final evaluation: 2.84e12 + 9.46e10 + 2.36e11 = 3.17e12 > 3e12.
+    from budgetune.budget import Budget, Ledger
+    from budgetune.train.governed import fits_flops
+
+    ledger = Ledger()
+    ledger.charge("train", 2.84e12, 1)
+    evals = [{"eval_flops": 9.46e10, "eval_indices": list(range(8))}]
+    assert not fits_flops(Budget(max_flops=3e12), ledger, evals, list(range(8)), 16, 2.36e11)
+    assert fits_flops(Budget(max_flops=3.2e12), ledger, evals, list(range(8)), 16, 2.36e11)
+    # priced per example: the whole 16-example set costs twice the 8-example sample (2.84 + 0.1892 + 0.236 = 3.265)
+    assert not fits_flops(Budget(max_flops=3.2e12), ledger, evals, None, 16, 2.36e11)
+    assert fits_flops(Budget(max_flops=None), ledger, evals, None, 16, 2.36e11)

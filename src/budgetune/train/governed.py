@@ -70,6 +70,22 @@ def due(cfg, plan: dict | None, budget, ledger, state: dict) -> bool:
     return evalplan.eval_due(plan, done, state["evals_done"]) and affordable(plan, budget, ledger, done)
 
 
+def fits_flops(budget, ledger, evals: list[dict], indices, n_whole: int, reserve: float) -> bool:
+    """Whether an evaluation in between still leaves the final evaluation's reserve inside the FLOP budget. The
+    step before it was pre-costed and the reserve kept, but not this evaluation: without the check, an evaluation
+    due after the last affordable step overran the budget by its own cost (2.6% on a 3e12-FLOP governed run).
+    Priced per example from the last evaluation on record (the same sample, so the same examples, as a rule)."""
+    if not budget.max_flops:
+        return True
+    priced = [r for r in evals if r.get("eval_flops")]
+    if not priced:
+        return True
+    last = priced[-1]
+    per = last["eval_flops"] / max(1, len(last.get("eval_indices") or ()) or n_whole)
+    need = per * (n_whole if indices is None else len(indices))
+    return ledger.total_flops + need + reserve <= budget.max_flops
+
+
 def affordable(plan: dict, budget, ledger, fraction: float) -> bool:
     """Whether an evaluation in between still fits the evaluation share when another limit (seconds, tokens,
     steps) ends the run before its FLOP budget: the plan was priced on the FLOP budget, so the share is taken of

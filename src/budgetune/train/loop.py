@@ -175,8 +175,10 @@ def _steps(s: Session, evals: list[dict], evaluate: Callable, eval_cost: float, 
         run.append(run.metrics, {"kind": "train", "step": state["step"], "train_loss": train_loss, "lr": lr,
                                  "flops": ledger.total_flops, "tokens": ledger.tokens["train"]})
         bar.update(ledger, train_loss, state["step"])
-        if cool is None and governed.due(cfg, state["eval_plan"], budget, ledger, state):  # cooldown: final eval only
-            record = evaluate(governed.sample(state["eval_plan"]))
+        sample = governed.sample(state["eval_plan"])
+        if (cool is None and governed.due(cfg, state["eval_plan"], budget, ledger, state)  # cooldown: final only
+                and governed.fits_flops(budget, ledger, evals, sample, len(s.data.scoring), eval_cost)):
+            record = evaluate(sample)
             record["train_loss"] = train_loss
             record["lr"] = lr
             evals.append(record)
