@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from ..errors import UserError
+from ..inputs import load_inputs
 from . import compute, governing, memory
 from . import data as data_mod
 from .choices import CHOSEN, JointPlan
@@ -14,22 +14,6 @@ def _spec(cfg):
     from ..memory.spec import spec_from_model_name
 
     return spec_from_model_name(cfg.model.model)
-
-
-def load_inputs(cfg, tokenizer=None, data=None):
-    """The tokenizer and the tokenized split the run will train on (the loop is handed the same objects)."""
-    from .. import models
-
-    if tokenizer is None:
-        tokenizer = models.load_tokenizer(cfg.model.model, trust_remote_code=cfg.model.trust_remote_code,
-                                          allow_download=cfg.model.allow_download)
-    if data is None:
-        from ..data import load_data
-
-        data = load_data(cfg.data, tokenizer)
-    if not data.target:
-        raise UserError("the held-out target set is empty; give --target or a larger --heldout-fraction")
-    return tokenizer, data
 
 
 def make_plan(cfg, given: set[str], *, tokenizer=None, data=None):

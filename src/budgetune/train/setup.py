@@ -74,15 +74,9 @@ def set_up(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, go
     resumed = run.resume_point(cfg.resume)
 
     torch.manual_seed(cfg.train.seed)
-    if tokenizer is None:
-        tokenizer = models.load_tokenizer(cfg.model.model, trust_remote_code=cfg.model.trust_remote_code,
-                                          allow_download=cfg.model.allow_download)
-    if data is None:
-        from ..data import load_data
+    from ..inputs import load_inputs
 
-        data = load_data(cfg.data, tokenizer)
-    if not data.target:
-        raise UserError("the held-out target set is empty; give --target or a larger --heldout-fraction")
+    tokenizer, data = load_inputs(cfg, tokenizer, data)
     if model is None:
         load_kwargs = method.load_kwargs(method_cfg, precision) if hasattr(method, "load_kwargs") else {}
         model = models.load_model(cfg.model.model, dtype=precision_mod.load_dtype(precision, method, cfg.model.dtype),
