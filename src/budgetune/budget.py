@@ -27,9 +27,12 @@ class Budget:
     max_tokens: int | None = None
     max_seconds: float | None = None
     max_memory_bytes: int | None = None
+    # The throughput a seconds budget is planned at (FLOP/s): turns max_seconds into work before any is measured
+    # (train/timing.py). Not a limit.
+    flops_per_second: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_flops", "max_tokens", "max_seconds", "max_memory_bytes"):
+        for name in ("max_flops", "max_tokens", "max_seconds", "max_memory_bytes", "flops_per_second"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise UserError(f"budget field '{name}' is {value}; give a positive number or leave it unset")
@@ -58,15 +61,27 @@ class Budget:
     def remaining_flops(self, ledger: Ledger) -> float | None:
         return None if self.max_flops is None else max(0.0, self.max_flops - ledger.total_flops)
 
+    def planning_flops(self, ledger: Ledger | None = None) -> float | None:
+        """The FLOPs the run can spend: max_flops, or what the seconds left buy at flops_per_second when that is
+        less (the time budget binds); None when neither is known."""
+        spent_flops, spent_seconds = (ledger.total_flops, ledger.seconds) if ledger is not None else (0.0, 0.0)
+        by_time = None
+        if self.max_seconds is not None and self.flops_per_second:
+            by_time = spent_flops + max(0.0, self.max_seconds - spent_seconds) * self.flops_per_second
+        known = [v for v in (self.max_flops, by_time) if v is not None]
+        return min(known) if known else None
+
 
 @dataclass
 class Ledger:
-    """FLOPs and tokens spent by phase, optimizer steps taken, and wall seconds of work."""
+    """FLOPs and tokens spent by phase, optimizer steps taken, and wall seconds of work (in all, and by phase:
+    the PHASES and "plan", the plan's timed throughput probe)."""
 
     flops: dict[str, float] = field(default_factory=lambda: {p: 0.0 for p in PHASES})
     tokens: dict[str, int] = field(default_factory=lambda: {p: 0 for p in PHASES})
     steps: int = 0
     seconds: float = 0.0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
     external: int = 0  # records of charges.json (work by other commands) already counted here
 
     def charge(self, phase: str, flops: float, tokens: int = 0) -> None:
@@ -74,6 +89,11 @@ class Ledger:
             raise ValueError(f"unknown ledger phase {phase!r}; one of {PHASES}")
         self.flops[phase] = self.flops.get(phase, 0.0) + float(flops)
         self.tokens[phase] = self.tokens.get(phase, 0) + int(tokens)
+
+    def add_seconds(self, phase: str, seconds: float) -> None:
+        """Wall seconds of work, counted against the time budget and kept by phase (the plan's measured rates)."""
+        self.seconds += float(seconds)
+        self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + float(seconds)
 
     @property
     def total_flops(self) -> float:
@@ -92,6 +112,7 @@ class Ledger:
             steps=int(d.get("steps", 0)),
             seconds=float(d.get("seconds", 0.0)),
             external=int(d.get("external", 0)),
+            phase_seconds={str(k): float(v) for k, v in (d.get("phase_seconds") or {}).items()},
         )
 
     def save(self, path: str | Path) -> None:
@@ -113,7 +134,10 @@ def fold_outside(ledger: Ledger, records: list[dict]) -> None:
     for r in records[ledger.external:]:
         for phase in PHASES:
             ledger.charge(phase, r["flops"].get(phase, 0.0), r["tokens"].get(phase, 0))
-        ledger.seconds += float(r.get("seconds") or 0.0)  # the time budget covers work outside the loop too
+        # the time budget covers work outside the loop too; its seconds go to the phase that did most of its FLOPs
+        flops = r["flops"]
+        ledger.add_seconds(max(flops, key=lambda p: flops[p]) if any(flops.values()) else "eval",
+                           float(r.get("seconds") or 0.0))
     ledger.external = max(ledger.external, len(records))
 
 

@@ -116,6 +116,8 @@ class BudgetConfig:
     max_tokens: int | None = doc("stop when this many training tokens are consumed", None)
     max_seconds: float | None = doc("stop after this many seconds of work", None)
     max_memory: str | None = doc("memory available for training, e.g. 24GiB (checked by the planner)", None)
+    flops_per_second: float | None = doc("this machine's throughput (FLOP/s) a --max-seconds budget is planned at; "
+                                         "unset: measured by a short timed probe before the plan", None)
 
 
 @dataclass(kw_only=True)
@@ -308,9 +310,11 @@ RANGES = {
     ("budget", "max_flops"): (0.0, None, "a positive FLOP count"),
     ("budget", "max_tokens"): (1, None, "tokens"),
     ("budget", "max_seconds"): (0.0, None, "positive seconds"),
+    ("budget", "flops_per_second"): (0.0, None, "a positive FLOP/s"),
     (None, "generation_eval"): (0, None, "prompts (0: skip)"),
 }
-_EXCLUSIVE = {("train", "lr"), ("budget", "max_flops"), ("budget", "max_seconds")}  # 0 itself is not allowed
+_EXCLUSIVE = {("train", "lr"), ("budget", "max_flops"), ("budget", "max_seconds"),
+              ("budget", "flops_per_second")}  # 0 itself is not allowed
 
 
 def check(cfg: RunConfig, source: str = "config") -> None:

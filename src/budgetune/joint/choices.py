@@ -23,6 +23,8 @@ class JointPlan:
     flops: dict = field(default_factory=dict)  # planned FLOPs by ledger phase (selection, train, eval, inference)
     memory: dict = field(default_factory=dict)  # planned bytes: total and by term, and the budget
     numbers: dict = field(default_factory=dict)  # what the choices rest on (costs of one evaluation, one step, ...)
+    seconds: dict = field(default_factory=dict)  # planned seconds by ledger phase (and "plan": the probe), with a
+    # time budget
 
     def add(self, name: str, value: str, source: str, reason: str, flag: str = "") -> Choice:
         c = Choice(name, str(value), source, " ".join(str(reason).split()), flag)
@@ -34,7 +36,8 @@ class JointPlan:
 
     def to_json(self) -> dict:
         return {"choices": [asdict(c) for c in self.choices], "config": self.config, "planned_flops": self.flops,
-                "planned_memory": self.memory, "numbers": self.numbers}
+                "planned_memory": self.memory, "numbers": self.numbers,
+                "planned_seconds": self.seconds}
 
 
 def given_fields(args) -> set[str]:

@@ -58,6 +58,10 @@ def choose(plan, cfg, given: set[str], data, *, left_flops: float | None, train_
         plan.add("selection", f"none: all {len(pool)} examples", source, f"auto: {reason}", "--selection")
         return {}
     out = {**{k: v for k, v in section.items() if k not in ("scorer", "cost_share")}, **chosen.section}
+    if isinstance(out.get("budget"), int) and out["budget"] < batch:
+        # a short (time) budget covers less than one step: keep one step's examples, the least the loop trains on
+        out["budget"] = min(batch, len(pool))
+        reason += f"; raised to one optimizer step's {out['budget']} examples"
     plan.add("selection", _describe(out, len(pool)), source, f"auto: {chosen.reasons[0]}; {reason}", "--selection")
     return out
 

@@ -36,10 +36,12 @@ def compare(run_dir: Path, peak: tuple[int | None, str] | None = None) -> dict |
     except (OSError, ValueError):
         return None
     outside = {p: 0.0 for p in PHASES}
+    outside_seconds = 0.0
     for r in read_charges(run_dir):
         if r.get("command") == GENERATION:
             for p, v in r["flops"].items():
                 outside[p] = outside.get(p, 0.0) + float(v)
+            outside_seconds += float(r.get("seconds") or 0.0)
     planned = plan.get("planned_flops") or {}
     # The plan reserves the generation evaluation inside its evaluation share, so it is spent inside eval too;
     # "outside" says how much of a phase it was.
@@ -49,6 +51,15 @@ def compare(run_dir: Path, peak: tuple[int | None, str] | None = None) -> dict |
            "memory": {"planned": mem.get("planned_total"), "budget": mem.get("budget")}}
     if peak is not None:
         out["memory"].update(measured=peak[0], measured_what=peak[1])
+    planned_s = plan.get("planned_seconds") or {}
+    if planned_s:  # a time budget was planned: seconds by phase too (the plan's probe is phase "plan")
+        spent_s = ledger.get("phase_seconds") or {}
+        out["seconds"] = {p: {"planned": planned_s.get(p), "spent": float(spent_s.get(p, 0.0))}
+                          for p in ("plan",) + PHASES}
+        out["seconds_total"] = {"planned": float(sum(v for v in planned_s.values() if v)),
+                                "spent": float(ledger.get("seconds", 0.0)),
+                                "budget": (plan.get("numbers") or {}).get("max_seconds")}
+        out["outside_seconds"] = outside_seconds
     return out
 
 
@@ -70,6 +81,10 @@ def _g(v) -> str:
     return "-" if v is None else f"{v:.3g}"
 
 
+def _s(v) -> str:
+    return "-" if v is None else f"{v:.0f}" if v >= 10 else f"{v:.2g}"
+
+
 def lines(result: dict | None) -> list[str]:
     if not result:
         return []
@@ -82,6 +97,15 @@ def lines(result: dict | None) -> list[str]:
     if result["outside"]:
         out.append("              of which the generation evaluation after training: "
                    + ", ".join(f"{p} {v:.3g}" for p, v in result["outside"].items()))
+    if result.get("seconds"):
+        parts = [f"{p} {_s(row['planned'])} / {_s(row['spent'])}" for p, row in result["seconds"].items()
+                 if row["planned"] or row["spent"]]
+        t = result["seconds_total"]
+        out.append("              " + "   ".join(parts) + f"   all {_s(t['planned'])} / {_s(t['spent'])}"
+                   + "   (seconds planned / spent)")
+        if result.get("outside_seconds"):
+            out.append(f"              of which the generation evaluation after training: "
+                       f"{result['outside_seconds']:.0f} s")
     m = result["memory"]
     if m.get("planned"):
         measured = f"{m['measured'] / 2**30:.2f} GiB {m['measured_what']}" if m.get("measured") else "not measured"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from ..inputs import load_inputs
-from . import compute, governing, memory
+from . import compute, governing, memory, seconds
 from . import data as data_mod
 from .choices import CHOSEN, JointPlan
 
@@ -30,11 +30,15 @@ def make_plan(cfg, given: set[str], *, tokenizer=None, data=None):
     work = apply(copy.deepcopy(cfg), plan)  # what follows prices the layout just chosen
     costs = compute.costs(work, spec, data, layout)
     compute.refuse_if_short(work, costs)
+    rates = seconds.rates(work, given, data, tokenizer, costs, layout)  # a time budget: this machine's FLOP/s
+    seconds.refuse_if_short(work, costs, rates)
     plan.numbers.update({k: v for k, v in costs.items() if k != "train_profile"})
-    budget = make_budget(work)
-    plan.config["governor"] = governing.choose(plan, work, given, data, costs, budget)
-    left = None if budget.max_flops is None else budget.max_flops - plan.flops["eval"]
-    plan.config["selection"] = data_mod.choose(plan, work, given, data, left_flops=left,
+    sized = seconds.planning_config(work, rates)  # the FLOPs the seconds buy, where fewer than --max-flops
+    budget = make_budget(sized)
+    plan.config["governor"] = governing.choose(plan, sized, given, data, costs, budget)
+    seconds.fit_schedule(plan, work, rates, costs, len(data.scoring))
+    left = seconds.left_flops(work, plan.flops["eval"], rates)
+    plan.config["selection"] = data_mod.choose(plan, sized, given, data, left_flops=left,
                                                train_profile=costs["train_profile"])
     plan.flops.setdefault("selection", 0.0)
     plan.flops["inference"] = 0.0
@@ -53,8 +57,10 @@ def make_plan(cfg, given: set[str], *, tokenizer=None, data=None):
                                               ("--max-steps", cfg.train.max_steps)) if v]
         plan.add("training", "until " + ", ".join(limits), CHOSEN, "no FLOP budget: the other limits stop it",
                  "--max-flops")
+    seconds.record(plan, work, rates, costs)
     plan.numbers["model"] = spec.name
     plan.numbers["max_flops"] = cfg.budget.max_flops
+    plan.numbers["max_seconds"] = cfg.budget.max_seconds
     return plan, tokenizer, data
 
 

@@ -25,6 +25,7 @@ from . import (
     pacing,
     precost,
     ranks,
+    timing,
 )
 from .evaluate import heldout_losses
 from .finish import RunResult, finish
@@ -60,7 +61,7 @@ def _evaluate(s: Session, indices=None) -> dict:
     loss, flops = r["loss"], r["flops"]
     ledger = s.ledger
     ledger.charge("eval", flops, r["tokens"])
-    ledger.seconds += _global_seconds(s.accelerator, time.perf_counter() - t0)
+    ledger.add_seconds("eval", _global_seconds(s.accelerator, time.perf_counter() - t0))
     record = {"kind": "eval", "step": s.state["step"], "eval_loss": loss, "flops": ledger.total_flops,
               "train_flops": ledger.flops["train"], "tokens": ledger.tokens["train"],
               "seconds": ledger.seconds, "eval_flops": flops, **evalplan.per_example(r, len(s.data.scoring))}
@@ -76,7 +77,7 @@ def _begin(s: Session, evaluate: Callable, refresher, progress: bool) -> tuple[l
     resumed = s.resumed is not None
     evals = [r for r in read_jsonl(run.metrics) if r.get("kind") == "eval"] if resumed else []
     if not resumed:
-        state["eval_plan"] = governed.start(cfg, s.governor, budget,
+        state["eval_plan"] = governed.start(cfg, s.governor, timing.planning_budget(budget, ledger),
                                             model=s.accelerator.unwrap_model(s.stepper.model), data=data,
                                             announce=progress and s.accelerator.is_main_process)
         first = evaluate(governed.origin_sample(state["eval_plan"]))
@@ -123,7 +124,8 @@ def _steps(s: Session, evals: list[dict], evaluate: Callable, eval_cost: float, 
             run.append(run.decisions, cooldown.record(cool, state["step"], ledger, done=True))
             state["stop_reason"] = f"governor: {cool['reason']} (after a learning-rate cooldown)"
             break
-        reason = pacing.should_stop(budget, ledger, cfg.train.max_steps, state["step"], 0.0, eval_cost)
+        reason = (pacing.should_stop(budget, ledger, cfg.train.max_steps, state["step"], 0.0, eval_cost)
+                  or timing.should_stop(budget, ledger, 0.0, eval_cost, state))
         if reason:
             state["stop_reason"] = reason
             break
@@ -145,7 +147,8 @@ def _steps(s: Session, evals: list[dict], evaluate: Callable, eval_cost: float, 
         # Cost this batch before running it, so a long batch cannot overrun the FLOP budget.
         shape = _global_shape(accelerator, micro)
         next_cost = precost.next_step_flops(stepper, micro, accelerator, last_step, shape)
-        reason = pacing.should_stop(budget, ledger, None, state["step"], next_cost, eval_cost)
+        reason = (pacing.should_stop(budget, ledger, None, state["step"], next_cost, eval_cost)
+                  or timing.should_stop(budget, ledger, next_cost, eval_cost, state))
         if reason:
             state["epoch"], state["cursor"] = position  # the batch was not trained on
             state["stop_reason"] = reason
@@ -163,7 +166,7 @@ def _steps(s: Session, evals: list[dict], evaluate: Callable, eval_cost: float, 
         elapsed = _global_seconds(accelerator, time.perf_counter() - t0)
         ledger.charge("train", step_flops, int(step_tokens))
         ledger.steps += 1
-        ledger.seconds += elapsed
+        ledger.add_seconds("train", elapsed)
         train_seconds += elapsed
         last_step = state["last_step"] = (step_flops, shape)
         state["step"] += 1
@@ -177,7 +180,8 @@ def _steps(s: Session, evals: list[dict], evaluate: Callable, eval_cost: float, 
         bar.update(ledger, train_loss, state["step"])
         sample = governed.sample(state["eval_plan"])
         if (cool is None and governed.due(cfg, state["eval_plan"], budget, ledger, state)  # cooldown: final only
-                and governed.fits_flops(budget, ledger, evals, sample, len(s.data.scoring), eval_cost)):
+                and governed.fits_flops(budget, ledger, evals, sample, len(s.data.scoring), eval_cost)
+                and timing.fits(budget, ledger, evals, sample, len(s.data.scoring), eval_cost, cfg.train)):
             record = evaluate(sample)
             record["train_loss"] = train_loss
             record["lr"] = lr

@@ -20,14 +20,15 @@ from ..errors import UserError
 from ..governor.protocol import FixedBudget
 from ..methods import registry
 from ..methods.base import TrainContext
-from . import ranks, rundir
+from . import ranks, rundir, timing
 from .session import Session
 
 
 def make_budget(cfg) -> Budget:
     b = cfg.budget
     memory = config_mod.parse_bytes(b.max_memory, "budget field 'max_memory'") if b.max_memory else None
-    return Budget(max_flops=b.max_flops, max_tokens=b.max_tokens, max_seconds=b.max_seconds, max_memory_bytes=memory)
+    return Budget(max_flops=b.max_flops, max_tokens=b.max_tokens, max_seconds=b.max_seconds, max_memory_bytes=memory,
+                  flops_per_second=b.flops_per_second)
 
 
 def validate(cfg) -> None:
@@ -84,6 +85,7 @@ def set_up(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, go
                                   allow_download=cfg.model.allow_download, seed=cfg.train.seed, **load_kwargs)
     model = precision_mod.cast_model(model, precision, method, cfg.model.dtype)
     ledger = Ledger()
+    timing.charge_probe(ledger, joint_plan)  # the plan's timed throughput probe is work of this run
     pool = list(data.train)
     if cfg.selection and resumed is None:
         from ..selection import plan_inputs
@@ -94,7 +96,7 @@ def set_up(cfg, *, model=None, tokenizer=None, data: DataSplit | None = None, go
         # selection.apply, with the pool's scores kept in the run directory for the report; scorers see dev only
         pool = apply_and_record(cfg.selection, model, tokenizer, DataSplit(pool, data.scoring, data.source), ledger,
                                 run, **plan_inputs(cfg))
-        ledger.seconds += time.perf_counter() - t0  # the time budget covers selection too
+        ledger.add_seconds("selection", time.perf_counter() - t0)  # the time budget covers selection too
     ctx = TrainContext(accelerator=accelerator, weight_decay=cfg.train.weight_decay,
                        gradient_checkpointing=cfg.train.gradient_checkpointing, seed=cfg.train.seed,
                        precision=precision, extra={"sharding": layout["sharding"]})

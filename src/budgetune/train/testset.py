@@ -19,7 +19,7 @@ def reported_loss(model, data, ledger, pad_id: int, cfg, accelerator, keep: dict
     r = heldout_losses(model, data.test, pad_id=pad_id, batch_size=cfg.train.eval_batch_size,
                        accelerator=accelerator)
     ledger.charge("eval", r["flops"], r["tokens"])
-    ledger.seconds += time.perf_counter() - t0
+    ledger.add_seconds("eval", time.perf_counter() - t0)
     if keep is not None:
         scored = sum(r["counts"])
         keep[key] = {"accuracy": r["correct"] / scored if scored else None, "tokens": int(scored),
