@@ -213,3 +213,40 @@ def test_evaluations_in_between_are_dropped_when_time_binds(tiny_config_path, tm
     assert summary["stop_reason"].startswith("time budget spent") and len(evals) == 2
     assert ledger["seconds"] <= 30.0
     capsys.readouterr()
+
+
+def test_plan_verb_plans_seconds_and_refuses_without_writing(tiny_config_path, tmp_path, monkeypatch, capsys):
+    from budgetune import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["plan", "--model", tiny_config_path, "--max-seconds", "500", "--flops-per-second", "1e10"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  binding +seconds: 500 s ", out, re.MULTILINE), out
+    assert cli.main(["plan", "--model", tiny_config_path, "--max-seconds", "1", "--flops-per-second", "1e10"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give --max-seconds" in err
+    assert cli.main(["plan", "--model", tiny_config_path, "--max-flops", "3e11", "--max-seconds", "none"]) == 0
+    assert "binding" not in capsys.readouterr().out  # no time budget: nothing to bind
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reserve_grows_when_the_machine_slows_down():
+    from budgetune.train import timing
+
+    budget = Budget(max_seconds=100.0)
+    ledger, state = Ledger(), {}
+    ledger.charge("eval", 1e10)
+    ledger.add_seconds("eval", 2.0)  # 2e-10 s per evaluation FLOP
+    for flops, seconds in ((1e10, 1.0), (1e10, 1.0)):  # two steps at 1e-10 s per FLOP
+        ledger.charge("train", flops)
+        ledger.add_seconds("train", seconds)
+        timing.should_stop(budget, ledger, 0.0, 0.0, state)
+    assert timing.reserve_seconds(ledger, budget, 5e9, state) == pytest.approx(MARGIN * 5e9 * 2e-10)
+    ledger.charge("train", 1e10)
+    ledger.add_seconds("train", 4.0)  # the third step runs 4x slower than the first two
+    timing.should_stop(budget, ledger, 0.0, 0.0, state)
+    mean = 6.0 / 3e10
+    assert timing.reserve_seconds(ledger, budget, 5e9, state) == pytest.approx(MARGIN * 5e9 * 2e-10 * 4e-10 / mean)
+    # and the next step is priced at the last step's rate, the slower one
+    reason = timing.should_stop(budget, ledger, 1e10, 5e9, state)
+    assert reason is None and timing.train_seconds_per_flop(ledger, budget, state) == pytest.approx(4e-10)

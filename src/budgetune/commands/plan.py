@@ -21,6 +21,10 @@ def add_arguments(parser) -> None:
     joint.add_argument("--data", default=None, help="training data, as `budgetune run --data` (default: chatterbot)")
     joint.add_argument("--target", default=None, help="held-out target data, as `budgetune run --target`")
     joint.add_argument("--max-flops", type=float, default=None, help="the run's FLOP budget, as `budgetune run`")
+    joint.add_argument("--max-seconds", type=_seconds, default=None,
+                       help="the run's time budget, as `budgetune run` (default: its 600 s; none: no time budget)")
+    joint.add_argument("--flops-per-second", type=float, default=None,
+                       help="this machine's FLOP/s to plan the seconds with (default: a short timed probe)")
     parser.add_argument("--gpus", type=int, default=1, help="data-parallel GPUs (default: 1)")
     parser.add_argument("--sharding", default="auto", choices=["auto", "none", "zero2", "zero3", "fsdp"],
                         help="how model states are split over GPUs (auto: none on 1 GPU, fsdp on several)")
@@ -60,6 +64,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _seconds(text: str) -> float:
+    import argparse
+
+    if text.strip().lower() == "none":
+        return 0.0  # no time budget (0 is never a valid one)
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds (or none)") from None
+
+
 def _contexts(text: str) -> list[int]:
     import argparse
 
@@ -77,7 +92,7 @@ def main(args) -> int:
     import json
     import sys
 
-    if args.data is not None or args.max_flops is not None:
+    if args.data is not None or args.max_flops is not None or args.max_seconds is not None:
         from .plan_joint import joint_main
 
         return joint_main(args)

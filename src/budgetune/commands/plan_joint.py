@@ -16,6 +16,8 @@ def joint_main(args) -> int:
     cfg.model.model = args.model
     for value, (section, name) in ((args.data, ("data", "data")), (args.target, ("data", "target")),
                                    (args.max_flops, ("budget", "max_flops")),
+                                   (getattr(args, "max_seconds", None), ("budget", "max_seconds")),
+                                   (getattr(args, "flops_per_second", None), ("budget", "flops_per_second")),
                                    (args.gpu_memory, ("budget", "max_memory")),
                                    (args.seq_len, ("data", "max_seq_len")),
                                    (args.batch_size, ("train", "micro_batch_size"))):
@@ -32,6 +34,8 @@ def joint_main(args) -> int:
             raise UserError("with --data/--max-flops give one --method (the run's), or none to let the plan choose")
         cfg.train.method = args.method[0]
         given.add("train.method")
+    if cfg.budget.max_seconds == 0.0:  # --max-seconds none
+        cfg.budget.max_seconds = None
     config_mod.check(cfg)
     plan, _, _ = make_plan(cfg, given)
     if args.json:

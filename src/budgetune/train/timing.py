@@ -56,10 +56,19 @@ def train_seconds_per_flop(ledger: Ledger, budget: Budget, state: dict) -> float
     return max(known) if known else None
 
 
-def reserve_seconds(ledger: Ledger, budget: Budget, reserve_flops: float) -> float:
-    """Seconds kept back for the final evaluation of `reserve_flops` (0 when no rate is known yet)."""
+def reserve_seconds(ledger: Ledger, budget: Budget, reserve_flops: float, state: dict | None = None) -> float:
+    """Seconds kept back for the final evaluation of `reserve_flops` (0 when no rate is known yet): at the measured
+    evaluation rate, slowed by as much as the last training step ran slower than the mean one (a shared machine's
+    load changes between the evaluations before training and the final one)."""
     rate = seconds_per_flop(ledger, "eval", budget)
-    return MARGIN * reserve_flops * rate if rate else 0.0
+    return MARGIN * reserve_flops * rate * slowdown(ledger, state) if rate else 0.0
+
+
+def slowdown(ledger: Ledger, state: dict | None) -> float:
+    """How much slower the last training step ran than the mean step, per FLOP (at least 1)."""
+    mean = _measured(ledger, "train")
+    last = ((state or {}).get("pace") or {}).get("last")
+    return max(1.0, last / mean) if mean and last else 1.0
 
 
 def should_stop(budget: Budget, ledger: Ledger, next_flops: float, reserve_flops: float, state: dict) -> str | None:
@@ -69,7 +78,7 @@ def should_stop(budget: Budget, ledger: Ledger, next_flops: float, reserve_flops
         return None
     rate = train_seconds_per_flop(ledger, budget, state)
     step = next_flops * rate if rate else 0.0
-    reserve = reserve_seconds(ledger, budget, reserve_flops)
+    reserve = reserve_seconds(ledger, budget, reserve_flops, state)
     if ledger.seconds + step + reserve <= budget.max_seconds:
         return None
     return (f"time budget spent ({ledger.seconds:.0f} of {budget.max_seconds:.0f} s; the next step would take about "
