@@ -78,6 +78,13 @@ def test_time_refusal_names_the_smallest_budget_by_hand(tiny_config_path, tokeni
     assert plan.numbers["binding"] == "seconds"
 
 
+
+def test_a_seconds_limit_the_user_did_not_give_is_a_guard_not_a_refusal(tiny_config_path, tokenizer, data):
+    cfg = _cfg(tiny_config_path, max_seconds=1.0, flops_per_second=1e10)  # the budget refused by hand above
+    plan, _, _ = make_plan(cfg, GIVEN - {"budget.max_seconds"}, tokenizer=tokenizer, data=data)
+    assert plan.numbers["max_seconds"] == 1.0
+
+
 def test_binding_budget_and_planned_seconds(tiny_config_path, tokenizer, data):
     rate = 1e10
     cfg = _cfg(tiny_config_path, max_seconds=200.0, flops_per_second=rate, max_flops=1e15)

@@ -31,7 +31,7 @@ def make_plan(cfg, given: set[str], *, tokenizer=None, data=None):
     costs = compute.costs(work, spec, data, layout)
     compute.refuse_if_short(work, costs)
     rates = seconds.rates(work, given, data, tokenizer, costs, layout)  # a time budget: this machine's FLOP/s
-    seconds.refuse_if_short(work, costs, rates)
+    seconds.refuse_if_short(work, costs, rates, given)
     plan.numbers.update({k: v for k, v in costs.items() if k != "train_profile"})
     sized = seconds.planning_config(work, rates)  # the FLOPs the seconds buy, where fewer than --max-flops
     budget = make_budget(sized)
