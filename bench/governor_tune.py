@@ -1,13 +1,15 @@
 """Benchmark `governor_tune`: the governor's policy options chosen on part of the recorded suite, judged on the rest.
 
-The replay is bench/governor.py's (every evaluation charged, the evaluation plan bound by the 10% share). A grid of
-policy options (the plan's minimum points and sample, the optimism on the curve and on the paired test, the
-confirmations, the degrees of freedom, the threshold and how the price rises) is replayed on every curve once; each
-split then picks, on its tuning curves only and among the options that pass the known-curve checks of
-tests/test_governor_policies.py (a falling curve is not stopped, on 12 examples or 6 noisy ones; a flat one is; an excursion is
-not a stop), the
-options that save the most FLOPs while meeting the issue's loss targets there (mean ≤ +1%, worst run ≤ +3% vs the fixed budget), and reports those options on the curves it did
-not see.
+The replay is bench/governor.py's (every evaluation charged, the evaluation plan bound by the 10% share, decay on
+stop charged unless --cooldown 0). Two grids of policy options are replayed on every curve once: last session's
+rule "next" (the plan's minimum points and sample, spacing, the optimism on the curve, the degrees of freedom, the
+threshold and how the price rises) and rule "rest" (evaluation points and spacing, threshold, max_loss, the trend
+bound's z and window, how confirmations are counted and how many). Each split then picks, on its tuning curves
+only and among the options that pass the known-curve checks (known_curves_pass: a falling curve is not stopped, on
+12 examples or 6 noisy ones; a slow steady decline after a fast drop is not stopped, also with training noise; a
+flat one is stopped; an excursion is not a stop), the options that save the most FLOPs while meeting the issue's
+loss targets there (mean ≤ +1%, worst run ≤ +3% vs the fixed budget), and reports those options on the curves it
+did not see.
 
 Splits: "budget" tunes on the 1x and 4x seed-0 curves and judges on the 16x curves and the seed replicates;
 "leave one setting out" tunes on seven settings and judges on the eighth, for each setting in turn.

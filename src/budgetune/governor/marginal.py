@@ -145,6 +145,16 @@ class MarginalGain:
         self.probed = False  # the refresher was already asked about the current data
         self.last_inputs: dict = {}
 
+    def rule_text(self) -> str:
+        """The stop rule in one line, for the plan the run prints."""
+        c = self.config
+        each = f"{100 * c.threshold:g}% lower held-out loss per {c.horizon:.0%} of the budget"
+        if c.rule == "rest":
+            by = "the curve families and the recent trend" if c.trend_z is not None else "the curve families"
+            return f"stops when the rest of the budget is predicted (by {by}) to buy less than {each} it would use"
+        return (f"stops when the next {c.horizon:.0%} of the budget is predicted to buy less than "
+                f"{100 * c.threshold:g}% lower held-out loss")
+
     # -- one run ---------------------------------------------------------------------------------------------
     def decide(self, evaluation: dict, ledger, budget) -> Decision:
         c = self.config
