@@ -431,6 +431,12 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
     old_note = ("Cached in bench/out/governor_governed/: trained with the governor's defaults of their day (t = 0.01, "
                 "before the evaluation plan bound its share), not with today's defaults; kept for comparison, not "
                 "rerun.")
+    if not real and old_real:
+        out += ["", "## Real governed runs with today's defaults (decay on stop)", "",
+                ("None finished yet: `python bench/governor.py --governed 3 --governed-runs emotion-lora-1e-3-x4,"
+                 "trivia-lora-1e-3-x4,trivia-lora-2e-4-x4` trains them (bench/out/governor_governed_v3/). On "
+                 "2026-12-02 the first of them, on a 2-core machine under a load of 7-9, reached 40% of its budget "
+                 "in 25 minutes (4 evaluations, no curve fit yet) and was cut off by its time limit.")]
     for rows, title, note in ((real, "Real governed runs with today's defaults (decay on stop)", new_note),
                               (old_real, "Real governed runs with an earlier day's defaults", old_note)):
         if not rows:
