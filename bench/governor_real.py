@@ -1,6 +1,8 @@
 """Real governed runs for bench/governor.py: a recorded suite setting trained again with the default governor in the
 loop (its evaluation plan, decay on stop), on the budget the fixed run of the replay is charged (its training FLOPs
-plus the whole held-out set evaluated before and after). Cached per run under bench/out/governor_governed/."""
+plus the whole held-out set evaluated before and after). Cached per run under bench/out/<directory>/ (default
+governor_governed_v3: runs with today's defaults; governor_governed holds runs with the defaults of an earlier day).
+A run's checkpoints are deleted once its summary is written (the numbers are in summary.json and the logs)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,17 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import shutil
+
 import governor_suite as suite
 
-GOVERNED = suite.OUT / "governor_governed"
+GOVERNED = suite.OUT / "governor_governed_v3"
 
 
-def run(curves: dict, n: int) -> list[dict]:
+OLD = suite.OUT / "governor_governed"  # runs trained with an earlier day's defaults: read, never written
+
+
+def run(curves: dict, n: int, directory: Path | None = None, train_missing: bool = True) -> list[dict]:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from governor import costs
 
@@ -26,8 +33,10 @@ def run(curves: dict, n: int) -> list[dict]:
     tokenizer = load_tokenizer("smollm2-135m")
     rows = []
     for name, curve in list(curves.items())[:n]:
-        out = GOVERNED / name
+        out = (directory or GOVERNED) / name
         if not (out / "summary.json").exists():
+            if not train_missing:
+                continue
             setting = next(s for s in suite.SETTINGS if s[0] == curve["setting"])
             split, dc = suite.load_split(setting[1], tokenizer, setting[2])
             model = load_model("smollm2-135m", seed=curve["seed"])
@@ -35,6 +44,7 @@ def run(curves: dict, n: int) -> list[dict]:
             cfg.data = dc
             cfg.budget.max_flops = costs(curve)["budget"]
             train(cfg, model=model, tokenizer=tokenizer, data=split, governor=make("marginal", {}), progress=False)
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
         summary = json.loads((out / "summary.json").read_text())
         ledger = summary["ledger"]
         fixed = curve["evals"][-1]
@@ -42,5 +52,6 @@ def run(curves: dict, n: int) -> list[dict]:
         rows.append({"run": name, "fixed_loss": fixed["eval_loss"], "loss": summary["after_loss"],
                      "flops_vs_fixed": ledger["total_flops"] / fixed_flops,
                      "eval_share": ledger["flops"]["eval"] / ledger["total_flops"],
-                     "stop_reason": summary["stop_reason"]})
+                     "stop_reason": summary["stop_reason"], "steps": summary.get("steps"),
+                     "cooldown": bool(summary.get("cooldown"))})
     return rows

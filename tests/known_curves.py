@@ -10,15 +10,19 @@ B = 1e12
 
 
 def evaluations(curve, *, points: int = 10, examples: int = 12, noise: float = 0.02, seed: int = 0,
-                eval_flops: float = 1e9, budget: float = B) -> list[dict]:
-    """Evaluation 0 before training, then `points` evenly spread over the budget (as the loop's plan places them)."""
+                eval_flops: float = 1e9, budget: float = B, common: float = 0.0) -> list[dict]:
+    """Evaluation 0 before training, then `points` evenly spread over the budget (as the loop's plan places them).
+
+    common: training noise, a factor 1 + N(0, common) shared by every example of one evaluation (the model is a
+    little worse or better everywhere at that moment), which a paired test on the same examples cannot see."""
     rng = np.random.default_rng(seed)
     difficulty = rng.lognormal(0.0, 0.3, examples)
     counts = rng.integers(10, 40, examples)
+    shared = np.random.default_rng([seed, 7]).normal(0.0, common, points + 1) if common > 0 else np.zeros(points + 1)
     out = []
     for k in range(points + 1):
         x = k / (points + 1)
-        per_token = curve(x) * difficulty * (1.0 + rng.normal(0.0, noise, examples))
+        per_token = curve(x) * (1.0 + shared[k] * (k > 0)) * difficulty * (1.0 + rng.normal(0.0, noise, examples))
         sums = per_token * counts
         out.append({"step": k, "eval_loss": float(sums.sum() / counts.sum()), "flops": x * budget + eval_flops * (k + 1),
                     "train_flops": x * budget, "eval_sums": sums.tolist(), "eval_counts": counts.tolist()})
@@ -53,6 +57,10 @@ def falling(x):  # keeps falling at 5% of the starting loss per 10% of the budge
 
 def flat(x):  # a fast drop, then nothing: stopping early costs nothing
     return 2.0 + 1.0 * np.exp(-x / 0.03)
+
+
+def slow_after_fast(x):  # a fast drop, then 2% of the loss per 10% of the budget to the end: never worth stopping
+    return 2.0 + 1.0 * np.exp(-x / 0.03) + 0.5 * (1.0 - x)
 
 
 def overfit(x):  # falls, bottoms out at 40% of the budget, then rises for real

@@ -1,7 +1,8 @@
 """The marginal-gain governor's confirmations on noisy held-out curves whose answer is known by construction,
 through the real signal path (per-example losses, measured paired standard errors, the curve ensemble): noise alone
 never stops a curve that keeps falling, even with one confirmation, and every further confirmation can only delay
-a stop, since each rests on its own interval of evidence."""
+a stop (the default rule counts evaluations at which the curve and its trend agree; rule "next" counts intervals
+of paired evidence)."""
 
 import pytest
 from known_curves import drive, evaluations, falling, flat

@@ -55,7 +55,8 @@ def test_a_real_rise_is_stopped_soon_after_it_starts():
 
 def test_confirmations_rest_on_intervals_that_do_not_overlap():
     evals = evaluations(flat, points=16, seed=4)
-    at, decisions = drive(make("marginal", {"confirm": 3}), evals)
+    # the paired-interval confirmations (confirm_by "paired"; the default confirms by agreeing evaluations)
+    at, decisions = drive(make("marginal", {"confirm": 3, "confirm_by": "paired"}), evals)
     assert at is not None
     confirmed = [(d.inputs["interval_from_flops"], evals[i]["flops"]) for i, d in enumerate(decisions)
                  if "below its price" in d.inputs.get("evidence", "")]

@@ -19,7 +19,9 @@ def fast_then_slow(x):  # a fast drop, then a slow decline whose gain sits near 
 def test_a_close_decision_enlarges_the_sample_and_the_ledger_pays_for_it(seed):
     # The price and optimism at which this curve's slow decline sits near the price (threshold 1%, the curve's
     # optimistic edge): the decision to test is a close one, whatever the defaults.
-    governor = make("marginal", {"threshold": 0.01, "curve_z": 1.0, "min_dof": 3})
+    # The sample request belongs to the paired-interval confirmations of rule "next" (not the default rule).
+    governor = make("marginal", {"threshold": 0.01, "curve_z": 1.0, "min_dof": 3, "rule": "next",
+                                 "confirm_by": "paired", "confirm": 2})
     decisions, sizes, eval_flops, plan = drive_planned(governor, fast_then_slow, seed=seed)
     asked = [i for i, d in enumerate(decisions) if d.inputs.get("sample_request")]
     assert asked, [d.inputs.get("evidence") for d in decisions]

@@ -6,9 +6,20 @@ the budget with a price that rises as the budget runs out:
 
     price(f) = threshold · (1 + price_rise · f),   f = share of the budget spent
 
-"stop when another 10% of the budget buys less than 2% loss" is horizon=0.1, threshold=0.02 (the default, chosen
-with the other defaults on part of the recorded suite by bench/governor_tune.py). A stop needs two kinds of
-evidence, so that noise cannot trigger it:
+"another 10% of the budget must buy 0.5% loss" is horizon=0.1, threshold=0.005 (the default, chosen with the other
+defaults on part of the recorded suite by bench/governor_tune.py).
+
+Rule "rest" (the default) prices the whole rest of the budget, not only its next 10%: the rest, a share r of the
+budget, costs the per-horizon price integrated over it (trend.rest_price; at most `max_loss` when set), and a stop
+needs both the curve families' predicted gain of the rest (mean + curve_z·sd) and the trend bound (governor/trend.py:
+the recent slope extrapolated over the rest, which over-states what a convex falling curve still buys, at trend_z
+standard errors of its optimistic edge) below that price. The trend bound is what keeps a slow steady decline after
+a fast drop, which the families read as saturation, from being stopped. With confirm_by "trend" (the default)
+each evaluation at which both agree is one confirmation (`confirm`, default 1), and one at which the rest clearly
+pays resets the count. A rise needs no separate test: it is a trend with no gain.
+
+Rule "next" (until 2026-12-02) and confirm_by "paired" work as follows. A stop needs two kinds of evidence, so that
+noise cannot trigger it:
 - the curve: its predicted gain (mean + curve_z·sd; curve_z = 0 by default, since the noise protection is the
   paired test's) is below the price, on a fit with at least `min_dof` degrees of freedom;
 - the measurements: over an interval of evaluations, the paired gain on the same held-out examples (its standard
@@ -33,11 +44,12 @@ from ..errors import UserError
 from . import noise as noise_mod
 from .protocol import ArmView, Decision
 from .signal import estimate
+from .trend import rest_terms
 
 
 @dataclass(kw_only=True)
 class Config:
-    threshold: float = 0.02  # relative loss reduction the next `horizon` of the budget must buy
+    threshold: float = 0.005  # relative loss reduction each `horizon` of the budget must buy
     horizon: float = 0.1  # share of the whole budget the threshold refers to
     price_rise: float = 1.0  # the price grows by this factor over the budget (1: doubles by the end)
     resume_threshold: float | None = None  # gain that resets a pending stop; unset: 1.5 × threshold
@@ -46,15 +58,20 @@ class Config:
     min_evals: int = 4  # evaluations (since start or refresh) before any action
     min_dof: int = 1  # no action on a curve fit with fewer degrees of freedom (points − parameters)
     min_evals_between: int = 2  # evaluations between two actions
-    confirm: int = 2  # confirmations, each on its own interval of paired evidence, before acting
+    confirm: int = 1  # confirmations before acting (confirm_by: paired intervals, or evaluations that agree)
     eval_points: int = 10  # evaluations the governor needs over the budget (declared; the run's plan shows them)
     eval_min_points: int = 3  # fewest evaluations it can work with when the evaluation share is tight
     eval_min_sample: int = 2  # fewest held-out examples per evaluation for a paired test
-    eval_spacing: float = 1.5  # evaluation k of n falls at (k/(n+1))^spacing of the budget (>1: denser early)
+    eval_spacing: float = 1.0  # evaluation k of n falls at (k/(n+1))^spacing of the budget (>1: denser early)
     refresh_min_drift: float = 0.2  # drift (1 − rank correlation of data scores) that makes a refresh worth it
     refresh_probe: bool = False  # a refresher is attached: before stopping, ask it once whether new data pays
     max_refreshes: int = 2  # refreshes allowed in one run
     round_share: float = 0.5  # arms: share of the remaining FLOPs handed out per round while several arms live
+    rule: str = "rest"  # "rest": the whole rest of the budget against its price; "next": the next `horizon`
+    max_loss: float | None = None  # rule "rest": never stop while the rest is predicted to buy more than this share
+    trend_z: float | None = 0.0  # rule "rest": standard deviations on the trend bound (governor/trend.py); unset: off
+    trend_window: float = 0.8  # rule "rest": trailing share of the budget spent that the trend's line is fitted on
+    confirm_by: str = "trend"  # "trend": evaluations at which curve and trend agree; "paired": paired intervals
 
     def __post_init__(self):
         if not 0 < self.threshold < 1:
@@ -80,6 +97,13 @@ class Config:
         if not 0.25 <= self.eval_spacing <= 4:
             raise UserError(f"governor option eval_spacing={self.eval_spacing} must be between 0.25 and 4 "
                             f"(1: evenly over the budget)")
+        if self.rule not in ("next", "rest") or self.confirm_by not in ("paired", "trend"):
+            raise UserError(f"governor options rule={self.rule!r} must be 'next' or 'rest' and confirm_by="
+                            f"{self.confirm_by!r} 'paired' or 'trend'")
+        if (self.max_loss is not None and not 0 < self.max_loss < 1) or not 0 < self.trend_window <= 1 \
+                or (self.trend_z is not None and self.trend_z < 0):
+            raise UserError("governor options max_loss must be a share in (0, 1), trend_window in (0, 1] and "
+                            "trend_z non-negative")
         if not 0 < self.round_share <= 1:
             raise UserError(f"governor option round_share={self.round_share} must be in (0, 1]")
 
@@ -120,6 +144,16 @@ class MarginalGain:
         self.pending_refresh = False  # a refresh was asked for at the previous evaluation
         self.probed = False  # the refresher was already asked about the current data
         self.last_inputs: dict = {}
+
+    def rule_text(self) -> str:
+        """The stop rule in one line, for the plan the run prints."""
+        c = self.config
+        each = f"{100 * c.threshold:g}% lower held-out loss per {c.horizon:.0%} of the budget"
+        if c.rule == "rest":
+            by = "the curve families and the recent trend" if c.trend_z is not None else "the curve families"
+            return f"stops when the rest of the budget is predicted (by {by}) to buy less than {each} it would use"
+        return (f"stops when the next {c.horizon:.0%} of the budget is predicted to buy less than "
+                f"{100 * c.threshold:g}% lower held-out loss")
 
     # -- one run ---------------------------------------------------------------------------------------------
     def decide(self, evaluation: dict, ledger, budget) -> Decision:
@@ -176,30 +210,56 @@ class MarginalGain:
         left_txt = f"another {c.horizon:.0%} of the budget" if scale == 1.0 else "the rest of the budget"
         gain_txt = (f"{left_txt} is predicted to buy {100 * sig.gain_next:.2f}% ± {100 * sig.gain_next_sd:.2f}% "
                     f"lower loss (optimistic edge per {c.horizon:.0%} of the budget: {100 * optimistic:.2f}%)")
+        if c.rule == "rest":
+            optimistic, price, resume, gain_txt = self._rest_rule(window, losses, sig, total, remaining, spent,
+                                                                  noise, curve_z, inputs)
+        price_txt = "its price" if c.rule == "rest" else f"the price {100 * price:.2f}%"
         curve_says_stop = optimistic < price
-        evidence = self._interval_test(now, total, price, resume, optimistic)
+        if c.confirm_by == "trend":
+            evidence = self._consecutive(curve_says_stop, optimistic > resume)
+        else:
+            evidence = self._interval_test(now, total, price, resume, optimistic)
         inputs.update(evidence)
         inputs["below_count"] = self.below
         if self.below < c.confirm or now - self.last_action <= c.min_evals_between:
             relation = "below" if curve_says_stop else "above"
-            return self._emit("continue", f"{gain_txt}, {relation} the price {100 * price:.2f}%; "
+            return self._emit("continue", f"{gain_txt}, {relation} {price_txt}; "
                                           f"{evidence['evidence']} ({self.below}/{c.confirm} confirmations)", inputs)
         refresh = self._refresh_value(evaluation, total, remaining, price)
         inputs.update(refresh)
         if refresh.get("refresh_worth"):
             self.pending_refresh, self.probed, self.last_action = True, True, now
-            return self._emit("refresh", f"{gain_txt}, below the price {100 * price:.2f}%; the data drifted "
+            return self._emit("refresh", f"{gain_txt}, below {price_txt}; the data drifted "
                                          f"({refresh['drift']:.2f}) so a refresh is predicted to buy "
                                          f"{100 * refresh['refresh_gain']:.2f}%", inputs)
         if c.refresh_probe and not self.probed and refresh.get("drift") is None \
                 and self.refreshes < c.max_refreshes:
             self.pending_refresh, self.probed = True, True
-            return self._emit("refresh", f"{gain_txt}, below the price {100 * price:.2f}%; before stopping, the "
+            return self._emit("refresh", f"{gain_txt}, below {price_txt}; before stopping, the "
                                          f"refresher measures drift and re-selects only if new data pays", inputs)
         self.last_action = now
-        return self._emit("stop", f"{gain_txt}, below the price {100 * price:.2f}%, confirmed on {self.below} "
-                                  f"separate intervals of paired evidence; {remaining:.3g} FLOPs left for "
+        how = (f"at {self.below} evaluation(s) where the curve and its trend agree" if c.confirm_by == "trend" else
+               f"confirmed on {self.below} separate intervals of paired evidence")
+        return self._emit("stop", f"{gain_txt}, below {price_txt}, {how}; {remaining:.3g} FLOPs left for "
                                   f"inference", inputs)
+
+    def _rest_rule(self, window, losses, sig, total, remaining, spent, noise, curve_z, inputs):
+        """Rule "rest" (trend.rest_terms); the prices come back per `horizon` so the paired intervals keep their
+        meaning."""
+        x = [(e["flops"] - window[0]["flops"]) / total for e in window]
+        return rest_terms(self.config, x, losses, sig, rest=remaining / total, spent=spent, noise=noise,
+                          curve_z=curve_z, inputs=inputs)
+
+    def _consecutive(self, says_stop: bool, clearly_pays: bool) -> dict:
+        """confirm_by "trend": each evaluation at which the rule says stop is one confirmation; one that clearly
+        pays (above the resume price) resets the count, one in between neither counts nor resets."""
+        if says_stop:
+            self.below += 1
+            return {"evidence": "the curve and its trend agree that the rest does not pay", "interval_gain": None,
+                    "interval_se": None}
+        if clearly_pays:
+            self.below = 0
+        return {"evidence": "the curve keeps paying", "interval_gain": None, "interval_se": None}
 
     def _comparable_losses(self, window: list[dict]) -> list[float]:
         """Each evaluation's loss on the examples of the latest one (the before-training evaluation covers the

@@ -64,8 +64,9 @@ def choose(plan, cfg, given: set[str], data, costs: dict, budget) -> dict:
     elif why_fixed:
         reason = f"fixed budget: {why_fixed}"
     else:
-        reason = (f"stops when the next {gov.config.horizon:.0%} of the budget is predicted to buy less than "
-                  f"{threshold:.0%} lower held-out loss (its default; docs/governor.md)")
+        reason = (gov.rule_text() if hasattr(gov, "rule_text") else
+                  f"stops when the next {gov.config.horizon:.0%} of the budget is predicted to buy less than "
+                  f"{threshold:.1%} lower held-out loss") + " (its default; docs/governor.md)"
     plan.add("governor", value, source, reason, "--governor")
     _evaluation(plan, cfg, given, data, costs, eval_plan)
     return section

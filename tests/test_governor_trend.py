@@ -1,0 +1,119 @@
+"""The trend bound and the price of the rest of the budget (governor/trend.py), on curves whose answer is known by
+construction, and the rule "rest" of the marginal governor on the curve that fooled the curve families: a fast
+drop followed by a slow steady decline."""
+
+import math
+
+import numpy as np
+import pytest
+from known_curves import B, drive, evaluations, flat, slow_after_fast
+
+from budgetune.errors import UserError
+from budgetune.governor import make
+from budgetune.governor.trend import rest_price, trend_bound
+
+
+def test_a_straight_line_gives_its_own_slope_and_the_rest_it_buys():
+    # y = 3 − 0.5·x on x = 0, 0.1, ..., 0.6: slope −0.5, no scatter; the rest (0.4) buys 0.5·0.4 = 0.2 from the
+    # level 3 − 0.3 = 2.7, i.e. 0.2 / 2.7 of the loss, whatever z (the scatter is 0 and no noise prior is given)
+    x = np.linspace(0.0, 0.6, 7)
+    t = trend_bound(x, 3.0 - 0.5 * x, rest=0.4, window=0.5, z=1.0)
+    assert t.slope == pytest.approx(-0.5)
+    assert t.slope_se == pytest.approx(0.0, abs=1e-9)
+    assert t.points == 4  # x ≥ 0.3: 0.3, 0.4, 0.5, 0.6
+    assert t.level == pytest.approx(2.7)
+    assert t.rest_gain == pytest.approx(0.2 / 2.7)
+
+
+def test_the_window_and_the_band_by_hand():
+    # points (0, 1), (1, 0), (2, 1) after an ignored early one: slope 0, residuals 1/3, −2/3, 1/3 → SSR 2/3, one
+    # residual degree of freedom, Sxx 2: se = sqrt((2/3)/1/2) = sqrt(1/3); z = 0 gives no band, so no gain
+    x = np.array([-10.0, 0.0, 1.0, 2.0]) + 10.0
+    y = np.array([9.0, 1.0, 0.0, 1.0])
+    t0 = trend_bound(x, y, rest=1.0, window=0.2, z=0.0)  # window: x ≥ 9.6 → the last three points
+    assert t0.points == 3 and t0.slope == pytest.approx(0.0, abs=1e-12)
+    assert t0.slope_se == pytest.approx(math.sqrt(1 / 3))
+    assert t0.rest_gain == 0.0
+    # z = 1 with 1 degree of freedom: Student's t at Φ(1) = 0.8413 is 1.8373 (tables); level = mean 2/3
+    t1 = trend_bound(x, y, rest=1.0, window=0.2, z=1.0)
+    assert t1.rest_gain == pytest.approx(1.8373 * math.sqrt(1 / 3) / (2 / 3), rel=1e-3)
+
+
+def test_a_convex_falling_curve_is_never_under_stated():
+    # for a convex falling curve the line through the recent slope lies below the curve ahead, so the bound (even
+    # at z = 0, noise-free) is at least what the rest really buys
+    f = lambda x: 2.0 + np.exp(-x / 0.3)
+    for now in (0.3, 0.5, 0.7):
+        x = np.linspace(0.0, now, 8)
+        t = trend_bound(x, f(x), rest=1.0 - now, window=0.5, z=0.0)
+        truth = (f(now) - f(1.0)) / f(now)
+        assert t.rest_gain >= truth
+
+
+def test_the_measured_noise_widens_the_band_of_a_short_window():
+    x = np.array([0.0, 0.1, 0.2, 0.3])
+    y = np.array([3.0, 2.5, 2.5, 2.5])  # flat over the window, no scatter
+    quiet = trend_bound(x, y, rest=0.7, window=0.4, z=1.0)
+    noisy = trend_bound(x, y, rest=0.7, window=0.4, z=1.0, noise=0.05)
+    assert quiet.rest_gain == 0.0 and noisy.rest_gain > 0.0
+
+
+def test_rest_price_by_hand():
+    # threshold 1% per 10%, rising to 2% at the end (price_rise 1), from half-way: 0.1·(0.5 + (1 − 0.25)/2) = 0.0875
+    assert rest_price(0.01, 0.1, 0.5, 1.0) == pytest.approx(0.0875)
+    assert rest_price(0.01, 0.1, 0.5, 0.0) == pytest.approx(0.05)
+    assert rest_price(0.01, 0.1, 1.0, 1.0) == pytest.approx(0.0)
+
+
+REST = {"rule": "rest", "threshold": 0.005, "trend_z": 1.0}
+
+
+@pytest.mark.parametrize("options", [{}, REST], ids=["defaults", "trend_z=1"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_slow_steady_decline_after_a_fast_drop_is_not_stopped(seed, options):
+    at, decisions = drive(make("marginal", options), evaluations(slow_after_fast, seed=seed))
+    assert at is None, decisions[-1].reason
+    # ... nor when every evaluation also carries 2% of training noise on 6 examples
+    at, decisions = drive(make("marginal", options), evaluations(slow_after_fast, examples=6, noise=0.03,
+                                                                 common=0.02, seed=seed))
+    assert at is None, decisions[-1].reason
+
+
+def test_the_rule_of_last_session_fell_into_that_trap():
+    # rule "next" at last session's threshold stops the same curve: what the trend bound is for
+    at, _ = drive(make("marginal", {"rule": "next", "threshold": 0.02, "confirm_by": "paired", "confirm": 2,
+                                    "eval_spacing": 1.5}), evaluations(slow_after_fast, seed=0))
+    assert at is not None
+
+
+@pytest.mark.parametrize("options", [{}, REST], ids=["defaults", "trend_z=1"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_rest_rule_stops_a_flat_curve_and_says_why(seed, options):
+    evals = evaluations(flat, seed=seed)
+    at, decisions = drive(make("marginal", options), evals)
+    assert at is not None and evals[at]["flops"] < 0.8 * B
+    inputs = decisions[at].inputs
+    assert inputs["rest_gain"] < inputs["rest_price"]
+    assert inputs["trend_rest_gain"] is not None and inputs["trend_rest_gain"] < inputs["rest_price"]
+    assert "rest of the budget" in decisions[at].reason
+
+
+def test_max_loss_caps_the_price_of_the_rest():
+    evals = evaluations(flat, seed=0)
+    _, decisions = drive(make("marginal", {**REST, "threshold": 0.05, "max_loss": 0.01}), evals)
+    priced = [d.inputs["rest_price"] for d in decisions if "rest_price" in d.inputs]
+    assert priced and max(priced) == pytest.approx(0.01)
+
+
+def test_bad_rule_options_give_one_line():
+    with pytest.raises(UserError, match="rule"):
+        make("marginal", {"rule": "later"})
+    with pytest.raises(UserError, match="max_loss"):
+        make("marginal", {"max_loss": 1.5})
+
+
+def test_the_plan_line_states_the_rule_and_its_price():
+    assert make("marginal", {}).rule_text() == (
+        "stops when the rest of the budget is predicted (by the curve families and the recent trend) to buy less "
+        "than 0.5% lower held-out loss per 10% of the budget it would use")
+    assert "next 10% of the budget" in make("marginal", {"rule": "next", "threshold": 0.02}).rule_text()
