@@ -109,6 +109,7 @@ def test_auto_picks_the_classifier_from_four_dev_examples_and_dsir_below(tiny_mo
     quarter = 0.25 * pass_flops(profile_from_model(tiny_model), pool, 8)
     chosen = select({"scorer": "auto"}, tiny_model, pool, dev[:4], total_flops=quarter)
     assert chosen.scorer == "classifier"
+    assert chosen.summary["plan"]["section"]["options"] == {"dsir_weight": 0.5}  # auto runs the blend with DSIR
     assert np.sum(chosen.indices[:10] < 10) >= 8  # the planted 10 first (by chance: about 1.7 of 10)
     assert chosen.summary["flops"] <= chosen.summary["plan"]["predicted_scoring_flops"]
     assert select({"scorer": "auto"}, tiny_model, pool, dev[:3], total_flops=quarter).scorer == "dsir"

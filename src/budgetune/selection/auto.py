@@ -126,16 +126,21 @@ def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: flo
         quantised = whole_step_share(cost, total_flops, pool, train_profile or profile, batch)
         return _share(cost, total_flops) if quantised is None else quantised
 
+    from . import registry
+
     for name, module in auto_candidates():  # each scorer's own cost model (predicted_flops in its file)
         if getattr(module, "NEEDS_TARGET", False) and len(target) < getattr(module, "MIN_TARGET", 1) \
                 or getattr(module, "NEEDS_PROMPTS", False) and not prompts:
             continue
         if not module.NEEDS_MODEL:
-            # a targeting scorer's work grows with its target set too (the classifier fits on it)
-            cost = module.predicted_flops(None, pool, target) if getattr(module, "NEEDS_TARGET", False) \
+            # the options auto runs it with (AUTO_OPTIONS), priced as run; a targeting scorer's work grows with its
+            # target set too (the classifier fits on it)
+            options = dict(getattr(module, "AUTO_OPTIONS", {}))
+            priced = {"config": registry.REGISTRY.config(name, options)} if options else {}
+            cost = module.predicted_flops(None, pool, target, **priced) if getattr(module, "NEEDS_TARGET", False) \
                 else module.predicted_flops(None, pool)
             candidates.append({"scorer": name, "proxy": None, "predicted_flops": cost,
-                               "share_of_training": price(cost)})
+                               "share_of_training": price(cost), **({"options": options} if options else {})})
             continue
         proxy = _proxy_profile(model, proxy_layers)
         n = max(16, round(sample * len(pool)))
@@ -148,7 +153,8 @@ def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: flo
     affordable = [c for c in candidates if 0 <= c["share_of_training"] <= cost_share]
     for c in candidates:
         ok = c in affordable
-        what = c["scorer"] + (f" on a {c['proxy']}-layer proxy" if c.get("proxy") else "") + (
+        what = c["scorer"] + "".join(f" {k} {v}" for k, v in c.get("options", {}).items()) + (
+            f" on a {c['proxy']}-layer proxy" if c.get("proxy") else "") + (
             f" over {c['sample']:.0%} of the pool" if c.get("sample") else "")
         share = c["share_of_training"]
         share_text = (f"{share:.1%} of the training it leaves" if share != float("inf")
@@ -171,6 +177,8 @@ def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: flo
         section["proxy"] = choice["proxy"]
     if choice.get("sample"):
         section["sample"] = choice["sample"]
+    if choice.get("options"):
+        section["options"] = choice["options"]
     why = ("targets the dev examples at no model cost" if choice["scorer"] in free else
            "the cheapest affordable model-based scorer")
     reasons.append(f"chosen: {choice['scorer']} ({why}), keeping {section['budget']} examples ({fraction:.1%}): "
