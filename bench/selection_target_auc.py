@@ -16,7 +16,7 @@ on (in sample); draws 8-15 were not looked at before the defaults were fixed (ou
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import statistics
 import sys
@@ -156,13 +156,13 @@ def main(argv=None) -> int:
 def report(results) -> str:
     def cell(rows, key):
         values = [r[key] for r in rows]
-        if any(v != v for v in values):  # not defined for this row (the reference has no dev and no cost)
+        if any(math.isnan(v) for v in values):  # not defined for this row (the reference has no dev and no cost)
             return "–"
         return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else \
             f"{values[0]:.3f}"
 
-    lines = ["| data | scorer | AUC, draw 0 | top 20 %, draw 0 | AUC, draws 1-7 (in sample) | AUC, draws 8-15 "
-             "(out of sample) | top 20 %, draws 8-15 | dev-half AUC, draws 8-15 | FLOPs, draw 0 | ms, draw 0 |",
+    lines = [("| data | scorer | AUC, draw 0 | top 20 %, draw 0 | AUC, draws 1-7 (in sample) | AUC, draws 8-15 "
+              "(out of sample) | top 20 %, draws 8-15 | dev-half AUC, draws 8-15 | FLOPs, draw 0 | ms, draw 0 |"),
              "|" + "---|" * 10]
     for dname in dict.fromkeys(r["data"] for r in results):
         for label in [*SCORERS, ORACLE]:
@@ -172,7 +172,7 @@ def report(results) -> str:
             fresh = [r for r in mine if r["draw"] in FRESH]
             lines.append(f"| {dname} | {label} | {zero['auc']:.3f} | {zero['top']:.2f} | {cell(tuned, 'auc')} | "
                          f"{cell(fresh, 'auc')} | {cell(fresh, 'top')} | {cell(fresh, 'dev_half_auc')} | "
-                         + ("– | – |" if zero["flops"] != zero["flops"] else
+                         + ("– | – |" if math.isnan(zero["flops"]) else
                           f"{zero['flops']:.3g} | {1000 * zero['seconds']:.0f} |"))
     shares = {d: statistics.mean(r["pool_target"] / r["pool"] for r in results if r["data"] == d and
                                  r["scorer"] == "dsir") for d in dict.fromkeys(r["data"] for r in results)}

@@ -4,7 +4,6 @@ dev set from being overfitted, its FLOPs follow its passes by hand arithmetic, a
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from budgetune.data.examples import Example
 from budgetune.selection import registry, select
