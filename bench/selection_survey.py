@@ -119,7 +119,9 @@ def main(argv=None) -> int:
                     scoring = float(result.summary["flops"])
                     meta = {m: v for m, v in result.scores.meta.items() if m not in ("weight_history",)}
                 scored_s = time.perf_counter() - t0
-                loss, tflops, steps = train_once(base, tokenizer, subset, test, args.seed, args, total - scoring)
+                # a scorer that spent more than the total leaves nothing to train on (0 steps, the untrained loss)
+                loss, tflops, steps = train_once(base, tokenizer, subset, test, args.seed, args,
+                                                 max(0.0, total - scoring))
                 r = {"data": dname, "budget": share, "row": row, "seed": args.seed, "loss": loss,
                      "train_flops": tflops, "scoring_flops": scoring, "total_budget": total, "steps": steps,
                      "selected": len(subset), "options": OPTIONS.get(row, {}), "meta": meta,
