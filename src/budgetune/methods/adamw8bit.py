@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..memory import terms as T
 from ..memory.terms import MemoryBreakdown, Shape
+from . import whole_model
 from .base import FirstOrderStepper, TrainContext, save_full_model
 from .spec_parts import (
     formats,
@@ -81,7 +82,4 @@ RELIEVES = ("optimizer",)
 UNSHARDABLE = "bitsandbytes' 8-bit Adam keeps blockwise state of whole tensors, not of shards"
 
 
-def flop_kinds(spec, cfg):
-    from ..flop_plan import full_step
-
-    return [full_step(spec)]
+flop_kinds = whole_model.flop_kinds

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..lazy import lazy
+from . import whole_model
 from .base import FirstOrderStepper, TrainContext, save_full_model
 
 torch = lazy("torch")
@@ -55,13 +56,7 @@ TRACED_PLAN_OPTIONS: dict = {}  # `plan` traces it, with these options, for an a
 SHARDABLE = True
 
 
-def flop_kinds(spec, cfg):
-    from ..flop_plan import full_step
-
-    return [full_step(spec)]
+flop_kinds = whole_model.flop_kinds
 
 
-def trace_setup(model, cfg, shape):
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return model
+trace_setup = whole_model.trace_setup

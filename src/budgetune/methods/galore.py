@@ -14,6 +14,7 @@ from ..flops import _decoder_layers
 from ..lazy import lazy
 from ..memory import terms as T
 from ..memory.terms import MemoryBreakdown, Shape
+from . import whole_model
 from .base import FirstOrderStepper, TrainContext, save_full_model
 from .spec_parts import (
     formats,
@@ -246,16 +247,10 @@ UNSHARDABLE = "its gradient projection needs each whole weight matrix on the ran
 PLAN_OPTIONS = [{}]  # its default rank, the one a run without options trains with
 
 
-def flop_kinds(spec, cfg):
-    from ..flop_plan import full_step
-
-    return [full_step(spec)]
+flop_kinds = whole_model.flop_kinds
 
 
-def trace_setup(model, cfg, shape):
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return model
+trace_setup = whole_model.trace_setup
 
 
 def trace_optimizer(model, cfg, trainable):
