@@ -6,11 +6,10 @@ the ledger's `selection` phase is charged) come out of the same total as trainin
 more than the total trains zero steps and is reported with the loss of the untrained model it leaves. Each scorer
 keeps the share of the pool that one pass of the budget covers (as `random` does). GREATS selects once, with the
 pretrained model, before training (in a run it can re-select through the refresher, each time at its scoring cost
-again). Every row also
-pays the same two evaluations of the test set (before and after training), outside the budget shares shown.
-Runs are cached in bench/out/ by (data, budget, row, seed) under a fingerprint of the data and training settings;
-a cached run made with other scorer options is run again. The table gives mean ± sd over the seeds run, and the
-differences to `random` and `full` paired by seed.
+again). Every row also pays the same two evaluations of the test set (before and after training), outside the
+budget shares shown. Runs are cached in bench/out/ by (data, budget, row, seed) under a fingerprint of the data and
+training settings; a cached run made with other scorer options is run again. The table gives mean ± sd over the
+seeds run, and the differences to `random` and `full` paired by seed.
 
     OMP_NUM_THREADS=1 nice -n 15 python bench/selection_survey.py --pool 80 --test 16 --dev 16 --max-seq-len 40 --batch 2
     OMP_NUM_THREADS=1 nice -n 15 python bench/selection_survey.py --budgets 0.2 --scorers dart,greats --seeds 1 2
