@@ -47,6 +47,7 @@ SETTINGS = {
     "subzero": ({}, 1e-5, 2),
     "peqa": ({}, 2e-4, 4),  # Adam on the scales: PEQA's 1e-5 … 6e-5 (LLaMA, 3 epochs) taken up for 5-15 steps
     "dqt": ({}, 1e-4, 4),
+    "colm": ({}, 1e-3, 8),  # LoRA's rate; samples 8 rows and trains on its coreset of 4 (fraction 0.5)
 }
 
 
@@ -132,8 +133,10 @@ def run_one(name: str, args, tokenizer, data, probe_batch) -> dict:
     cfg.train.lr, cfg.train.micro_batch_size = lr, micro
     cfg.train.warmup_steps, cfg.train.eval_points, cfg.train.checkpoint_every = 1, 1, 0
     cfg.train.eval_batch_size = 16
+    cfg.train.seed = args.seed
     cfg.budget.max_flops = args.budget
     cfg.out = str(OUT / "methods-runs" / name)
+    cfg.overwrite = True  # the benchmark's own run directory from an earlier invocation
     cfg.report = False
     gc.collect()
     reset_peak_rss()
@@ -211,6 +214,9 @@ def main() -> int:
     parser.add_argument("--memory-only", action="store_true",
                         help="only the memory columns (model vs one tracked step), no training run; rows go to "
                              "bench/out/methods_memory.json")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="training seed (initialisation, data order, perturbations); seeds other than 0 go to "
+                             "bench/out/methods_seed<N>.json and leave the doc alone")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; on 2 cores shared with other work, 1 thread ran ~5x faster than 2")
     args = parser.parse_args()
@@ -241,7 +247,7 @@ def main() -> int:
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "model"}), flush=True)
     # A run of some methods replaces their rows in an earlier run's results with the same budget.
-    saved = OUT / "methods.json"
+    saved = OUT / ("methods.json" if args.seed == 0 else f"methods_seed{args.seed}.json")
     if args.methods and saved.exists():
         earlier = json.loads(saved.read_text())
         if earlier.get("budget") == args.budget and earlier.get("target") == len(data.target):
@@ -252,7 +258,7 @@ def main() -> int:
     text = table(rows, args.budget, len(data.target))
     print(text)
     saved.write_text(json.dumps({"budget": args.budget, "target": len(data.target), "rows": rows}, indent=1))
-    if {r["method"] for r in rows} >= set(registry.names()):
+    if args.seed == 0 and {r["method"] for r in rows} >= set(registry.names()):
         DOC.parent.mkdir(parents=True, exist_ok=True)
         DOC.write_text("# Benchmark: methods\n\nProduced by `nice -n 5 python bench/methods.py`.\n\n" + text)
     return 0
