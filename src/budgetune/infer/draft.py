@@ -31,8 +31,9 @@ def draft_dir(name: str = "smollm2-135m", n_layers: int = DEFAULT_LAYERS) -> Pat
     return cache_dir() / "draft" / f"{EMBEDDED[name][2]}-first{n_layers}-distilled"
 
 
-def truncated_copy(model, n_layers: int):
-    """A new model with the target's first n_layers decoder layers, final norm and embedding/head."""
+def truncated_copy(model, n_layers: int, source: dict | None = None):
+    """A new model with the target's first n_layers decoder layers, final norm and embedding/head (from `source`, a
+    plain transformers state dict of the target, when given)."""
     from transformers import AutoModelForCausalLM
 
     config = copy.deepcopy(model.config)
@@ -43,7 +44,7 @@ def truncated_copy(model, n_layers: int):
         config.layer_types = config.layer_types[:n_layers]
     draft = AutoModelForCausalLM.from_config(config, dtype=next(model.parameters()).dtype)
     state = {}
-    for key, value in model.state_dict().items():
+    for key, value in (model.state_dict() if source is None else source).items():
         parts = key.split(".")
         if "layers" in parts:
             i = parts.index("layers")

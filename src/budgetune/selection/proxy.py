@@ -28,6 +28,34 @@ def parse_proxy(spec) -> tuple[str, int | str] | None:
     return ("model", text)
 
 
+def plain_state(model, n_layers: int) -> dict:
+    """The first n_layers' weights (and the embedding, final norm, head) of `model` as a plain transformers state
+    dict. A peft model (the training model a refresh re-scores with) has its adapters merged out of place, so the
+    proxy is that model as it is now, and the training model is not touched."""
+    if not hasattr(model, "peft_config"):
+        return model.state_dict()
+    base = model.get_base_model()
+
+    def kept(key: str) -> bool:
+        parts = key.split(".")
+        return "layers" not in parts or int(parts[parts.index("layers") + 1]) < n_layers
+
+    import torch
+
+    merged = {}
+    with torch.no_grad():
+        for name, module in base.named_modules():
+            if hasattr(module, "get_delta_weight") and hasattr(module, "base_layer") and kept(name):
+                delta = sum(module.get_delta_weight(a) for a in module.active_adapters if a in module.lora_A)
+                merged[f"{name}.weight"] = module.base_layer.weight + delta
+    state = {}
+    for key, value in base.state_dict().items():
+        key = key.replace(".base_layer.", ".")
+        if "lora_" not in key and kept(key):
+            state[key] = merged.get(key, value)
+    return state
+
+
 def proxy_for(model, spec):
     """(the proxy model, a description) for a `proxy` setting; (model, 'the model itself') when unset."""
     parsed = parse_proxy(spec)
@@ -40,7 +68,7 @@ def proxy_for(model, spec):
         n = model.config.num_hidden_layers
         if value >= n:
             return model, f"the model itself (proxy of {value} layers is not smaller than its {n})"
-        proxy = truncated_copy(model, value)
+        proxy = truncated_copy(model, value, source=plain_state(model, value))
         proxy.eval()
         return proxy, f"the model's first {value} of {n} layers and its head"
     from ..models import load_model
