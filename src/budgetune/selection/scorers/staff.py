@@ -48,7 +48,7 @@ def predicted_work(model, pool, target, config):
     """An upper bound: the proxy's warm-up (one LoRA copy) and its gradient norms over the pool are exact, but which
     examples the target verifies depends on the regions the proxy's scores fall in, so the verification is priced
     as at most `verify` per region on the longest examples of the pool (one more LoRA copy). Exact when every
-    region is verified whole at the pool's longest examples; on the tiny test pool within 1.5× of the charge. The
+    region is verified whole at the pool's longest examples; on the tiny test pool within 1.2× of the charge. The
     layer-skip proxy is built (a weight copy, no floating-point work) to read its shapes."""
     from ..costs import Work, adapter_dim, pergrad_flops
     from ..proxy import proxy_for
