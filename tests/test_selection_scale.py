@@ -180,9 +180,18 @@ def test_survey_scorers_cost_models_price_what_they_charge(name, tiny_model, dat
     assert predicted.copies >= (0 if name == "dart" else 1)
 
 
-def test_auto_leaves_out_the_survey_scorers_that_did_not_beat_random():
-    from budgetune.selection.auto import auto_candidates
+def test_auto_leaves_out_the_survey_scorers_that_did_not_beat_random(tiny_model, data):
+    from budgetune.selection.auto import auto_candidates, predict_seconds
+    from budgetune.selection.costs import Rates
 
+    pool, target = data
     names = {n for n, _ in auto_candidates()}
     assert names and not names & set(SURVEY)  # priced (predict_seconds) but never auto's pick
-    assert all(hasattr(registry.get(n), "predicted_work") for n in SURVEY)
+    # Priced in seconds before they run: GREATS's work is backward passes and one LoRA copy, so at 1e9 FLOP/s of
+    # training and 0.5 s a copy its seconds are its FLOPs / 1e9 + 0.5; the forward rate must not enter.
+    section = {"scorer": "greats", "options": SURVEY["greats"]}
+    work = registry.get("greats").predicted_work(tiny_model, pool, target,
+                                                 registry.REGISTRY.config("greats", SURVEY["greats"]))
+    seconds = predict_seconds(section, tiny_model, pool, target, rates=Rates(forward=1.0, train=1e9, copy_s=0.5))
+    assert work.forward == 0 and work.train > 0
+    assert seconds == pytest.approx(work.train / 1e9 + 0.5)
