@@ -160,11 +160,9 @@ SURVEY = {
 # Scorers whose work follows choices made while scoring (STAFF's verified regions, CADS's mixture batches): their
 # cost model is an upper bound, held to within this factor of the charge on the tiny pool.
 BOUND = {"staff": 1.2, "cads": 1.2}  # measured: 1.014 and 1.085
-HEAVY_SURVEY = {"staff", "cads"}  # about 30 s each on two shared cores: run with -m slow
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY_SURVEY else n
-                                  for n in sorted(SURVEY)])
+@pytest.mark.parametrize("name", sorted(SURVEY))  # each well under a second on the tiny model
 def test_survey_scorers_cost_models_price_what_they_charge(name, tiny_model, data):
     pool, target = data
     module = registry.get(name)
