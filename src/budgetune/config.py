@@ -142,12 +142,12 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "bud
 
 
 def default_run_config() -> RunConfig:
-    """The main job: LoRA on the embedded SmolLM2-135M and chatterbot-corpus, governed, about 8 minutes on 2 idle
+    """The main job: LoRA on the embedded SmolLM2-135M and chatterbot-corpus, governed, about 8-9 minutes on 2
     CPU cores."""
     cfg = RunConfig()
     # The FLOP budget is the run's plan; it is sized so that all evaluation stays within train.eval_share (10%):
     # the test set before and after (the reported improvement), the governor's minimum of 7 evaluations of 8 dev
-    # examples (its plan is now 11 of 5, 9.4% in all), and the generation evaluation of 24 prompts before and after
+    # examples (its plan is now 11 of 3, 9.5% in all), and the generation evaluation of 24 prompts before and after
     # add up to 3.8e12 FLOPs, 9.5% of 4e13 (17% of the 2.2e13 it had, where the governor's minimum alone was 10%). The seconds limit only guards a
     # machine much slower than 2 idle cores: a run it ends early skips the evaluations the share cannot pay for.
     cfg.budget.max_flops = 4e13
