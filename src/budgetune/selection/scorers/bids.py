@@ -34,6 +34,23 @@ NEEDS_MODEL = True
 NEEDS_TARGET = True
 DEFAULT_STRATEGY = "topk"  # the scores are BIDS's pick order
 
+AUTO = False  # not an `auto` candidate: the survey benchmark (docs/benchmarks/survey_systems.md) found it no
+# better than a random subset at equal total FLOPs, so its cost model prices it (predict_seconds) but auto never picks it
+
+
+def predicted_work(model, pool, target, config):
+    """Exact: the warm-up (one LoRA copy), then per-example gradients of pool and dev set, their projections to k
+    dimensions, the cosines, and the normalisation (selection/costs.py)."""
+    from ..costs import Work, adapter_dim, pergrad_flops
+
+    lora = warmup.lora_profile(model)
+    dim = pergrad.dimension(model) if hasattr(model, "peft_config") else adapter_dim(model)
+    grads = pergrad_flops(lora, pool, config.batch_size, dim) + pergrad_flops(lora, target, config.batch_size, dim)
+    size = len(pool) * len(target)
+    return Work(forward=2.0 * (len(pool) + len(target)) * dim * config.k + 2.0 * size * config.k + 5.0 * size,
+                train=warmup.planned_flops(lora, pool, steps=config.warmup_steps, batch_size=config.batch_size,
+                                           seed=config.seed) + grads, copies=1)
+
 
 @dataclass(kw_only=True)
 class Config:

@@ -40,6 +40,37 @@ NEEDS_MODEL = True
 NEEDS_TARGET = True
 DEFAULT_STRATEGY = "topk"  # the scores encode the source allocation and the order inside each source
 
+AUTO = False  # not an `auto` candidate: the survey benchmark (docs/benchmarks/survey_systems.md) found it no
+# better than a random subset at equal total FLOPs, so its cost model prices it (predict_seconds) but auto never picks it
+
+
+def predicted_work(model, pool, target, config):
+    """An upper bound: every round's per-example gradients of pool and dev set, projections and cosines are exact,
+    but the inner steps train on batches drawn from the source weights the rounds learn, so each inner step is
+    priced as `batch_size` copies of the pool's longest example (the draw is with replacement; no batch costs more).
+    One LoRA copy, and one more per inner run (warmup.run copies the adapted model). Exact with rounds=1 or
+    inner_steps=0; on the tiny test pool within 1.2× of the charge (measured 1.085×)."""
+    from ...flops import train_step_flops
+    from ..costs import Work, adapter_dim, pergrad_flops
+    from ..forward import batch_groups
+
+    lora = warmup.lora_profile(model)
+    dim = pergrad.dimension(model) if hasattr(model, "peft_config") else adapter_dim(model)
+    per_round = Work(forward=2.0 * (len(pool) + len(target)) * dim * config.k + 4.0 * len(pool) * config.k
+                     + 2.0 * len(target) * config.k,
+                     train=pergrad_flops(lora, pool, config.batch_size, dim)
+                     + pergrad_flops(lora, target, config.batch_size, dim))
+    work = Work(copies=1)
+    for _ in range(config.rounds):
+        work = work + per_round
+    inner_runs = config.rounds - 1 if config.inner_steps > 0 else 0
+    if inner_runs:
+        top = max(e.n_tokens for e in pool)
+        step = sum(train_step_flops(lora, len(g), top) for g in batch_groups([top] * config.batch_size,
+                                                                            config.batch_size))
+        work = work + Work(train=inner_runs * config.inner_steps * step, copies=inner_runs)
+    return work
+
 
 @dataclass(kw_only=True)
 class Config:

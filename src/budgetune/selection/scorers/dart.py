@@ -28,6 +28,21 @@ NAME = "dart"
 NEEDS_MODEL = True
 DEFAULT_STRATEGY = "topk"  # the scores encode the difficulty-aware allocation
 
+AUTO = False  # not an `auto` candidate: the survey benchmark (docs/benchmarks/survey_systems.md) found it no
+# better than a random subset at equal total FLOPs, so its cost model prices it (predict_seconds) but auto never picks it
+
+
+def predicted_work(model, pool, target, config):
+    """Exact: one forward pass of the proxy over the pool (selection/costs.py). The layer-skip proxy is built (a
+    weight copy, no floating-point work) so its FLOPs are read from the model it really is."""
+    from ...flops import profile_from_model
+    from ..costs import Work
+    from ..forward import forward_pass_flops
+    from ..proxy import proxy_for
+
+    scorer_model, _ = proxy_for(model, config.proxy)
+    return Work(forward=forward_pass_flops(profile_from_model(scorer_model), pool, config.batch_size))
+
 
 @dataclass(kw_only=True)
 class Config:

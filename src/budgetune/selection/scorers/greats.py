@@ -38,6 +38,35 @@ NEEDS_MODEL = True
 NEEDS_TARGET = True
 DEFAULT_STRATEGY = "topk"
 
+AUTO = False  # not an `auto` candidate: the survey benchmark (docs/benchmarks/survey_systems.md) found it no
+# better than a random subset at equal total FLOPs, so its cost model prices it (predict_seconds) but auto never picks it
+
+
+def adapter_shapes(model, r: int = 8) -> list[tuple[int, int]]:
+    """(out, in) of every trainable LoRA factor the scorer's copy has: a peft model's own, else rank-r A [r, in] and
+    B [out, r] on each attention projection (warmup.with_lora)."""
+    if hasattr(model, "peft_config"):
+        return [tuple(p.shape) for p in pergrad.trainable(model).values()]
+    return [s for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+            and n.rsplit(".", 1)[-1] in warmup.ATTENTION for s in ((r, m.in_features), (m.out_features, r))]
+
+
+def predicted_work(model, pool, target, config):
+    """Exact, not a bound: the candidate batches are the seeded order's consecutive `group`s (not chosen while
+    scoring), so the prediction is one LoRA copy, a backward per target batch for the validation gradient, and per
+    candidate batch (padded to its longest, no token cap) a backward plus the ghost products (selection/costs.py)."""
+    from ..costs import Work
+    from ..forward import batch_groups
+
+    lora, shapes = warmup.lora_profile(model), adapter_shapes(model)
+    lengths = np.array([e.n_tokens for e in target])
+    train = sum(train_step_flops(lora, len(g), int(lengths[g].max())) for g in batch_groups(lengths, config.batch_size))
+    lengths = np.array([e.n_tokens for e in pool])[np.random.default_rng(config.seed).permutation(len(pool))]
+    for start in range(0, len(pool), config.group):
+        b, s = len(lengths[start: start + config.group]), int(lengths[start: start + config.group].max())
+        train += train_step_flops(lora, b, s) + ghost_flops(b, s, shapes)
+    return Work(train=float(train), copies=1)
+
 
 @dataclass(kw_only=True)
 class Config:

@@ -34,6 +34,37 @@ NAME = "staff"
 NEEDS_MODEL = True
 DEFAULT_STRATEGY = "topk"  # the scores already encode STAFF's region allocation
 
+AUTO = False  # not an `auto` candidate: the survey benchmark (docs/benchmarks/survey_systems.md) found it no
+# better than a random subset at equal total FLOPs, so its cost model prices it (predict_seconds) but auto never picks it
+
+
+def longest(examples, n: int) -> list:
+    """The n longest examples: no n of them cost more per-example gradients (sorted into batches, each batch is at
+    least as long, position by position; under a token cap longer rows also split sooner)."""
+    return sorted(examples, key=lambda e: e.n_tokens)[max(0, len(examples) - n):]
+
+
+def predicted_work(model, pool, target, config):
+    """An upper bound: the proxy's warm-up (one LoRA copy) and its gradient norms over the pool are exact, but which
+    examples the target verifies depends on the regions the proxy's scores fall in, so the verification is priced
+    as `regions` × `verify` of the pool's longest examples (one more LoRA copy): exact when that many are
+    verified and they are the longest; on the tiny test pool within 1.2× of the charge (measured 1.014×). The
+    layer-skip proxy is built (a weight copy, no floating-point work) to read its shapes."""
+    from ..costs import Work, adapter_dim, pergrad_flops
+    from ..proxy import proxy_for
+
+    small, _ = proxy_for(model, config.proxy)
+    work = Work(copies=2)
+    for m, examples, steps in ((small, pool, config.warmup_steps),
+                               (model, longest(pool, config.regions * config.verify), None)):
+        lora = warmup.lora_profile(m)
+        dim = pergrad.dimension(m) if hasattr(m, "peft_config") else adapter_dim(m)
+        work = work + Work(forward=2.0 * dim * len(examples), train=pergrad_flops(lora, examples, config.batch_size, dim))
+        if steps is not None:
+            work = work + Work(train=warmup.planned_flops(lora, pool, steps=steps, batch_size=config.batch_size,
+                                                          seed=config.seed))
+    return work
+
 
 @dataclass(kw_only=True)
 class Config:
