@@ -82,7 +82,10 @@ def test_time_refusal_names_the_smallest_budget_by_hand(tiny_config_path, tokeni
 def test_a_seconds_limit_the_user_did_not_give_is_a_guard_not_a_refusal(tiny_config_path, tokenizer, data):
     cfg = _cfg(tiny_config_path, max_seconds=1.0, flops_per_second=1e10)  # the budget refused by hand above
     plan, _, _ = make_plan(cfg, GIVEN - {"budget.max_seconds"}, tokenizer=tokenizer, data=data)
-    assert plan.numbers["max_seconds"] == 1.0
+    assert plan.numbers["max_seconds"] == 1.0  # given a throughput, it is still planned, never refused
+    plan, _, _ = make_plan(cfg, GIVEN - {"budget.max_seconds", "budget.flops_per_second"}, tokenizer=tokenizer,
+                           data=data)
+    assert plan.get("binding") is None and not plan.seconds  # neither given: the FLOP plan, no seconds in it
 
 
 def test_binding_budget_and_planned_seconds(tiny_config_path, tokenizer, data):

@@ -131,7 +131,10 @@ def _layers(cfg) -> int:
 def rates(cfg, given: set[str], data, tokenizer, costs: dict, layout: dict) -> dict | None:
     """The throughputs the plan predicts seconds with (given, or probed on this machine); None without a time
     budget."""
-    if cfg.budget.max_seconds is None:
+    if cfg.budget.max_seconds is None or not {"budget.max_seconds", "budget.flops_per_second"} & given:
+        # The default run's seconds limit is a guard, not a plan: sized on a probe taken while the machine was
+        # busy, the default plan shrank to no selection and evaluations only (costs5's and time4's plans at load
+        # 5-9). Unplanned, the loop still reserves the final evaluation's measured seconds (train/timing.py).
         return None
     fps = cfg.budget.flops_per_second
     if fps:
