@@ -192,8 +192,8 @@ def memory_only(names: list[str], probe: dict) -> int:
         row = {"method": name, "options": options, **tracked_step_peak(name, options, probe, lr)}
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "model"}), flush=True)
-    lines = [f"One step on a fixed batch (4 × {probe['input_ids'].shape[1]} tokens), SmolLM2-135M fp32; model = the "
-             "method's memory(), tracked = peak of all live tensors in the real step.", "",
+    lines = [(f"One step on a fixed batch (4 × {probe['input_ids'].shape[1]} tokens), SmolLM2-135M fp32; model = the "
+              "method's memory(), tracked = peak of all live tensors in the real step."), "",
              "| method | model MiB | tracked MiB | tracked/model | weights MiB (model) | binding term |",
              "|---|---|---|---|---|---|"]
     for r in rows:

@@ -63,12 +63,11 @@ def probe(cfg, eval_examples: list, train_examples: list, pad_id: int) -> dict:
     """FLOP/s of evaluation (no-grad forward) and of training (forward+backward) on this machine, and the seconds
     the probe took in all (building the model included)."""
     import torch
+    import transformers  # noqa: F401  -- imported before the clock starts: the run imports it anyway
 
     from ..data import collate
     from ..flops import forward_flops, profile_from_model, train_step_flops
     from ..loss import next_token_loss
-
-    import transformers  # noqa: F401  -- imported before the clock starts: the run imports it anyway
 
     start = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
