@@ -117,3 +117,16 @@ def test_the_plan_line_states_the_rule_and_its_price():
         "stops when the rest of the budget is predicted (by the curve families and the recent trend) to buy less "
         "than 0.5% lower held-out loss per 10% of the budget it would use")
     assert "next 10% of the budget" in make("marginal", {"rule": "next", "threshold": 0.02}).rule_text()
+
+
+def test_a_time_limit_further_spent_than_the_flop_budget_sets_the_horizon():
+    from budgetune.budget import Budget, Ledger
+    from budgetune.governor.marginal import budget_axis
+
+    ledger = Ledger()
+    ledger.flops["train"] = 2e12
+    ledger.seconds = 300.0
+    # FLOPs 20% spent, seconds 50%: at 2e12 FLOPs per 300 s the 600 s end the run at 4e12, with 2e12 left
+    assert budget_axis(Budget(max_flops=1e13, max_seconds=600.0), ledger, 2e12) == (4e12, 2e12)
+    # seconds 10% spent: the FLOP budget ends the run first
+    assert budget_axis(Budget(max_flops=1e13, max_seconds=3000.0), ledger, 2e12) == (1e13, 8e12)
