@@ -133,8 +133,8 @@ def main(argv=None) -> int:
                                                  "losses": losses})
     mib = 2 ** 20
     lines = [f"SmolLM2-135M fp32, one micro-batch of {args.batch} × {s} tokens (no padding), CPU.", "",
-             "| method | trains on | model total MiB | model activations MiB | traced peak MiB | tracked peak MiB | "
-             "tracked / model | step transient MiB (tracked) | binding term |", "|" + "---|" * 9]
+             ("| method | trains on | model total MiB | model activations MiB | traced peak MiB | tracked peak MiB | "
+              "tracked / model | step transient MiB (tracked) | binding term |"), "|" + "---|" * 9]
     for r in results:
         on = f"{registry.get('colm').coreset_rows(args.batch, 0.5)} of {args.batch} rows" if r["method"] == "colm" \
             else f"{args.batch} rows"

@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass
 
 from ..errors import UserError
 from . import noise as noise_mod
+from .noise import sample_request
 from .protocol import ArmView, Decision
 from .signal import estimate
 from .trend import rest_terms
@@ -412,18 +413,6 @@ class MarginalGain:
         self.anchor = None if state.get("anchor") is None else int(state["anchor"])
         self.pending_refresh = bool(state.get("pending_refresh", False))
         self.probed = bool(state.get("probed", False))
-
-
-def sample_request(n: int, gap: float, se: float) -> int | None:
-    """A larger evaluation sample for a close stop decision: the paired gain is within one standard error of its
-    price (|gap| ≤ se), so the examples cannot tell. The se of a mean over n examples falls as 1/√n, so the gap
-    would be one se at n·(se/gap)² examples; ask for that, at least twice and at most four times the sample (the
-    loop grants what the evaluation share can pay for). None when the decision is not that close or the
-    evaluation has no per-example losses."""
-    if n < 2 or not math.isfinite(se) or se <= 0 or abs(gap) > se:
-        return None
-    wanted = 4 * n if abs(gap) * 2 <= se else math.ceil(n * (se / abs(gap)) ** 2)
-    return int(min(4 * n, max(2 * n, wanted)))
 
 
 def _finite(v):
