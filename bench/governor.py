@@ -121,21 +121,24 @@ def replay(name: str, options: dict, curve: dict, dense: bool = False) -> dict:
     (its sample, at its schedule); dense: every recorded evaluation on the whole set (last session's replay)."""
     from budgetune.budget import Budget, Ledger
     from budgetune.governor import make
+    from budgetune.train.governed import enlarge
 
     c = costs(curve, _needs(name, options))
     plan, whole, budget_flops = c["plan"], c["whole"], c["budget"]
-    per_sample = whole if dense else whole * plan["sample_size"] / c["n"]
-    sample = None if dense else plan["sample"]
+    plan = {**plan, "sample": None if plan.get("sample") is None else list(plan["sample"])}  # enlarge edits it
+    per_example = whole / c["n"]
     budget = Budget(max_flops=budget_flops)
     governor = make(name, options, budget)
     evals = curve["evals"]
     last = len(evals) - 1
-    stop_at, used, decisions = last, 0, []
+    stop_at, used, decisions, spent = last, 0, [], 0.0  # spent: the evaluations between the two whole-set ones
     for i in [0] + schedule(curve, None if dense else plan):
         e = evals[i]
+        sample = None if dense else plan["sample"]
         if i > 0:
             used += 1
-        eval_flops = whole + used * per_sample
+            spent += whole if sample is None else per_example * len(sample)
+        eval_flops = whole + spent
         seen = _sub(e, sample) if i > 0 else dict(e)
         seen["flops"] = e["train_flops"] + eval_flops
         ledger = Ledger()
@@ -143,13 +146,16 @@ def replay(name: str, options: dict, curve: dict, dense: bool = False) -> dict:
         ledger.charge("eval", eval_flops)
         d = governor.decide(seen, ledger, budget)
         decisions.append({"i": i, "action": d.action, "reason": d.reason})
+        if not dense:  # a close decision's larger sample, as the loop grants it (what the share still pays for)
+            enlarge(plan, d, evals_done=used + 1, eval_spent=eval_flops, max_flops=budget_flops, n_examples=c["n"],
+                    seed=0)
         if d.action == "stop":
             stop_at = i
             break
-    train, cool, loss = stop_outcome(evals, stop_at, budget_flops - 2 * whole - used * per_sample)
-    flops = train + cool + 2 * whole + used * per_sample
+    train, cool, loss = stop_outcome(evals, stop_at, budget_flops - 2 * whole - spent)
+    flops = train + cool + 2 * whole + spent
     return {"flops": flops, "loss": loss, "stop_eval": stop_at, "evals_used": used, "cooldown_flops": cool,
-            "eval_flops": 2 * whole + used * per_sample, "decisions": decisions[-2:], "points": plan["points"]}
+            "eval_flops": 2 * whole + spent, "decisions": decisions[-2:], "points": plan["points"]}
 
 
 def stop_outcome(evals: list[dict], stop_at: int, room: float) -> tuple[float, float, float]:
@@ -369,7 +375,9 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
            "measured). FLOPs include every evaluation each policy used and, for a stop before the end, the "
            f"decay on stop the loop runs (a cooldown over {COOLDOWN:.0%} of the training FLOPs spent, within the "
            "budget; its loss is the recorded one nearest the cooldown's end, so the decay itself gets no credit). "
-           "The hindsight bounds are charged the same cooldown."), "",
+           "The hindsight bounds are charged the same cooldown. What the replay reads of each recorded run is "
+           "committed in bench/records/governor_curves/, and each real governed run's row in "
+           "bench/records/<its directory>.json, so the tables can be replayed without recording again."), "",
            "## Recorded curves", "",
            "| run | data | method | lr | budget | seed | evals | held-out examples | loss before → end | lowest (at % of budget) |",
            "|---|---|---|---|---|---|---|---|---|---|"]
@@ -425,7 +433,8 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
         reason = row["decisions"][-1]["reason"] if row["decisions"] else ""
         out.append(f"| {r} | {f['loss']:.4f} | {row['stop_eval']} | {100 * row['flops'] / f['flops']:.0f}% | "
                    f"{100 * (row['loss'] - f['loss']) / f['loss']:+.2f}% | {reason[:160]} |")
-    new_note = ("Trained by `bench/governor.py --governed N` (cached in bench/out/governor_governed_v3/) with the "
+    new_note = ("Trained by `bench/governor.py --governed N` (run directories in bench/out/governor_governed_v3/, "
+                "rows in bench/records/governor_governed_v3.json) with the "
                 "governor's defaults of this page, on the budget the replay charges the fixed run; the fixed loss is "
                 "the recorded run's.")
     old_note = ("Cached in bench/out/governor_governed/: trained with the governor's defaults of their day (t = 0.01, "

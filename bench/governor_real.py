@@ -20,6 +20,22 @@ GOVERNED = suite.OUT / "governor_governed_v3"
 
 
 OLD = suite.OUT / "governor_governed"  # runs trained with an earlier day's defaults: read, never written
+# Each finished run's row, committed (bench/out is not kept between machines): bench/records/<directory>.json.
+RECORDS = suite.ROOT / "bench" / "records"
+
+
+def _records(directory: Path) -> tuple[Path, dict]:
+    path = RECORDS / f"{directory.name}.json"
+    return path, (json.loads(path.read_text()) if path.exists() else {})
+
+
+def _keep(directory: Path, name: str, row: dict) -> None:
+    path, rows = _records(directory)
+    rows[name] = row
+    RECORDS.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    tmp.replace(path)
 
 
 def run(curves: dict, n: int, directory: Path | None = None, train_missing: bool = True) -> list[dict]:
@@ -32,8 +48,13 @@ def run(curves: dict, n: int, directory: Path | None = None, train_missing: bool
 
     tokenizer = load_tokenizer("smollm2-135m")
     rows = []
+    directory = directory or GOVERNED
+    kept = _records(directory)[1]
     for name, curve in list(curves.items())[:n]:
-        out = (directory or GOVERNED) / name
+        out = directory / name
+        if name in kept and not (out / "summary.json").exists():
+            rows.append(kept[name])
+            continue
         if not (out / "summary.json").exists():
             if not train_missing:
                 continue
@@ -54,4 +75,5 @@ def run(curves: dict, n: int, directory: Path | None = None, train_missing: bool
                      "eval_share": ledger["flops"]["eval"] / ledger["total_flops"],
                      "stop_reason": summary["stop_reason"], "steps": summary.get("steps"),
                      "cooldown": bool(summary.get("cooldown"))})
+        _keep(directory, name, rows[-1])
     return rows

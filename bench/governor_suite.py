@@ -17,6 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 CURVES = OUT / "governor_curves"
+# What a replay needs of each recorded run (its evaluations and budget), committed: bench/out is not kept between
+# machines, and recording the suite again takes about two hours of both cores.
+RECORDS = ROOT / "bench" / "records" / "governor_curves"
 BASE_FLOPS = 1e12  # training FLOPs of the 1x budget: tiny, for 2 shared CPU cores
 BUDGETS = {"x1": (1, 6), "x4": (4, 10), "x16": (16, 16)}  # multiple of the base budget, evaluations recorded
 
@@ -99,7 +102,7 @@ def record(only: list[str] | None = None) -> None:
         if only and name not in only:
             continue
         run_dir = CURVES / name
-        if (run_dir / "summary.json").exists():
+        if (RECORDS / f"{name}.json").exists() or (run_dir / "summary.json").exists():
             continue
         key = (setting[1], setting[2])
         if key not in splits:
@@ -112,21 +115,37 @@ def record(only: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         result = train(cfg, model=model, tokenizer=tokenizer, data=split, progress=False)
         del method
+        archive(name)
         print(f"{name}: {len(result.evals)} evals, loss {result.before_loss:.4f} -> {result.after_loss:.4f}, "
               f"{result.ledger.steps} steps, {time.perf_counter() - t0:.0f} s", flush=True)
 
 
+def archive(name: str) -> Path:
+    """The recorded run's evaluations and budget written to RECORDS/<name>.json (temporary name, then renamed)."""
+    d = CURVES / name
+    evals = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    record = {"run": name, "max_flops": json.loads((d / "config.json").read_text())["budget"]["max_flops"],
+              "evals": [e for e in evals if e.get("kind") == "eval"]}
+    RECORDS.mkdir(parents=True, exist_ok=True)
+    path = RECORDS / f"{name}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=0) + "\n")
+    tmp.replace(path)
+    return path
+
+
 def load_curves() -> dict[str, dict]:
+    """Every recorded run, from its committed record (a finished run directory not archived yet is archived)."""
     curves = {}
     for name, setting, bkey, seed in runs():
-        d = CURVES / name
-        if not (d / "summary.json").exists():
+        path = RECORDS / f"{name}.json"
+        if not path.exists() and (CURVES / name / "summary.json").exists():
+            archive(name)
+        if not path.exists():
             continue
-        evals = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines() if x.strip()]
-        evals = [e for e in evals if e.get("kind") == "eval"]
-        cfg = json.loads((d / "config.json").read_text())
-        curves[name] = {"evals": evals, "setting": setting[0], "data": setting[1], "method": setting[3],
-                        "lr": setting[4], "budget_key": bkey, "seed": seed, "max_flops": cfg["budget"]["max_flops"],
+        record = json.loads(path.read_text())
+        curves[name] = {"evals": record["evals"], "setting": setting[0], "data": setting[1], "method": setting[3],
+                        "lr": setting[4], "budget_key": bkey, "seed": seed, "max_flops": record["max_flops"],
                         "train_budget": BUDGETS[bkey][0] * BASE_FLOPS}
     return curves
 

@@ -48,22 +48,23 @@ GRID = {  # rule "next" (last session's grid): the next 10% of the budget agains
 GRID_REST = {  # rule "rest": the whole rest of the budget against its price, with the trend bound
     "rule": ("rest",),
     "eval_min_points": (3,),
-    "eval_min_sample": (2,),
+    "eval_min_sample": (2, 4),
     "curve_z": (0.0,),
     "min_dof": (1,),
     "eval_points": (6, 10, 14),
     "eval_spacing": (1.0, 1.5),
     "threshold": (0.0025, 0.005, 0.01, 0.02),
     "max_loss": (None, 0.02, 0.03),
-    "trend_z": (None, 0.0, 1.0),
+    "trend_z": (None, 0.0, 0.5, 1.0),
     "trend_window": (0.5, 0.8),
     "confirm_by": ("paired", "trend"),
     "confirm": (1, 2),
+    "close_wait": (False, True),
 }
 GRIDS = (GRID, GRID_REST)
 MEAN_MAX, WORST_MAX = 0.01, 0.03
 # The version of the signal the cached replays were made with; a change to the curve fits or their sd bumps it.
-SIGNAL = "2026-12-02c: model error unshrunk (curves.fit_ensemble prior_weight 0)"
+SIGNAL = "2026-12-03a: model error unshrunk; a close stop may wait for a larger sample (replayed)"
 
 
 def score(rows: dict, fixed: dict, runs: list[str]) -> dict:
@@ -74,7 +75,7 @@ def score(rows: dict, fixed: dict, runs: list[str]) -> dict:
 
 
 _RULE = ("curve_z", "z", "confirm", "min_dof", "threshold", "price_rise", "rule", "max_loss", "trend_z",
-         "trend_window", "confirm_by")
+         "trend_window", "confirm_by", "close_wait")
 _CHECKED: dict = {}
 
 
@@ -147,6 +148,8 @@ def grid_options() -> list[dict]:
             options = dict(zip(grid, values))
             if options.get("trend_z") is None and "trend_window" in options:
                 options["trend_window"] = grid["trend_window"][0]
+            if "close_wait" in options and (options.get("trend_z") is None or options["confirm_by"] != "trend"):
+                options["close_wait"] = False  # it reads the trend's standard error, on the trend confirmations
             key = json.dumps(options, sort_keys=True)
             if key not in seen:
                 seen.add(key)

@@ -74,3 +74,33 @@ def test_no_room_in_the_share_means_no_enlargement_and_says_so():
     assert "no room" in record["reason"]
     assert enlarge(plan, Decision("continue", "not close", {}), evals_done=3, eval_spent=0.0, max_flops=1e12,
                    n_examples=100, seed=0) is None
+
+
+def gentle(x):  # a fast drop, then a slow decline of about 0.5% of the loss per 10% of the budget: near the price
+    return 2.0 + np.exp(-x / 0.05) + 0.12 * (1.0 - x)
+
+
+def test_a_close_stop_of_the_default_rule_waits_for_a_larger_sample_that_the_ledger_pays_for():
+    # The default rule ("rest", confirmed by the trend) with close_wait on.
+    decisions, sizes, eval_flops, plan = drive_planned(make("marginal", {"close_wait": True}), gentle, seed=0)
+    held = [i for i, d in enumerate(decisions) if d.inputs.get("sample_request")]
+    assert held, [d.reason for d in decisions]
+    i = held[0]
+    d = decisions[i].inputs
+    assert decisions[i].action == "continue" and d["close"] is True
+    # Close by its definition: the rest is below its price, and one more standard error of the trend reaches it.
+    assert d["rest_gain"] < d["rest_price"] <= d["rest_gain"] + d["rest_gain_se"]
+    assert sizes[i + 1] > sizes[i] == 8
+    assert eval_flops == pytest.approx(1e8 * sum(sizes))  # 1e8 FLOPs per example read, by hand
+    # Without the wait, the same run stops at that evaluation, on 8 examples.
+    plain, plain_sizes, _, _ = drive_planned(make("marginal", {"close_wait": False}), gentle, seed=0)
+    assert plain[-1].action == "stop" and len(plain) == i + 1 and set(plain_sizes) == {8}
+
+
+def test_a_close_stop_waits_once_per_sample_size_when_the_share_cannot_pay_for_more():
+    # An evaluation share that the 8-example sample already fills: the request cannot be granted, so the next
+    # evaluation reads 8 examples again and decides on them (no second wait at the same size).
+    decisions, sizes, _, plan = drive_planned(make("marginal", {"close_wait": True}), gentle, seed=0, share=0.0104)
+    held = [i for i, d in enumerate(decisions) if d.inputs.get("sample_request")]
+    assert held and set(sizes) == {8} and "enlargements" not in plan
+    assert len(held) == 1 and decisions[-1].action == "stop" and len(decisions) > held[0] + 1

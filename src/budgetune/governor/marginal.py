@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass
 
 from ..errors import UserError
 from . import noise as noise_mod
+from .arms import allocate
 from .noise import sample_request
 from .protocol import ArmView, Decision
 from .signal import estimate
@@ -73,6 +74,7 @@ class Config:
     trend_z: float | None = 0.0  # rule "rest": standard deviations on the trend bound (governor/trend.py); unset: off
     trend_window: float = 0.8  # rule "rest": trailing share of the budget spent that the trend's line is fitted on
     confirm_by: str = "trend"  # "trend": evaluations at which curve and trend agree; "paired": paired intervals
+    close_wait: bool = False  # confirm_by "trend": a stop within one standard error of its price waits for a larger sample
 
     def __post_init__(self):
         if not 0 < self.threshold < 1:
@@ -124,9 +126,6 @@ def budget_axis(budget, ledger, flops_now: float) -> tuple[float, float]:
 
 
 _PER_EXAMPLE = ("eval_sums", "eval_counts", "eval_indices")
-# Between arms the extrapolation to the budget's end is the whole decision (no paired test confirms it), so it needs
-# more degrees of freedom than a single run's stop, which the paired evidence guards.
-ARM_MIN_DOF = 3
 
 
 class MarginalGain:
@@ -147,6 +146,7 @@ class MarginalGain:
         self.refreshes = 0
         self.pending_refresh = False  # a refresh was asked for at the previous evaluation
         self.probed = False  # the refresher was already asked about the current data
+        self.held_at: int | None = None  # sample size at which a close stop last waited for a larger sample
         self.last_inputs: dict = {}
 
     def rule_text(self) -> str:
@@ -220,6 +220,12 @@ class MarginalGain:
         price_txt = "its price" if c.rule == "rest" else f"the price {100 * price:.2f}%"
         curve_says_stop = optimistic < price
         if c.confirm_by == "trend":
+            hold = self._close_hold(evaluation, inputs) if curve_says_stop and c.close_wait else None
+            if hold is not None:
+                inputs.update(hold)
+                inputs["below_count"] = self.below
+                return self._emit("continue", f"{gain_txt}, below {price_txt} but within one standard error of it; "
+                                              f"{hold['evidence']}", inputs)
             evidence = self._consecutive(curve_says_stop, optimistic > resume)
         else:
             evidence = self._interval_test(now, total, price, resume, optimistic)
@@ -264,6 +270,21 @@ class MarginalGain:
         if clearly_pays:
             self.below = 0
         return {"evidence": "the curve keeps paying", "interval_gain": None, "interval_se": None}
+
+    def _close_hold(self, evaluation: dict, inputs: dict) -> dict | None:
+        """A stop that one more standard error of the trend would cancel (rule "rest", confirm_by "trend") waits one
+        evaluation for a larger sample (train/governed.enlarge grants what the evaluation share pays for), once per
+        sample size: when the sample could not grow, the next evaluation decides on what it has."""
+        size = len(evaluation.get("eval_sums") or ())
+        se, gain, price = inputs.get("rest_gain_se"), inputs.get("rest_gain"), inputs.get("rest_price")
+        if not se or gain is None or price is None or size < 2 or self.held_at == size:
+            return None
+        request = sample_request(size, price - gain, se)
+        if request is None:
+            return None
+        self.held_at = size
+        return {"evidence": f"a sample of {request} examples would tell, so the stop waits one evaluation for it",
+                "sample_request": request, "close": True, "interval_gain": None, "interval_se": None}
 
     def _comparable_losses(self, window: list[dict]) -> list[float]:
         """Each evaluation's loss on the examples of the latest one (the before-training evaluation covers the
@@ -350,58 +371,15 @@ class MarginalGain:
 
     # -- several arms ----------------------------------------------------------------------------------------
     def allocate(self, arms: list[ArmView], remaining: float, total: float) -> tuple[dict, Decision]:
-        """Keep the arms whose predicted final loss could still be the best; hand them the next round's FLOPs.
-
-        An arm's value is the loss its curve predicts if it received all the remaining FLOPs. Arms whose optimistic
-        prediction (mean − z·sd) is worse than the best arm's mean are stopped; too short a curve keeps its arm.
-        """
-        c = self.config
-        active = [a for a in arms if a.active]
-        preds = {}
-        for a in active:
-            offset = a.flops[0]
-            xs = [f - offset for f in a.flops]
-            sig = estimate(xs, a.losses, total=total, remaining=remaining, horizon=c.horizon,
-                           min_dof=max(c.min_dof, ARM_MIN_DOF))
-            if sig.source != "fit":
-                preds[a.name] = (-math.inf, 0.0, None)
-                continue
-            final = sig.loss * (1.0 - sig.gain_rest)
-            sd = sig.gain_rest_sd * sig.loss
-            preds[a.name] = (final, sd if math.isfinite(sd) else math.inf, sig)
-        # Arms too short to fit are kept; the others are compared with the best arm that has a prediction.
-        known = [a for a in active if math.isfinite(preds[a.name][0])] or active
-        best = min(known, key=lambda a: (preds[a.name][0], a.name))
-        best_final = preds[best.name][0]
-        keep = [a for a in active if not math.isfinite(preds[a.name][0])
-                or preds[a.name][0] - c.z * preds[a.name][1] <= best_final]
-        inputs = {"remaining": remaining, "predicted_final": {k: _finite(v[0]) for k, v in preds.items()},
-                  "predicted_sd": {k: _finite(v[1]) for k, v in preds.items()}, "kept": [a.name for a in keep]}
-        sig = preds[best.name][2]
-        if sig is not None and all(math.isfinite(preds[a.name][0]) for a in keep):  # no arm left unmeasured
-            gain = sig.gain_rest + c.z * (sig.gain_rest_sd if math.isfinite(sig.gain_rest_sd) else 0.0)
-            price = c.threshold * (remaining / (c.horizon * total)) if total > 0 else 0.0
-            inputs.update({"best_gain_rest": gain, "price_rest": price})
-            if gain < price:
-                return ({a.name: 0.0 for a in active},
-                        Decision("stop", f"the best arm {best.name} is predicted to buy {100 * gain:.2f}% with all "
-                                         f"{remaining:.3g} FLOPs left, below the price {100 * price:.2f}%; "
-                                         f"they are left for inference", inputs))
-        share = remaining if len(keep) == 1 else c.round_share * remaining / len(keep)
-        amounts = {a.name: (share if a in keep else 0.0) for a in active}
-        stopped = [a.name for a in active if a not in keep]
-        action = "reallocate" if stopped else "continue"
-        best_txt = f"{best_final:.4f}" if math.isfinite(best_final) else "(too few evaluations to fit yet)"
-        reason = (f"stop {', '.join(stopped)}: their best predicted loss cannot beat {best.name}'s "
-                  f"{best_txt}; " if stopped else "") + f"{len(keep)} arm(s) get {share:.3g} FLOPs each"
-        return amounts, Decision(action, reason, inputs)
+        """Between arms (governor/arms.py): keep those whose predicted final loss could still be the best."""
+        return allocate(self.config, arms, remaining, total)
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"config": asdict(self.config), "evals": [dict(e) for e in self.evals],
                 "window_start": self.window_start, "below": self.below, "anchor": self.anchor,
                 "last_action": self.last_action, "refreshes": self.refreshes,
-                "pending_refresh": self.pending_refresh, "probed": self.probed}
+                "pending_refresh": self.pending_refresh, "probed": self.probed, "held_at": self.held_at}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
@@ -413,6 +391,7 @@ class MarginalGain:
         self.anchor = None if state.get("anchor") is None else int(state["anchor"])
         self.pending_refresh = bool(state.get("pending_refresh", False))
         self.probed = bool(state.get("probed", False))
+        self.held_at = None if state.get("held_at") is None else int(state["held_at"])
 
 
 def _finite(v):

@@ -92,16 +92,18 @@ def rest_terms(c, x, losses, sig, *, rest: float, spent: float, noise: float, cu
         price_rest = min(price_rest, c.max_loss)
     curve_rest = sig.gain_rest + curve_z * (sig.gain_rest_sd if math.isfinite(sig.gain_rest_sd) else 0.0)
     gain = curve_rest
+    one_more = math.nan  # what one more standard error adds to the trend bound: how close a stop is
     if c.trend_z is not None:
         # a paired gain's noise holds two evaluations' measurement noise: one evaluation's is 1/√2 of it
-        trend = trend_bound(x, losses, rest=rest, window=c.trend_window, z=c.trend_z,
-                            noise=noise * losses[-1] / math.sqrt(2.0))
+        kw = {"rest": rest, "window": c.trend_window, "noise": noise * losses[-1] / math.sqrt(2.0)}
+        trend = trend_bound(x, losses, z=c.trend_z, **kw)
         inputs.update(trend.to_inputs())
         gain = max(gain, trend.rest_gain)
+        one_more = trend_bound(x, losses, z=c.trend_z + 1.0, **kw).rest_gain - trend.rest_gain
     per = c.horizon / rest if rest > 0 else 0.0  # per horizon of the budget
     resume = price_rest * per * c.resume_threshold / c.threshold
     inputs.update({"rest_gain": _finite(gain), "rest_price": price_rest, "price": price_rest * per,
-                   "resume_price": resume})
+                   "resume_price": resume, "rest_gain_se": _finite(max(0.0, one_more)) if math.isfinite(one_more) else None})
     if c.trend_z is None:
         trend_txt = ""
     elif inputs.get("trend_rest_gain") is None:

@@ -57,7 +57,7 @@ def take(order: np.ndarray, lengths: np.ndarray, budget: SelectionBudget) -> np.
                             f"give at most {total}tok or 100%")
         cumulative = np.cumsum(lengths[order])
         return order[: max(1, int(np.searchsorted(cumulative, budget.value, side="right")))]
-    k = int(round(budget.value * n)) if budget.kind == "fraction" else int(budget.value)
+    k = round(budget.value * n) if budget.kind == "fraction" else int(budget.value)
     if k > n:
         raise UserError(f"selection budget {k} examples is over the pool's {n} examples; give at most {n} or 100%")
     return order[: max(1, k)]

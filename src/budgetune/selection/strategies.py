@@ -31,7 +31,7 @@ def order(scores: Scores, strategy: str, *, seed: int = 0, offset: float = 0.1, 
         if strategy == "offset":
             if not 0 <= offset < 1:
                 raise UserError(f"selection offset {offset} must be in [0, 1): the share of hardest examples skipped")
-            skip = int(round(offset * n))
+            skip = round(offset * n)
             ranked = np.concatenate([ranked[skip:], ranked[:skip]])  # the skipped ones only if nothing else is left
     elif strategy == "bottomk":
         ranked = shuffle[np.argsort(values[shuffle], kind="stable")]

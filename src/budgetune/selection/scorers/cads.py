@@ -142,7 +142,7 @@ class Scorer:
                 batch = mixture_batch(pool, sources, weights, c.inner_steps * c.batch_size, rng)
                 holder = {}
                 spent = warmup.run(current, batch, steps=c.inner_steps, lr=c.lr, batch_size=c.batch_size,
-                                   seed=c.seed + r + 1, on_checkpoint=lambda ck: holder.setdefault("model", ck.model))
+                                   seed=c.seed + r + 1, on_checkpoint=lambda ck, h=holder: h.setdefault("model", ck.model))
                 cost["flops"] += spent
                 current = holder["model"]
         order = weighted_order(sources, weights, within=aligned, rng=rng)
