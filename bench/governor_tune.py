@@ -242,9 +242,9 @@ def _row(label: str, s: dict) -> str:
 
 def render(out: dict) -> str:
     t = out["targets"]
-    lines = [f"{out['configs']} option sets in the grid, {out['eligible']} of them pass the known-curve checks and "
-             f"are replayed on every curve; chosen among those, on the tuning curves, for the most FLOPs saved with mean loss ≤ "
-             f"{100 * t['mean']:+.1f}% and worst run ≤ {100 * t['worst']:+.1f}% there.", "",
+    lines = [(f"{out['configs']} option sets in the grid, {out['eligible']} of them pass the known-curve checks and "
+              f"are replayed on every curve; chosen among those, on the tuning curves, for the most FLOPs saved with "
+              f"mean loss ≤ {100 * t['mean']:+.1f}% and worst run ≤ {100 * t['worst']:+.1f}% there."), "",
              "| split: curves | runs stopped | FLOPs vs fixed (eval incl.) | mean loss vs fixed | worst run |",
              "|---|---|---|---|---|"]
     b = out["splits"]["budget"]
