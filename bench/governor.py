@@ -32,9 +32,14 @@ import itertools
 
 import governor_suite as suite
 
+if __name__ == "__main__":  # governor_report and governor_real read this module's state (CURVES), not a second copy
+    sys.modules.setdefault("governor", sys.modules[__name__])
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 DOC = ROOT / "docs" / "benchmarks" / "governor.md"
+# bench/governor_tune.py's summary (committed: bench/out does not outlive the machine), shown in the doc
+TUNED = ROOT / "bench" / "records" / "governor_tune.json"
 SHARE = 0.1  # train.eval_share's default
 
 
@@ -348,11 +353,15 @@ def main(argv=None) -> int:
     only = [r for r in args.governed_runs.split(",") if r] if args.governed_runs else None
     if only:
         chosen = {r: CURVES[r] for r in only}
+    elif not args.governed:
+        chosen = dict(CURVES)  # nothing to train: every run with a kept row, whatever its budget
     # Real runs with today's defaults: trained when asked (--governed N), else whatever is cached is shown.
     real = governor_real.run(chosen, args.governed or len(chosen), train_missing=bool(args.governed)) \
         if not args.synthetic else []
     old_real = governor_real.run({r: c for r, c in CURVES.items() if c["budget_key"] == "x4"}, len(CURVES),
                                  governor_real.OLD, train_missing=False) if not args.synthetic else []
+    from governor_report import render
+
     md = render(table, per, fixed, coverage, cal_rows, calib, real, split, no_cooldown, old_real)
     print(md)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -367,109 +376,6 @@ def main(argv=None) -> int:
                                                   indent=1, default=str))
     DOC.write_text(md)
     return 0
-
-
-def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cooldown=(), old_real=()) -> str:
-    out = ["# Benchmark: governor", "",
-           ("Produced by `bench/governor.py` over the curves recorded by `bench/governor_suite.py` (numbers as "
-           "measured). FLOPs include every evaluation each policy used and, for a stop before the end, the "
-           f"decay on stop the loop runs (a cooldown over {COOLDOWN:.0%} of the training FLOPs spent, within the "
-           "budget; its loss is the recorded one nearest the cooldown's end, so the decay itself gets no credit). "
-           "The hindsight bounds are charged the same cooldown. What the replay reads of each recorded run is "
-           "committed in bench/records/governor_curves/, and each real governed run's row in "
-           "bench/records/<its directory>.json, so the tables can be replayed without recording again."), "",
-           "## Recorded curves", "",
-           "| run | data | method | lr | budget | seed | evals | held-out examples | loss before → end | lowest (at % of budget) |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, c in CURVES.items():
-        ls = [e["eval_loss"] for e in c["evals"]]
-        i = min(range(len(ls)), key=lambda k: ls[k])
-        share = c["evals"][i]["train_flops"] / c["evals"][-1]["train_flops"]
-        out.append(f"| {name} | {c['data']} | {c['method']} | {c['lr']:g} | {c['budget_key']} | {c['seed']} | "
-                   f"{len(ls)} | {len(c['evals'][0]['eval_sums'])} | {ls[0]:.4f} → {ls[-1]:.4f} | "
-                   f"{ls[i]:.4f} ({100 * share:.0f}%) |")
-    out += ["", "## Frontier over the suite (replay)", "",
-            ("| policy | runs stopped | FLOPs vs fixed (sum, eval incl.) | eval share of its FLOPs | loss vs fixed (mean) "
-            "| worst run | share of the hindsight bound's saving captured |"),
-            "|---|---|---|---|---|---|---|"]
-    for s in table:
-        out.append(f"| {s['policy']} | {s['stopped']}/{s['runs']} | {100 * s['flops_vs_fixed']:.1f}% | "
-                   f"{100 * s['eval_share']:.1f}% | {100 * s['mean_loss_vs_fixed']:+.2f}% | "
-                   f"{100 * s['worst_loss_vs_fixed']:+.2f}% | {100 * s['bound_captured']:.0f}% |")
-    if split:
-        out += ["", "## In sample and out of sample", "",
-                ("The default options were chosen (bench/governor_tune.py) on the 1x and 4x seed-0 curves only; "
-                 "the 16x curves and the seed replicates are out of sample."), "",
-                ("| policy | in sample: FLOPs vs fixed | mean loss | worst | out of sample: FLOPs vs fixed | mean loss "
-                 "| worst |"), "|---|---|---|---|---|---|---|"]
-        for x in split:
-            i, o = x["in_sample"], x["out_of_sample"]
-            out.append(f"| {x['policy']} | {100 * i['flops_vs_fixed']:.1f}% | {100 * i['mean_loss_vs_fixed']:+.2f}% | "
-                       f"{100 * i['worst_loss_vs_fixed']:+.2f}% | {100 * o['flops_vs_fixed']:.1f}% | "
-                       f"{100 * o['mean_loss_vs_fixed']:+.2f}% | {100 * o['worst_loss_vs_fixed']:+.2f}% |")
-    if no_cooldown:
-        out += ["", "## Without decay on stop (as last session replayed)", "",
-                ("The same replay with a stop ending at once: no cooldown FLOPs, the loss at the stop. Last session's "
-                 "figures were measured this way; the loop does decay on stop, so the tables above charge it."), "",
-                ("| policy | all: FLOPs vs fixed | mean loss | worst | in sample: FLOPs | mean | worst | "
-                 "out of sample: FLOPs | mean | worst |"), "|---|---|---|---|---|---|---|---|---|---|"]
-        for x in no_cooldown:
-            cells = [f"{100 * v['flops_vs_fixed']:.1f}% | {100 * v['mean_loss_vs_fixed']:+.2f}% | "
-                     f"{100 * v['worst_loss_vs_fixed']:+.2f}%" for v in (x["all"], x["in_sample"], x["out_of_sample"])]
-            out.append(f"| {x['policy']} | " + " | ".join(cells) + " |")
-    out += ["", "## Calibration of the next-evaluation prediction", "",
-            (f"±1 sd band of the ensemble's prediction of the next evaluation's loss (on the governor's sample): "
-            f"**{100 * coverage:.0f}%** of {len(cal_rows)} later observations inside (aim ≈ 68%)."), "",
-            "| run | predictions | inside ±1 sd | mean |z| |", "|---|---|---|---|"]
-    for r, rows in calib.items():
-        if rows:
-            out.append(f"| {r} | {len(rows)} | {sum(x['inside'] for x in rows)} | "
-                       f"{statistics.mean(abs(x['z']) for x in rows):.2f} |")
-    out += ["", f"## Per run (default threshold {DEFAULT_T:g})", "",
-            "| run | fixed loss | governor: stop at eval | FLOPs vs fixed | loss vs fixed | last reason |",
-            "|---|---|---|---|---|---|"]
-    for r, row in per[f"marginal t={DEFAULT_T:g}"].items():
-        f = fixed[r]
-        reason = row["decisions"][-1]["reason"] if row["decisions"] else ""
-        out.append(f"| {r} | {f['loss']:.4f} | {row['stop_eval']} | {100 * row['flops'] / f['flops']:.0f}% | "
-                   f"{100 * (row['loss'] - f['loss']) / f['loss']:+.2f}% | {reason[:160]} |")
-    new_note = ("Trained by `bench/governor.py --governed N` (run directories in bench/out/governor_governed_v3/, "
-                "rows in bench/records/governor_governed_v3.json) with the "
-                "governor's defaults of this page, on the budget the replay charges the fixed run; the fixed loss is "
-                "the recorded run's.")
-    old_note = ("Cached in bench/out/governor_governed/: trained with the governor's defaults of their day (t = 0.01, "
-                "before the evaluation plan bound its share), not with today's defaults; kept for comparison, not "
-                "rerun.")
-    if not real and old_real:
-        out += ["", "## Real governed runs with today's defaults (decay on stop)", "",
-                ("None finished yet: `python bench/governor.py --governed 3 --governed-runs emotion-lora-1e-3-x4,"
-                 "trivia-lora-1e-3-x4,trivia-lora-2e-4-x4` trains them (bench/out/governor_governed_v3/). On "
-                 "2026-12-02 the first of them, on a 2-core machine under a load of 7-9, reached 40% of its budget "
-                 "in 25 minutes (4 evaluations, no curve fit yet) and was cut off by its time limit.")]
-    for rows, title, note in ((real, "Real governed runs with today's defaults (decay on stop)", new_note),
-                              (old_real, "Real governed runs with an earlier day's defaults", old_note)):
-        if not rows:
-            continue
-        out += ["", f"## {title}", "", note, "",
-                "| run | fixed loss (recorded) | governed loss | loss vs fixed | FLOPs vs fixed | eval share | stop reason |",
-                "|---|---|---|---|---|---|---|"]
-        for x in rows:
-            out.append(f"| {x['run']} | {x['fixed_loss']:.4f} | {x['loss']:.4f} | "
-                       f"{100 * (x['loss'] - x['fixed_loss']) / x['fixed_loss']:+.2f}% | "
-                       f"{100 * x['flops_vs_fixed']:.0f}% | {100 * x['eval_share']:.1f}% | {x['stop_reason'][:150]} |")
-        if len(rows) > 1:
-            dl = [(x["loss"] - x["fixed_loss"]) / x["fixed_loss"] for x in rows]
-            out.append(f"| **mean of {len(rows)}** | | | {100 * statistics.mean(dl):+.2f}% (worst "
-                       f"{100 * max(dl):+.2f}%) | {100 * statistics.mean(x['flops_vs_fixed'] for x in rows):.0f}% "
-                       f"| | |")
-    tuned = OUT / "governor_tune.json"
-    if tuned.exists():
-        import governor_tune
-
-        out += ["", "## How the defaults were chosen (bench/governor_tune.py)", "",
-                governor_tune.render(json.loads(tuned.read_text()))]
-    out.append("")
-    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,14 @@ did not see.
 Splits: "budget" tunes on the 1x and 4x seed-0 curves and judges on the 16x curves and the seed replicates;
 "leave one setting out" tunes on seven settings and judges on the eighth, for each setting in turn.
 
-    python bench/governor_tune.py       # writes bench/out/governor_tune.json and prints the tables
+    python bench/governor_tune.py       # writes bench/records/governor_tune.json and prints the tables
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -47,7 +48,7 @@ GRID = {  # rule "next" (last session's grid): the next 10% of the budget agains
 }
 GRID_REST = {  # rule "rest": the whole rest of the budget against its price, with the trend bound
     "rule": ("rest",),
-    "eval_min_points": (3,),
+    "eval_min_points": (4,),
     "eval_min_sample": (2, 4),
     "curve_z": (0.0,),
     "min_dof": (1,),
@@ -62,9 +63,15 @@ GRID_REST = {  # rule "rest": the whole rest of the budget against its price, wi
     "close_wait": (False, True),
 }
 GRIDS = (GRID, GRID_REST)
+# --random N: option sets of rule "rest" drawn from wider ranges than the grid, scored on the whole suite (in sample
+# only): where the frontier of this rule family lies, i.e. whether any of its settings could meet the targets at all.
+RANDOM = {"threshold": (0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03), "trend_z": (0.0, 0.25, 0.5, 1.0),
+          "trend_window": (0.3, 0.4, 0.5, 0.6, 0.8, 1.0), "confirm": (1, 2, 3), "price_rise": (0.0, 1.0, 2.0),
+          "eval_min_sample": (2, 3, 4), "eval_points": (6, 8, 10, 14), "eval_spacing": (1.0, 1.25, 1.5),
+          "curve_z": (0.0, 0.05, 0.1), "max_loss": (None, 0.02, 0.03, 0.05)}
 MEAN_MAX, WORST_MAX = 0.01, 0.03
 # The version of the signal the cached replays were made with; a change to the curve fits or their sd bumps it.
-SIGNAL = "2026-12-03a: model error unshrunk; a close stop may wait for a larger sample (replayed)"
+SIGNAL = "2026-12-02b: a plan has at least the evaluations the governor can act on (decisive_points)"
 
 
 def score(rows: dict, fixed: dict, runs: list[str]) -> dict:
@@ -188,6 +195,30 @@ def replay_grid(curves: dict) -> list[tuple[dict, dict]]:
     return results
 
 
+def random_frontier(curves: dict, fixed: dict, n: int, seed: int = 0) -> dict:
+    """n option sets drawn from RANDOM, replayed on every curve; the frontier (no other set both cheaper and with a
+    better worst run) among all of them and among those that pass the known-curve checks."""
+    import random
+
+    rng = random.Random(seed)
+    runs, scored = list(curves), []
+    for _ in range(n):
+        options = {k: rng.choice(v) for k, v in RANDOM.items()}
+        rows = {r: gov.replay("marginal", options, c) for r, c in curves.items()}
+        scored.append({"options": options, "eligible": known_curves_pass(options), **score(rows, fixed, runs)})
+
+    def front(items):
+        out, worst = [], math.inf
+        for x in sorted(items, key=lambda x: (x["flops_vs_fixed"], x["worst"])):
+            if x["worst"] < worst:
+                worst = x["worst"]
+                out.append(x)
+        return out
+
+    return {"n": n, "seed": seed, "all": front(scored), "eligible": front([x for x in scored if x["eligible"]]),
+            "eligible_count": sum(x["eligible"] for x in scored)}
+
+
 def main(argv=None) -> int:
     import argparse
 
@@ -198,6 +229,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cooldown", type=float, default=None,
                     help="decay on stop charged in the replay, as a share of the training FLOPs at the stop "
                          "(default: train.cooldown_fraction's default; 0: stop at once, as last session replayed)")
+    ap.add_argument("--random", type=int, default=0,
+                    help="also replay this many option sets drawn from wider ranges (RANDOM) on the whole suite and "
+                         "report the frontier of the rule family (in sample)")
     args = ap.parse_args(argv)
     if args.cooldown is not None:
         gov.COOLDOWN = args.cooldown
@@ -227,12 +261,23 @@ def main(argv=None) -> int:
     out["splits"]["leave one setting out"] = {"folds": folds, "out_of_sample": score(held, fixed, everything)}
     options, rows = pick(results, fixed, everything)
     out["splits"]["all (in sample only)"] = {"options": options, "in_sample": score(rows, fixed, everything)}
-    suffix = ("_m" + str(args.margin) if args.margin else "") + ("_c" + str(gov.COOLDOWN) if args.cooldown is not None
-                                                                 else "")
-    (gov.OUT / f"governor_tune{suffix}.json").write_text(
-        json.dumps(out, indent=1))
+    if args.random:
+        out["random"] = random_frontier(curves, fixed, args.random)
+    elif gov.TUNED.exists() and not suffix_of(args):
+        out["random"] = json.loads(gov.TUNED.read_text()).get("random")  # kept from the last run that drew them
+    suffix = suffix_of(args)
+    # The summary the doc shows is committed (bench/records); a variant with a margin or cooldown stays in bench/out.
+    target = gov.TUNED if not suffix else gov.OUT / f"governor_tune{suffix}.json"
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    tmp.replace(target)
     print(render(out))
     return 0
+
+
+def suffix_of(args) -> str:
+    return ("_m" + str(args.margin) if args.margin else "") + ("_c" + str(args.cooldown) if args.cooldown is not None
+                                                               else "")
 
 
 def _row(label: str, s: dict) -> str:
@@ -264,6 +309,18 @@ def render(out: dict) -> str:
         lines.append(f"| {f['setting']} | {f['options']} | {100 * i['flops_vs_fixed']:.1f}%, {100 * i['mean']:+.2f}%, "
                      f"{100 * i['worst']:+.2f}% | {100 * o['flops_vs_fixed']:.1f}%, {100 * o['mean']:+.2f}%, "
                      f"{100 * o['worst']:+.2f}% |")
+    r = out.get("random")
+    if r:
+        lines += ["", (f"The rule family's frontier (--random {r['n']}, seed {r['seed']}): option sets of rule \"rest\" "
+                       f"drawn from wider ranges, each replayed on the whole suite (in sample: the most favourable "
+                       f"reading). A row is on the frontier when no other drawn set is both cheaper and has a better "
+                       f"worst run; {r['eligible_count']} of {r['n']} pass the known-curve checks."), "",
+                  "| sets | FLOPs vs fixed (eval incl.) | mean loss vs fixed | worst run | options |", "|---|---|---|---|---|"]
+        for label in ("all", "eligible"):
+            for x in r[label]:
+                o = ", ".join(f"{k} {v}" for k, v in x["options"].items())
+                lines.append(f"| {label} | {100 * x['flops_vs_fixed']:.1f}% | {100 * x['mean']:+.2f}% | "
+                             f"{100 * x['worst']:+.2f}% | {o} |")
     return "\n".join(lines)
 
 

@@ -134,7 +134,7 @@ def test_bad_input_gives_one_line_each():
     with pytest.raises(UserError, match="threshold"):
         make("marginal", {"threshold": "1.5"})
     with pytest.raises(UserError, match="eval_points"):
-        make("marginal", {"eval_points": 2})  # below the default eval_min_points (3)
+        make("marginal", {"eval_points": 2})  # below the default eval_min_points (4)
 
 
 def test_halving_keeps_the_best_third():

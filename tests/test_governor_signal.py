@@ -100,3 +100,23 @@ def test_a_recorded_curve_with_one_example_noise_gives_no_estimate_instead_of_di
     assert fit_ensemble(x, y, noise=math.inf, min_dof=1) is None
     ens = fit_ensemble(x, y, noise=0.01, min_dof=1)
     assert ens is not None and math.isclose(sum(ens.weights.values()), 1.0)
+
+
+def test_the_fewest_points_for_an_estimate_and_a_plan_that_could_never_decide_is_not_made():
+    from budgetune.governor import make
+    from budgetune.governor.curves import fewest_points
+    from budgetune.train.governed import needs
+
+    # By hand: the smallest family (exp) has 3 parameters; a one-step error needs a fit on 4 points predicting a
+    # 5th, so 5 points with the origin; min_dof 3 needs 6.
+    assert (fewest_points(1), fewest_points(3)) == (5, 6)
+    x = np.linspace(0.0, 0.5, 6)
+    y = 2.0 + np.exp(-x / 0.1) + 0.01 * np.cos(7 * x)
+    assert fit_ensemble(x[:4], y[:4], noise=0.01, min_dof=1) is None
+    assert fit_ensemble(x[:5], y[:5], noise=0.01, min_dof=1) is not None
+    # A governor asked for 3 evaluations in between (4 points with the origin) could never act on them: the plan
+    # it declares asks for at least 4 (also with min_dof 2: the one-step error already needs 5 points), 5 with
+    # min_dof 3.
+    assert needs(make("marginal", {"eval_min_points": 3}))["min_points"] == 4
+    assert needs(make("marginal", {"eval_min_points": 3, "min_dof": 2, "min_evals": 2}))["min_points"] == 4
+    assert needs(make("marginal", {"eval_min_points": 3, "min_dof": 3}))["min_points"] == 5

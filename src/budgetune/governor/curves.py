@@ -158,6 +158,14 @@ class Ensemble:
                 "fits": {f: self.fits[f].to_dict() for f in self.weights}}
 
 
+def fewest_points(min_dof: int = 1) -> int:
+    """The fewest points (the origin included) on which fit_ensemble returns an estimate: its smallest family needs
+    one one-step-ahead error (a fit on `params` + 1 points predicting the next) and `min_dof` degrees of freedom on
+    the whole curve. An evaluation plan with fewer can never lead to a decision, so its evaluations would be waste."""
+    params = min(f[2] for f in FAMILIES.values())
+    return params + max(2, min_dof)
+
+
 def fit_ensemble(x, y, *, noise: float = 0.0, min_dof: int = 2, prior_weight: float = 0.0) -> Ensemble | None:
     """The ensemble over (x, y) with x[0] = 0 the origin; None when no family has `min_dof` degrees of freedom and
     at least one one-step-ahead error to be weighted by.

@@ -62,7 +62,7 @@ class Config:
     min_evals_between: int = 2  # evaluations between two actions
     confirm: int = 1  # confirmations before acting (confirm_by: paired intervals, or evaluations that agree)
     eval_points: int = 10  # evaluations the governor needs over the budget (declared; the run's plan shows them)
-    eval_min_points: int = 3  # fewest evaluations it can work with when the evaluation share is tight
+    eval_min_points: int = 4  # fewest evaluations it can work with when the evaluation share is tight
     eval_min_sample: int = 2  # fewest held-out examples per evaluation for a paired test
     eval_spacing: float = 1.0  # evaluation k of n falls at (k/(n+1))^spacing of the budget (>1: denser early)
     refresh_min_drift: float = 0.2  # drift (1 − rank correlation of data scores) that makes a refresh worth it
@@ -148,6 +148,14 @@ class MarginalGain:
         self.probed = False  # the refresher was already asked about the current data
         self.held_at: int | None = None  # sample size at which a close stop last waited for a larger sample
         self.last_inputs: dict = {}
+
+    def decisive_points(self) -> int:
+        """The fewest evaluations between the one before training and the end at which this governor can act (the
+        curve families' floor, curves.fewest_points, and min_evals): a plan that can afford fewer plans none."""
+        from .curves import fewest_points
+
+        c = self.config
+        return max(c.eval_min_points, fewest_points(c.min_dof) - 1, c.min_evals - 1)
 
     def rule_text(self) -> str:
         """The stop rule in one line, for the plan the run prints."""

@@ -20,7 +20,9 @@ def needs(governor) -> dict | None:
     config = getattr(governor, "config", None)
     if config is None or not hasattr(config, "eval_points"):
         return None
-    return {"points": config.eval_points, "min_points": getattr(config, "eval_min_points", config.eval_points),
+    least = governor.decisive_points() if hasattr(governor, "decisive_points") else \
+        getattr(config, "eval_min_points", config.eval_points)
+    return {"points": max(config.eval_points, least), "min_points": least,
             "min_sample": getattr(config, "eval_min_sample", 1), "spacing": getattr(config, "eval_spacing", 1.0)}
 
 
