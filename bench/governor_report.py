@@ -57,6 +57,7 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
             cells = [f"{100 * v['flops_vs_fixed']:.1f}% | {100 * v['mean_loss_vs_fixed']:+.2f}% | "
                      f"{100 * v['worst_loss_vs_fixed']:+.2f}%" for v in (x["all"], x["in_sample"], x["out_of_sample"])]
             out.append(f"| {x['policy']} | " + " | ".join(cells) + " |")
+    out += seed_spread()
     out += ["", "## Calibration of the next-evaluation prediction", "",
             (f"±1 sd band of the ensemble's prediction of the next evaluation's loss (on the governor's sample): "
             f"**{100 * coverage:.0f}%** of {len(cal_rows)} later observations inside (aim ≈ 68%)."), "",
@@ -125,3 +126,22 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
     out.append("")
     return "\n".join(out)
 
+
+
+def seed_spread() -> list[str]:
+    """The fixed runs' own noise: where a setting was recorded with several seeds, how far their final losses lie
+    apart. A loss target for the governor tighter than this spread cannot be told from the seed."""
+    groups: dict = {}
+    for c in gov.CURVES.values():
+        groups.setdefault((c["setting"], c["budget_key"]), []).append(c["evals"][-1]["eval_loss"])
+    rows = [(k, v) for k, v in groups.items() if len(v) > 1]
+    if not rows:
+        return []
+    out = ["", "## The fixed runs' seed spread", "",
+           ("Final held-out loss of the fixed run of one setting under different seeds (model initialisation of the "
+            "adapter, data order): the noise any comparison with the fixed run carries."), "",
+           "| setting | budget | seeds | final loss (each) | sd / mean |", "|---|---|---|---|---|"]
+    for (setting, budget), v in rows:
+        out.append(f"| {setting} | {budget} | {len(v)} | {', '.join(f'{x:.4f}' for x in v)} | "
+                   f"{100 * statistics.stdev(v) / statistics.mean(v):.1f}% |")
+    return out
