@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass
 from ..errors import UserError
 from . import noise as noise_mod
 from .arms import allocate
+from .horizon import budget_axis
 from .noise import sample_request
 from .protocol import ArmView, Decision
 from .signal import estimate
@@ -109,20 +110,6 @@ class Config:
                             "trend_z non-negative")
         if not 0 < self.round_share <= 1:
             raise UserError(f"governor option round_share={self.round_share} must be in (0, 1]")
-
-
-def budget_axis(budget, ledger, flops_now: float) -> tuple[float, float]:
-    """(whole budget, what is left) in FLOPs; a token or time budget is converted at the rate spent so far. Where a
-    token or time limit is further spent than the FLOP budget, it ends the run first and sets the horizon."""
-    if budget.max_flops is not None:
-        by_flops = float(budget.max_flops), max(0.0, float(budget.max_flops) - ledger.total_flops)
-        if budget.fraction_spent(ledger) <= ledger.total_flops / float(budget.max_flops) or flops_now <= 0:
-            return by_flops
-    spent = budget.fraction_spent(ledger)
-    if spent <= 0:
-        return math.inf, math.inf
-    total = flops_now / spent
-    return total, max(0.0, total - flops_now)
 
 
 _PER_EXAMPLE = ("eval_sums", "eval_counts", "eval_indices")
