@@ -18,17 +18,10 @@ a fast drop, which the families read as saturation, from being stopped. With con
 each evaluation at which both agree is one confirmation (`confirm`, default 1), and one at which the rest clearly
 pays resets the count. A rise needs no separate test: it is a trend with no gain.
 
-Rule "next" (until 2026-12-02) and confirm_by "paired" work as follows. A stop needs two kinds of evidence, so that
-noise cannot trigger it:
-- the curve: its predicted gain (mean + curve_z·sd; curve_z = 0 by default, since the noise protection is the
-  paired test's) is below the price, on a fit with at least `min_dof` degrees of freedom;
-- the measurements: over an interval of evaluations, the paired gain on the same held-out examples (its standard
-  error measured, governor/noise.py) is below the price for that interval's length even at its optimistic edge
-  (gain + z·se). Each such interval is one confirmation, and the next one starts where it ended, so `confirm`
-  confirmations rest on non-overlapping evidence. An interval whose paired gain is clearly above the price (gain −
-  z·se above the resume price) resets the count; an inconclusive one is extended to the next evaluation and the
-  decision records that a larger evaluation sample would settle it. A rise in the loss counts only as such an
-  interval: when the paired test says it is real.
+Rule "next" (until 2026-12-02) and confirm_by "paired" (docs/governor.md) need, for a stop, the curve's predicted
+gain of the next horizon below the price on a fit with at least `min_dof` degrees of freedom, and `confirm`
+intervals of paired evidence on the same held-out examples (governor/noise.py), each starting where the last ended,
+whose gain is below the price even at its optimistic edge; an inconclusive interval is extended.
 When the data has drifted enough to make a refresh of the training subset worth its FLOPs, the action is "refresh"
 instead of "stop" (drift comes from the data-selection side through evaluation["drift"]; with `refresh_probe` the
 governor asks the refresher once per data window before it stops).
@@ -43,6 +36,7 @@ from dataclasses import asdict, dataclass
 from ..errors import UserError
 from . import noise as noise_mod
 from .arms import allocate
+from .bump import bump_hold
 from .horizon import budget_axis
 from .noise import sample_request
 from .protocol import ArmView, Decision
@@ -76,6 +70,8 @@ class Config:
     trend_window: float = 0.8  # rule "rest": trailing share of the budget spent that the trend's line is fitted on
     confirm_by: str = "trend"  # "trend": evaluations at which curve and trend agree; "paired": paired intervals
     close_wait: bool = False  # confirm_by "trend": a stop within one standard error of its price waits for a larger sample
+    bump_tolerance: float | None = None  # a stop waits while the loss stands this share above its best (bump.py)
+    bump_wait: int = 2  # most evaluations in a row a stop waits out a bump
 
     def __post_init__(self):
         if not 0 < self.threshold < 1:
@@ -108,6 +104,8 @@ class Config:
                 or (self.trend_z is not None and self.trend_z < 0):
             raise UserError("governor options max_loss must be a share in (0, 1), trend_window in (0, 1] and "
                             "trend_z non-negative")
+        if (self.bump_tolerance is not None and self.bump_tolerance < 0) or self.bump_wait < 0:
+            raise UserError("governor options bump_tolerance and bump_wait must be non-negative")
         if not 0 < self.round_share <= 1:
             raise UserError(f"governor option round_share={self.round_share} must be in (0, 1]")
 
@@ -134,6 +132,7 @@ class MarginalGain:
         self.pending_refresh = False  # a refresh was asked for at the previous evaluation
         self.probed = False  # the refresher was already asked about the current data
         self.held_at: int | None = None  # sample size at which a close stop last waited for a larger sample
+        self.bump_waits = 0  # evaluations in a row at which a stop waited out a bump
         self.last_inputs: dict = {}
 
     def decisive_points(self) -> int:
@@ -227,6 +226,7 @@ class MarginalGain:
         inputs.update(evidence)
         inputs["below_count"] = self.below
         if self.below < c.confirm or now - self.last_action <= c.min_evals_between:
+            self.bump_waits = 0
             relation = "below" if curve_says_stop else "above"
             return self._emit("continue", f"{gain_txt}, {relation} {price_txt}; "
                                           f"{evidence['evidence']} ({self.below}/{c.confirm} confirmations)", inputs)
@@ -242,6 +242,11 @@ class MarginalGain:
             self.pending_refresh, self.probed = True, True
             return self._emit("refresh", f"{gain_txt}, below {price_txt}; before stopping, the "
                                          f"refresher measures drift and re-selects only if new data pays", inputs)
+        bump = bump_hold(losses, c.bump_tolerance, self.bump_waits, c.bump_wait)
+        self.bump_waits = self.bump_waits + 1 if bump is not None else 0
+        if bump is not None:
+            inputs.update(bump)
+            return self._emit("continue", f"{gain_txt}, below {price_txt}; {bump['evidence']}", inputs)
         self.last_action = now
         how = (f"at {self.below} evaluation(s) where the curve and its trend agree" if c.confirm_by == "trend" else
                f"confirmed on {self.below} separate intervals of paired evidence")
@@ -374,7 +379,8 @@ class MarginalGain:
         return {"config": asdict(self.config), "evals": [dict(e) for e in self.evals],
                 "window_start": self.window_start, "below": self.below, "anchor": self.anchor,
                 "last_action": self.last_action, "refreshes": self.refreshes,
-                "pending_refresh": self.pending_refresh, "probed": self.probed, "held_at": self.held_at}
+                "pending_refresh": self.pending_refresh, "probed": self.probed, "held_at": self.held_at,
+                "bump_waits": self.bump_waits}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
@@ -387,6 +393,7 @@ class MarginalGain:
         self.pending_refresh = bool(state.get("pending_refresh", False))
         self.probed = bool(state.get("probed", False))
         self.held_at = None if state.get("held_at") is None else int(state["held_at"])
+        self.bump_waits = int(state.get("bump_waits", 0))
 
 
 def _finite(v):
