@@ -131,7 +131,25 @@ def test_flops_planned_add_up_to_the_budget(tiny_config_path, tokenizer, data):
     plan, _, _ = make_plan(cfg, {"budget.max_flops"}, tokenizer=tokenizer, data=data)
     f = plan.flops
     assert f["train"] + f["eval"] + f["selection"] == pytest.approx(3e11, rel=1e-9)
-    assert f["train"] > 0 and f["eval"] >= plan.numbers["minimum"] - plan.numbers["first_step"]
+    # whatever the plan, the reported loss before training reads the whole test set (by hand)
+    assert f["train"] > 0 and f["eval"] >= _eval_by_hand(data.test)
+
+
+def test_governor_kept_where_its_evaluations_cost_less_than_the_fixed_schedule(tiny_config_path, tokenizer, data):
+    # At 3e11 FLOPs the governor's fewest evaluations are over the 10% share, so its plan evaluates nothing in
+    # between; stepping aside would fall back to the fixed schedule, which reads the whole dev set before, twice in
+    # between and after, and the test set before and after: by hand, several times dearer. The plan keeps it.
+    cfg = _cfg(tiny_config_path, max_flops=3e11)
+    plan, _, _ = make_plan(cfg, {"budget.max_flops"}, tokenizer=tokenizer, data=data)
+    gov = next(c for c in plan.choices if c.name == "governor")
+    assert gov.value.startswith("marginal") and gov.reason.startswith("kept")
+    dev, test = _eval_by_hand(data.dev), _eval_by_hand(data.test)
+    fixed = (2 + cfg.train.eval_points) * dev + 2 * test
+    assert plan.flops["eval"] < 0.5 * fixed
+    cfg = _cfg(tiny_config_path, max_flops=3e11)
+    cfg.governor = {"name": "none"}
+    fixed_plan, _, _ = make_plan(cfg, {"budget.max_flops", "governor"}, tokenizer=tokenizer, data=data)
+    assert fixed_plan.flops["eval"] == pytest.approx(fixed, rel=0.05)  # the test reserve is scaled from dev
 
 
 def test_plan_verb_prints_the_plan_and_refuses_without_writing(tiny_config_path, tmp_path, monkeypatch, capsys):

@@ -33,7 +33,7 @@ def choose(plan, cfg, given: set[str], data, costs: dict, budget) -> dict:
     source = GIVEN if section else CHOSEN
     unpriced = budget.max_flops is None and budget.max_tokens is None and budget.max_seconds is None
     gov = _governor(cfg, section or ({"name": "none"} if unpriced else {"name": DEFAULT}), budget)
-    why_fixed = None
+    why_fixed = kept_why = None
     eval_plan = None
     if governed.needs(gov) is not None and not cfg.train.eval_every:
         eval_plan = _eval_plan(cfg, gov, budget, data, costs)
@@ -46,9 +46,18 @@ def choose(plan, cfg, given: set[str], data, costs: dict, budget) -> dict:
         elif eval_plan is not None and budget.max_flops:
             evals = eval_plan["share"] * budget.max_flops
             steps = (budget.max_flops - evals) / max(costs["first_step"], 1.0)
-            if eval_plan.get("note"):
+            # Over the share is a reason to step aside only when the fixed schedule it falls back to costs less:
+            # a fixed run evaluates the whole dev set before, in between and after (and the test set with dev
+            # and test apart), where the governor's plan reads a sample of dev.
+            fixed_evals = fixed_schedule_flops(cfg, costs)
+            if eval_plan.get("note") and evals > fixed_evals:
                 why_fixed = (f"its evaluations would cost {eval_plan['share']:.0%} of the budget, over the "
-                             f"{cfg.train.eval_share:.0%} evaluation share")
+                             f"{cfg.train.eval_share:.0%} evaluation share and over the fixed schedule's "
+                             f"{fixed_evals / budget.max_flops:.0%}")
+            elif eval_plan.get("note"):
+                kept_why = (f"kept, although its evaluations are over the {cfg.train.eval_share:.0%} share: they "
+                            f"cost {evals / budget.max_flops:.0%} of the budget, the fixed schedule's "
+                            f"{fixed_evals / budget.max_flops:.0%}")
             elif steps < eval_plan["points"]:
                 why_fixed = (f"the budget pays for about {max(0, int(steps))} steps, fewer than its "
                              f"{eval_plan['points']} evaluations")
@@ -63,6 +72,8 @@ def choose(plan, cfg, given: set[str], data, costs: dict, budget) -> dict:
         reason = "--governor"
     elif why_fixed:
         reason = f"fixed budget: {why_fixed}"
+    elif kept_why:
+        reason = kept_why
     else:
         reason = (gov.rule_text() if hasattr(gov, "rule_text") else
                   f"stops when the next {gov.config.horizon:.0%} of the budget is predicted to buy less than "
@@ -70,6 +81,13 @@ def choose(plan, cfg, given: set[str], data, costs: dict, budget) -> dict:
     plan.add("governor", value, source, reason, "--governor")
     _evaluation(plan, cfg, given, data, costs, eval_plan)
     return section
+
+
+def fixed_schedule_flops(cfg, costs: dict) -> float:
+    """What a fixed run's evaluations cost: the ends (before and after training) and train.eval_points whole-dev
+    evaluations in between (none are planned with train.eval_every: the plan cannot count them)."""
+    points = 0 if cfg.train.eval_every else int(cfg.train.eval_points)
+    return costs["before_eval"] + costs["final_reserve"] + points * costs["dev_eval"]
 
 
 def _evaluation(plan, cfg, given: set[str], data, costs: dict, eval_plan: dict | None) -> None:
@@ -87,7 +105,7 @@ def _evaluation(plan, cfg, given: set[str], data, costs: dict, eval_plan: dict |
         plan.numbers["eval_plan"] = {k: v for k, v in eval_plan.items() if k != "line"}
     else:
         points = 0 if cfg.train.eval_every else int(cfg.train.eval_points)
-        between = points * costs["dev_eval"]
+        between = fixed_schedule_flops(cfg, costs) - ends
         value = (f"every {cfg.train.eval_every} steps on all {n_dev}" if cfg.train.eval_every
                  else f"{points} x all {n_dev} dev examples")
         reason = "fixed schedule (--eval-points / --eval-every) on the whole dev set"
