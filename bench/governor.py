@@ -61,6 +61,10 @@ COOLDOWN = _cooldown_fraction()  # decay on stop (train.cooldown_fraction's defa
 THRESHOLDS = tuple(sorted({0.005, 0.01, 0.02, 0.04, 0.06, DEFAULT_T}))
 PATIENCE = (3, 5, 10)
 # Last session's defaults (rule "next"), spelled out so the row stays what it was when the defaults move on.
+# Waiting out a bump (governor/bump.py), the options bench/governor_tune.py's budget split picks once bump_tolerance
+# and bump_wait are in its grid (tuned on the 1x and 4x seed-0 curves): not the default (docs/benchmarks/governor.md)
+BUMP = {"threshold": 0.005, "trend_window": 0.5, "bump_tolerance": 0.03, "bump_wait": 1}
+BUMP_LABEL = "waits out a bump (bump_tolerance 0.03, bump_wait 1, trend_window 0.5)"
 PREVIOUS = {"rule": "next", "threshold": 0.02, "curve_z": 0.0, "min_dof": 1, "eval_points": 10, "eval_min_points": 3,
             "eval_min_sample": 2, "eval_spacing": 1.5, "confirm": 2, "confirm_by": "paired", "trend_z": None,
             "max_loss": None, "z": 1.0, "price_rise": 1.0}
@@ -306,6 +310,8 @@ def main(argv=None) -> int:
                     help="which budget's recorded runs the real governed runs repeat (x1 runs are too short to stop)")
     ap.add_argument("--governed-runs", default="",
                     help="comma-separated recorded runs to repeat for real, governed (instead of the budget's first N)")
+    ap.add_argument("--bump", action="store_true",
+                    help="the real governed runs use the bump options (BUMP; bench/out/governor_governed_bump/)")
     ap.add_argument("--synthetic", action="store_true", help="replay on curves of known shape instead (own table)")
     args = ap.parse_args(argv)
     CURVES.update(synthetic_curves() if args.synthetic else suite.load_curves())
@@ -317,6 +323,7 @@ def main(argv=None) -> int:
     oracle = {r: hindsight(c, None) for r, c in CURVES.items()}
     policies = {f"marginal t={t:g}": ("marginal", {"threshold": t}) for t in THRESHOLDS}
     policies["last session's default (rule next, t=0.02)"] = ("marginal", PREVIOUS)
+    policies[BUMP_LABEL] = ("marginal", BUMP)
     policies.update({f"patience-{p}": ("patience", {"patience": p}) for p in PATIENCE})
     per = {label: {r: replay(g, o, c) for r, c in CURVES.items()} for label, (g, o) in policies.items()}
     per.update({f"patience-{p}, every recorded evaluation": {r: replay("patience", {"patience": p}, c, dense=True)
@@ -356,13 +363,19 @@ def main(argv=None) -> int:
     elif not args.governed:
         chosen = dict(CURVES)  # nothing to train: every run with a kept row, whatever its budget
     # Real runs with today's defaults: trained when asked (--governed N), else whatever is cached is shown.
-    real = governor_real.run(chosen, args.governed or len(chosen), train_missing=bool(args.governed)) \
+    bump_chosen = chosen if args.bump else dict(CURVES)
+    bump_real = governor_real.run(bump_chosen, args.governed or len(bump_chosen), governor_real.BUMPED,
+                                  train_missing=bool(args.governed), options=BUMP) if not args.synthetic else []
+    if args.bump:
+        chosen = dict(CURVES)  # the default's runs: only what is kept
+    n_real = len(chosen) if args.bump else (args.governed or len(chosen))
+    real = governor_real.run(chosen, n_real, train_missing=bool(args.governed) and not args.bump) \
         if not args.synthetic else []
     old_real = governor_real.run({r: c for r, c in CURVES.items() if c["budget_key"] == "x4"}, len(CURVES),
                                  governor_real.OLD, train_missing=False) if not args.synthetic else []
     from governor_report import render
 
-    md = render(table, per, fixed, coverage, cal_rows, calib, real, split, no_cooldown, old_real)
+    md = render(table, per, fixed, coverage, cal_rows, calib, real, split, no_cooldown, old_real, bump_real)
     print(md)
     OUT.mkdir(parents=True, exist_ok=True)
     if args.synthetic:
@@ -372,7 +385,7 @@ def main(argv=None) -> int:
     (OUT / "governor.json").write_text(json.dumps({"table": table, "split": split, "no_cooldown": no_cooldown,
                                                    "cooldown_fraction": COOLDOWN, "per_run": per, "fixed": fixed,
                                                    "calibration": calib, "coverage": coverage, "real": real,
-                                                   "real_previous_defaults": old_real},
+                                                   "real_previous_defaults": old_real, "real_bump": bump_real},
                                                   indent=1, default=str))
     DOC.write_text(md)
     return 0

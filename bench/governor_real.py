@@ -17,6 +17,7 @@ import shutil
 import governor_suite as suite
 
 GOVERNED = suite.OUT / "governor_governed_v3"
+BUMPED = suite.OUT / "governor_governed_bump"  # the same runs with bench/governor.py's BUMP options
 
 
 OLD = suite.OUT / "governor_governed"  # runs trained with an earlier day's defaults: read, never written
@@ -38,7 +39,10 @@ def _keep(directory: Path, name: str, row: dict) -> None:
     tmp.replace(path)
 
 
-def run(curves: dict, n: int, directory: Path | None = None, train_missing: bool = True) -> list[dict]:
+def run(curves: dict, n: int, directory: Path | None = None, train_missing: bool = True,
+        options: dict | None = None) -> list[dict]:
+    """The first n of `curves` governed for real (the governor's defaults, or `options`); those not trained and not
+    kept are left out unless train_missing."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from governor import costs
 
@@ -64,7 +68,8 @@ def run(curves: dict, n: int, directory: Path | None = None, train_missing: bool
             cfg = suite.setting_config(name, setting, curve["budget_key"], curve["seed"], out, 0.0)
             cfg.data = dc
             cfg.budget.max_flops = costs(curve)["budget"]
-            train(cfg, model=model, tokenizer=tokenizer, data=split, governor=make("marginal", {}), progress=False)
+            train(cfg, model=model, tokenizer=tokenizer, data=split, governor=make("marginal", dict(options or {})),
+                  progress=False)
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
         summary = json.loads((out / "summary.json").read_text())
         ledger = summary["ledger"]

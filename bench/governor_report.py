@@ -9,7 +9,8 @@ import statistics
 import governor as gov
 
 
-def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cooldown=(), old_real=()) -> str:
+def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cooldown=(), old_real=(),
+           bump_real=()) -> str:
     out = ["# Benchmark: governor", "",
            ("Produced by `bench/governor.py` over the curves recorded by `bench/governor_suite.py` (numbers as "
            "measured). FLOPs include every evaluation each policy used and, for a stop before the end, the "
@@ -88,15 +89,21 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
                  "trivia-lora-1e-3-x4,trivia-lora-2e-4-x4` trains them (bench/out/governor_governed_v3/). On "
                  "2026-12-02 the first of them, on a 2-core machine under a load of 7-9, reached 40% of its budget "
                  "in 25 minutes (4 evaluations, no curve fit yet) and was cut off by its time limit.")]
-    for rows, title, note in ((real, "Real governed runs with today's defaults (decay on stop)", new_note),
-                              (old_real, "Real governed runs with an earlier day's defaults", old_note)):
+    bump_note = (f"Trained by `bench/governor.py --bump --governed N --governed-runs ...` with the options "
+                 f"{json.dumps(gov.BUMP)} (governor/bump.py; run directories in bench/out/governor_governed_bump/, "
+                 "rows in bench/records/governor_governed_bump.json): the runs where the default's real stop was "
+                 "worst, to tell whether waiting out a bump mends them outside the replay.")
+    for rows, title, note, policy in (
+            (real, "Real governed runs with today's defaults (decay on stop)", new_note, f"marginal t={gov.DEFAULT_T:g}"),
+            (bump_real, "Real governed runs that wait out a bump (not the default)", bump_note, gov.BUMP_LABEL),
+            (old_real, "Real governed runs with an earlier day's defaults", old_note, None)):
         if not rows:
             continue
         out += ["", f"## {title}", "", note, "",
                 ("| run | fixed loss (recorded) | governed loss | loss vs fixed | FLOPs vs fixed | eval share | replay of "
                  "the same run: loss vs fixed, FLOPs | stop reason |"),
                 "|---|---|---|---|---|---|---|---|"]
-        replayed = per[f"marginal t={gov.DEFAULT_T:g}"] if rows is real else {}
+        replayed = per.get(policy, {}) if policy else {}
         for x in rows:
             r = replayed.get(x["run"])
             rp = (f"{100 * (r['loss'] - fixed[x['run']]['loss']) / fixed[x['run']]['loss']:+.2f}%, "
@@ -153,7 +160,8 @@ def targets(table, real, fixed) -> list[str]:
     the targets it is held to (mean loss ≤ +1%, worst run ≤ +3%, FLOPs ≥ 25% below fixed) and the hindsight bound."""
     by = {s["policy"]: s for s in table}
     rows = [("replay, default options", by.get(f"marginal t={gov.DEFAULT_T:g}")),
-            ("hindsight: cheapest stop within 1% of fixed", by.get("hindsight: cheapest stop within 1% of fixed"))]
+            ("hindsight: cheapest stop within 1% of fixed", by.get("hindsight: cheapest stop within 1% of fixed")),
+            ("replay, waiting out a bump (not the default)", by.get(gov.BUMP_LABEL))]
     out = ["## Against the targets", "",
            "| | runs | FLOPs vs fixed (sum, eval incl.) | mean loss vs fixed | worst run |", "|---|---|---|---|---|",
            "| target | | ≤ 75% | ≤ +1.00% | ≤ +3.00% |"]
