@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import itertools
 
 import governor_suite as suite
+from governor_synthetic import synthetic_curves
 
 if __name__ == "__main__":  # governor_report and governor_real read this module's state (CURVES), not a second copy
     sys.modules.setdefault("governor", sys.modules[__name__])
@@ -65,6 +66,7 @@ PATIENCE = (3, 5, 10)
 # and bump_wait are in its grid (tuned on the 1x and 4x seed-0 curves): not the default (docs/benchmarks/governor.md)
 BUMP = {"threshold": 0.005, "trend_window": 0.5, "bump_tolerance": 0.03, "bump_wait": 1}
 BUMP_LABEL = "waits out a bump (bump_tolerance 0.03, bump_wait 1, trend_window 0.5)"
+RESTORE_LABEL = "default options, restoring the best evaluation on a stop (train.restore_best)"
 PREVIOUS = {"rule": "next", "threshold": 0.02, "curve_z": 0.0, "min_dof": 1, "eval_points": 10, "eval_min_points": 3,
             "eval_min_sample": 2, "eval_spacing": 1.5, "confirm": 2, "confirm_by": "paired", "trend_z": None,
             "max_loss": None, "z": 1.0, "price_rise": 1.0}
@@ -125,9 +127,10 @@ def schedule(curve: dict, plan: dict | None) -> list[int]:
     return out
 
 
-def replay(name: str, options: dict, curve: dict, dense: bool = False) -> dict:
+def replay(name: str, options: dict, curve: dict, dense: bool = False, restore: bool = False) -> dict:
     """One policy on one curve: it sees the evaluation before training (whole set), then the plan's evaluations
-    (its sample, at its schedule); dense: every recorded evaluation on the whole set (last session's replay)."""
+    (its sample, at its schedule); dense: every recorded evaluation on the whole set (last session's replay);
+    restore: a stop above the best evaluation on the same examples goes back to it (train.restore_best)."""
     from budgetune.budget import Budget, Ledger
     from budgetune.governor import make
     from budgetune.train.governed import enlarge
@@ -141,6 +144,7 @@ def replay(name: str, options: dict, curve: dict, dense: bool = False) -> dict:
     evals = curve["evals"]
     last = len(evals) - 1
     stop_at, used, decisions, spent = last, 0, [], 0.0  # spent: the evaluations between the two whole-set ones
+    seen_at: list[tuple[int, tuple, float]] = []  # (evaluation, the examples it read, its loss on them)
     for i in [0] + schedule(curve, None if dense else plan):
         e = evals[i]
         sample = None if dense else plan["sample"]
@@ -153,6 +157,7 @@ def replay(name: str, options: dict, curve: dict, dense: bool = False) -> dict:
         ledger = Ledger()
         ledger.charge("train", e["train_flops"])
         ledger.charge("eval", eval_flops)
+        seen_at.append((i, tuple(sorted(seen.get("eval_indices") or ())), seen["eval_loss"]))
         d = governor.decide(seen, ledger, budget)
         decisions.append({"i": i, "action": d.action, "reason": d.reason})
         if not dense:  # a close decision's larger sample, as the loop grants it (what the share still pays for)
@@ -161,26 +166,32 @@ def replay(name: str, options: dict, curve: dict, dense: bool = False) -> dict:
         if d.action == "stop":
             stop_at = i
             break
-    train, cool, loss = stop_outcome(evals, stop_at, budget_flops - 2 * whole - spent)
+    same = [x for x in seen_at if x[1] == seen_at[-1][1]]
+    start = min(same, key=lambda x: x[2])[0] if restore and stop_at < last else stop_at
+    train, cool, loss = stop_outcome(evals, stop_at, budget_flops - 2 * whole - spent, start)
     flops = train + cool + 2 * whole + spent
-    return {"flops": flops, "loss": loss, "stop_eval": stop_at, "evals_used": used, "cooldown_flops": cool,
+    return {"flops": flops, "loss": loss, "stop_eval": stop_at, "restored_to": start, "evals_used": used,
+            "cooldown_flops": cool,
             "eval_flops": 2 * whole + spent, "decisions": decisions[-2:], "points": plan["points"]}
 
 
-def stop_outcome(evals: list[dict], stop_at: int, room: float) -> tuple[float, float, float]:
+def stop_outcome(evals: list[dict], stop_at: int, room: float, start: int | None = None) -> tuple[float, float, float]:
     """(training FLOPs at the stop, cooldown FLOPs, loss) of a stop at recorded evaluation `stop_at`, with `room`
-    training FLOPs left in the budget once every evaluation is paid for.
+    training FLOPs left in the budget once every evaluation is paid for; `start`: the evaluation whose weights the
+    cooldown starts from (a restored best one; its loss is read as training on from there, the same convention).
 
     Decay on stop, as the loop does it (train/cooldown.py): the rate decays over COOLDOWN of the training FLOPs
     spent, within the room the budget leaves. Its FLOPs are charged; its loss is the recorded one nearest the
     cooldown's end, i.e. training on at the stable rate, which the decay is expected to beat: the decay itself is
     given no credit. A stop at the last evaluation is the fixed run's end (its own decay already recorded)."""
     last = len(evals) - 1
-    train, loss = evals[stop_at]["train_flops"], evals[stop_at]["eval_loss"]
+    start = stop_at if start is None else start
+    train, loss = evals[stop_at]["train_flops"], evals[start]["eval_loss"]
     if not COOLDOWN or stop_at >= last:
         return train, 0.0, loss
     cool = max(0.0, min(COOLDOWN * train, room - train))
-    near = min(range(stop_at, last + 1), key=lambda k: abs(evals[k]["train_flops"] - (train + cool)))
+    end = evals[start]["train_flops"] + cool
+    near = min(range(start, last + 1), key=lambda k: abs(evals[k]["train_flops"] - end))
     return train, cool, evals[near]["eval_loss"]
 
 
@@ -271,38 +282,6 @@ def summarise(rows: dict, fixed: dict, bound: dict, runs: list[str] | None = Non
 
 CURVES: dict = {}
 
-# Curves of known shape (loss as a function of the budget share), for a clearly separate synthetic table: what each
-# policy does where the right answer is known. They are not fine-tuning measurements.
-SHAPES = {
-    "keeps-falling": lambda x: 3.0 * (1.0 - 0.4 * x),
-    "fast-then-slow": lambda x: 2.0 + 1.0 * math.exp(-x / 0.03) + 0.6 * (1 + x / 0.1) ** -0.8,
-    "plateau": lambda x: 2.0 + 1.0 * math.exp(-x / 0.05),
-    "overfit": lambda x: 2.0 + 1.0 * math.exp(-x / 0.05) + 0.4 * max(0.0, x - 0.4),
-}
-
-
-def synthetic_curves(points: int = 12, examples: int = 12) -> dict:
-    import numpy as np
-
-    out = {}
-    for shape, f in SHAPES.items():
-        for noise in (0.01, 0.03):
-            for seed in range(3):
-                rng = np.random.default_rng([seed, int(noise * 1000)])
-                hard = rng.lognormal(0, 0.3, examples)
-                counts = rng.integers(10, 40, examples)
-                whole = 0.01 * 1e12
-                evals = []
-                for k in range(points + 2):
-                    x = k / (points + 1)
-                    sums = f(x) * hard * (1 + rng.normal(0, noise, examples)) * counts
-                    evals.append({"train_flops": x * 1e12, "eval_flops": whole, "eval_sums": sums.tolist(),
-                                  "eval_counts": counts.tolist(), "eval_loss": float(sums.sum() / counts.sum())})
-                out[f"{shape}-n{noise:g}-s{seed}"] = {"evals": evals, "setting": shape, "data": "synthetic",
-                                                       "method": "-", "lr": 0.0, "budget_key": "-", "seed": seed}
-    return out
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--governed", type=int, default=0, help="also train this many suite runs for real, governed")
@@ -326,6 +305,7 @@ def main(argv=None) -> int:
     policies[BUMP_LABEL] = ("marginal", BUMP)
     policies.update({f"patience-{p}": ("patience", {"patience": p}) for p in PATIENCE})
     per = {label: {r: replay(g, o, c) for r, c in CURVES.items()} for label, (g, o) in policies.items()}
+    per[RESTORE_LABEL] = {r: replay("marginal", {}, c, restore=True) for r, c in CURVES.items()}
     per.update({f"patience-{p}, every recorded evaluation": {r: replay("patience", {"patience": p}, c, dense=True)
                                                              for r, c in CURVES.items()} for p in PATIENCE})
     planned = {r: planned_hindsight(c) for r, c in CURVES.items()}
@@ -373,9 +353,12 @@ def main(argv=None) -> int:
         if not args.synthetic else []
     old_real = governor_real.run({r: c for r, c in CURVES.items() if c["budget_key"] == "x4"}, len(CURVES),
                                  governor_real.OLD, train_missing=False) if not args.synthetic else []
+    restore_real = governor_real.run(dict(CURVES), len(CURVES), governor_real.RESTORED, train_missing=False) \
+        if not args.synthetic else []
     from governor_report import render
 
-    md = render(table, per, fixed, coverage, cal_rows, calib, real, split, no_cooldown, old_real, bump_real)
+    md = render(table, per, fixed, coverage, cal_rows, calib, real, split, no_cooldown, old_real, bump_real,
+                restore_real)
     print(md)
     OUT.mkdir(parents=True, exist_ok=True)
     if args.synthetic:
@@ -385,7 +368,8 @@ def main(argv=None) -> int:
     (OUT / "governor.json").write_text(json.dumps({"table": table, "split": split, "no_cooldown": no_cooldown,
                                                    "cooldown_fraction": COOLDOWN, "per_run": per, "fixed": fixed,
                                                    "calibration": calib, "coverage": coverage, "real": real,
-                                                   "real_previous_defaults": old_real, "real_bump": bump_real},
+                                                   "real_previous_defaults": old_real, "real_bump": bump_real,
+                                                   "real_restore": restore_real},
                                                   indent=1, default=str))
     DOC.write_text(md)
     return 0

@@ -18,6 +18,7 @@ import governor_suite as suite
 
 GOVERNED = suite.OUT / "governor_governed_v3"
 BUMPED = suite.OUT / "governor_governed_bump"  # the same runs with bench/governor.py's BUMP options
+RESTORED = suite.OUT / "governor_governed_restore"  # the default governor with train.restore_best (train/best.py)
 
 
 OLD = suite.OUT / "governor_governed"  # runs trained with an earlier day's defaults: read, never written
@@ -40,9 +41,9 @@ def _keep(directory: Path, name: str, row: dict) -> None:
 
 
 def run(curves: dict, n: int, directory: Path | None = None, train_missing: bool = True,
-        options: dict | None = None) -> list[dict]:
-    """The first n of `curves` governed for real (the governor's defaults, or `options`); those not trained and not
-    kept are left out unless train_missing."""
+        options: dict | None = None, train_options: dict | None = None) -> list[dict]:
+    """The first n of `curves` governed for real (the governor's defaults, or `options`; `train_options` set fields
+    of the run's train config); those not trained and not kept are left out unless train_missing."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from governor import costs
 
@@ -68,6 +69,8 @@ def run(curves: dict, n: int, directory: Path | None = None, train_missing: bool
             cfg = suite.setting_config(name, setting, curve["budget_key"], curve["seed"], out, 0.0)
             cfg.data = dc
             cfg.budget.max_flops = costs(curve)["budget"]
+            for field, value in (train_options or {}).items():
+                setattr(cfg.train, field, value)
             train(cfg, model=model, tokenizer=tokenizer, data=split, governor=make("marginal", dict(options or {})),
                   progress=False)
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
@@ -82,3 +85,22 @@ def run(curves: dict, n: int, directory: Path | None = None, train_missing: bool
                      "cooldown": bool(summary.get("cooldown"))})
         _keep(directory, name, rows[-1])
     return rows
+
+
+def main() -> int:
+    """Train the named recorded runs with the default governor and train.restore_best (rows in
+    bench/records/governor_governed_restore.json; bench/governor.py shows them beside the default's)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--runs", required=True, help="comma-separated recorded runs (bench/records/governor_curves)")
+    args = ap.parse_args()
+    curves = suite.load_curves()
+    chosen = {r: curves[r] for r in args.runs.split(",") if r}
+    for row in run(chosen, len(chosen), RESTORED, options={}, train_options={"restore_best": True}):
+        print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,7 @@ import governor as gov
 
 
 def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cooldown=(), old_real=(),
-           bump_real=()) -> str:
+           bump_real=(), restore_real=()) -> str:
     out = ["# Benchmark: governor", "",
            ("Produced by `bench/governor.py` over the curves recorded by `bench/governor_suite.py` (numbers as "
            "measured). FLOPs include every evaluation each policy used and, for a stop before the end, the "
@@ -93,9 +93,17 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
                  f"{json.dumps(gov.BUMP)} (governor/bump.py; run directories in bench/out/governor_governed_bump/, "
                  "rows in bench/records/governor_governed_bump.json): the runs where the default's real stop was "
                  "worst, to tell whether waiting out a bump mends them outside the replay.")
+    restore_note = ("Trained by `python bench/governor_real.py --runs ...`: the default governor with "
+                    "`train.restore_best` (train/best.py: a stop whose evaluation stands above the best one so far on "
+                    "the same examples loads that one's weights back before the cooldown; run directories in "
+                    "bench/out/governor_governed_restore/, rows in bench/records/governor_governed_restore.json), on "
+                    "the runs where the default's real stop was worst. The replay column reads a restored stop's loss "
+                    "as training on from the restored evaluation, the convention of every replayed cooldown.")
     for rows, title, note, policy in (
             (real, "Real governed runs with today's defaults (decay on stop)", new_note, f"marginal t={gov.DEFAULT_T:g}"),
             (bump_real, "Real governed runs that wait out a bump (not the default)", bump_note, gov.BUMP_LABEL),
+            (restore_real, "Real governed runs that restore the best evaluation (not the default)", restore_note,
+             gov.RESTORE_LABEL),
             (old_real, "Real governed runs with an earlier day's defaults", old_note, None)):
         if not rows:
             continue
@@ -161,7 +169,8 @@ def targets(table, real, fixed) -> list[str]:
     by = {s["policy"]: s for s in table}
     rows = [("replay, default options", by.get(f"marginal t={gov.DEFAULT_T:g}")),
             ("hindsight: cheapest stop within 1% of fixed", by.get("hindsight: cheapest stop within 1% of fixed")),
-            ("replay, waiting out a bump (not the default)", by.get(gov.BUMP_LABEL))]
+            ("replay, waiting out a bump (not the default)", by.get(gov.BUMP_LABEL)),
+            ("replay, restoring the best evaluation on a stop (not the default)", by.get(gov.RESTORE_LABEL))]
     out = ["## Against the targets", "",
            "| | runs | FLOPs vs fixed (sum, eval incl.) | mean loss vs fixed | worst run |", "|---|---|---|---|---|",
            "| target | | ≤ 75% | ≤ +1.00% | ≤ +3.00% |"]

@@ -79,6 +79,10 @@ class TrainConfig:
         "when the governor stops a run, first decay the learning rate linearly to 0 over this share of the training "
         "FLOPs spent so far (within the budget), then evaluate; 0: stop at once", 0.2
     )
+    restore_best: bool = doc(
+        "governed runs: a stop whose evaluation stands above the best one so far (on the same examples) goes back to "
+        "the best one's weights before the cooldown (its checkpoint is kept)", False
+    )
     weight_decay: float = doc("AdamW weight decay", 0.0)
     gradient_checkpointing: bool = doc("recompute activations in backward: less memory, one more forward", False)
     precision: str = doc(

@@ -29,7 +29,9 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 
 
 def save(run_dir: Path, step: int, weights: dict[str, torch.Tensor], method_state: dict, state: dict,
-         keep: int = 2) -> Path:
+         keep: int = 2, protect: int | None = None) -> Path:
+    """Write step's checkpoint and drop all but the newest `keep` (the step `protect` names, the best evaluation's
+    that train/best.py may restore, is kept as well)."""
     path = Path(run_dir) / "checkpoints" / f"step-{step:08d}"
     with atomic.atomic_dir(path) as tmp:
         # safetensors refuses tensors that share storage (tied embeddings): store contiguous copies.
@@ -37,8 +39,18 @@ def save(run_dir: Path, step: int, weights: dict[str, torch.Tensor], method_stat
         torch.save(method_state, tmp / "state.pt")
         atomic.write_json(tmp / "state.json", state)
     for old in checkpoint_dirs(run_dir)[:-max(1, keep)]:
-        shutil.rmtree(old, ignore_errors=True)
+        if protect is None or old.name != f"step-{protect:08d}":
+            shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def load_step(run_dir: Path, step: int) -> tuple[dict, dict] | None:
+    """(weights, method state) of step's checkpoint, or None when it is not on disk."""
+    path = Path(run_dir) / "checkpoints" / f"step-{step:08d}"
+    if not (path / "weights.safetensors").exists():
+        return None
+    return load_file(str(path / "weights.safetensors")), torch.load(path / "state.pt", weights_only=True,
+                                                                    map_location="cpu")
 
 
 def load_latest(run_dir: Path) -> tuple[dict, dict, dict] | None:

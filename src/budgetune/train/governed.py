@@ -123,10 +123,10 @@ def final_reserve(plan: dict | None, measured_first: float, reported_estimate: f
 def final_dev_eval(plan: dict | None, last: dict, step: int) -> bool:
     """Whether the run ends with an evaluation of the governor's set: not when a governed run reports on a test
     set apart (its final test evaluation is the reported one); else when the last one was not the whole set at
-    this step."""
+    this step (or it read weights since restored, train/best.py)."""
     if plan is not None and plan.get("origin_on_sample"):
         return False
-    return last["step"] != step or "eval_indices" in last
+    return last["step"] != step or "eval_indices" in last or bool(last.get("restored_after"))
 
 
 def prepare_refresher(refresher, model, ledger) -> None:

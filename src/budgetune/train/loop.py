@@ -14,10 +14,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .. import sharding
 from ..budget import Budget, Ledger
 from ..data import DataSplit, collate
 from ..governor.protocol import Decision
 from . import (
+    best,
     cooldown,
     evalplan,
     governed,
@@ -100,6 +102,8 @@ def _begin(s: Session, evaluate: Callable, refresher, progress: bool) -> tuple[l
             origin = _decide(s.accelerator, s.governor, first, ledger, budget)  # the curve's origin: before training
             run.append(run.decisions, {"step": 0, "flops": ledger.total_flops, "action": origin.action,
                                        "reason": origin.reason, **origin.inputs})
+        if cfg.train.restore_best:
+            best.is_new_best(state, first)  # the weights before training are the first best (step 0's checkpoint)
         s.save()  # step 0: a good state to roll back or resume to
         governed.prepare_refresher(refresher, s.stepper.model, ledger)
     return evals, eval_cost
@@ -207,6 +211,11 @@ def _govern(s: Session, record: dict, lr: float, eval_cost: float, refresher) ->
                                "action": decision.action, "reason": decision.reason, **decision.inputs})
     governed.grant_sample(run, state, decision, ledger, budget, len(s.data.scoring), cfg.train.seed)
     if decision.action == "stop":
+        back = best.restore(run, s.stepper, state, record, ledger, sharding.is_sharded(s.stepper.model)) \
+            if cfg.train.restore_best else None
+        if back is not None:
+            run.append(run.decisions, back)
+            record["restored_after"] = back["restored"]  # the weights it read are gone: the final one is new
         state["cooldown"] = cooldown.begin(
             fraction=cfg.train.cooldown_fraction, lr=lr, ledger=ledger, budget=budget, eval_cost=eval_cost,
             progress=pacing.progress_fraction(budget, ledger, cfg.train.max_steps, state["step"]),
@@ -221,6 +230,8 @@ def _govern(s: Session, record: dict, lr: float, eval_cost: float, refresher) ->
             s.pool = list(new_pool)
             state["pool_uids"] = [e.uid for e in s.pool]
             state["epoch"], state["cursor"] = state["epoch"] + 1, 0
+    if decision.action != "stop" and cfg.train.restore_best and best.is_new_best(state, record):
+        s.save()  # the best evaluation's weights, kept for a later stop to restore
 
 
 def _global_shape(accelerator, micro: list[dict]) -> tuple[float, float]:

@@ -59,5 +59,7 @@ class Session:
         method_state = {"method": stepper.state_dict(), "rng": torch.get_rng_state()}
         saved = {"loop": dict(state), "ledger": ledger.to_dict(), "governor": governor.state_dict()}
         if run.writer:
-            checkpoint.save(run.path, state["step"], weights, method_state, saved, keep=cfg.train.keep_checkpoints)
+            best = state.get("best") if cfg.train.restore_best else None
+            checkpoint.save(run.path, state["step"], weights, method_state, saved, keep=cfg.train.keep_checkpoints,
+                            protect=None if best is None else best["step"])
             run.write_json("ledger.json", ledger.to_dict())
