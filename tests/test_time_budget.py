@@ -110,7 +110,9 @@ def test_fixed_schedule_keeps_the_share_of_seconds(tiny_config_path, tokenizer, 
     cfg.train.eval_points = 20
     plan, _, _ = make_plan(cfg, GIVEN | {"train.eval_points"}, tokenizer=tokenizer, data=data)
     n = plan.numbers
-    ends = (n["before_eval"] + MARGIN * n["final_reserve"]) / rate
+    # after training a fixed run with dev and test apart reads the test set only
+    assert n["fixed_final_reserve"] < n["final_reserve"]
+    ends = (n["before_eval"] + MARGIN * n["fixed_final_reserve"]) / rate
     keep = int((0.1 * 400.0 - ends) // (n["dev_eval"] / rate))  # by hand: what the 10% share pays for
     assert 0 <= keep < 20
     assert plan.get("evaluation").value.startswith(f"{keep} of 20 ")
@@ -200,7 +202,8 @@ def test_slower_than_planned_run_ends_with_its_final_evaluation_inside_the_budge
     ledger, summary, evals = _read(out)
     assert "reserved for the final evaluation" in summary["stop_reason"]
     assert 1 <= ledger["steps"] < 1000
-    assert summary["after_loss"] is not None and evals[-1]["step"] == ledger["steps"]  # the final evaluation ran
+    # the final evaluation ran: on the test set (dev and test apart), charged beyond the dev evaluations logged
+    assert summary["after_loss"] is not None and ledger["flops"]["eval"] > sum(e["eval_flops"] for e in evals)
     assert ledger["seconds"] <= 60.0  # ... inside the budget
     assert ledger["phase_seconds"]["train"] == pytest.approx(ledger["flops"]["train"] / 5e9, rel=1e-9)
     assert ledger["phase_seconds"]["eval"] == pytest.approx(ledger["flops"]["eval"] / 5e9, rel=1e-9)
@@ -215,12 +218,13 @@ def test_evaluations_in_between_are_dropped_when_time_binds(tiny_config_path, tm
     out = tmp_path / "steps"  # 1000 s: the step limit ends the run; its 3 evaluations in between run
     assert _run(tiny_config_path, out, "--max-seconds", "1000", "--max-steps", "4", "--eval-share", "0", *common) == 0
     _, summary, evals = _read(out)
-    assert summary["stop_reason"].startswith("max_steps") and len(evals) == 2 + 3
+    # dev: before training and 3 in between; after training only the test set is read (dev and test apart)
+    assert summary["stop_reason"].startswith("max_steps") and len(evals) == 1 + 3
     out = tmp_path / "time"  # 30 s, which end the run before its steps: time binds and the share pays for none
     assert _run(tiny_config_path, out, "--max-seconds", "30", "--max-steps", "1000", "--eval-share", "0",
                 *common) == 0
     ledger, summary, evals = _read(out)
-    assert summary["stop_reason"].startswith("time budget spent") and len(evals) == 2
+    assert summary["stop_reason"].startswith("time budget spent") and len(evals) == 1
     assert ledger["seconds"] <= 30.0
     capsys.readouterr()
 

@@ -89,6 +89,8 @@ def costs(cfg, spec, data, layout: dict) -> dict:
     mean = mean_profile(ps)
     return {"dev_eval": dev, "test_eval": test, "whole_eval": dev + test_reserve, "before_eval": dev + test,
             "final_reserve": dev + test_reserve, "first_step": step,
+            # an ungoverned run with dev and test apart ends on the test set only (train/governed.final_dev_eval)
+            "fixed_final_reserve": test_reserve if data.apart else dev,
             "minimum": dev + test + step + dev + test_reserve, "train_profile": mean,
             "flops_per_token": _per_token(method, method_cfg, mean, ckpt, layout)}
 

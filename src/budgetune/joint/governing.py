@@ -47,8 +47,8 @@ def choose(plan, cfg, given: set[str], data, costs: dict, budget) -> dict:
             evals = eval_plan["share"] * budget.max_flops
             steps = (budget.max_flops - evals) / max(costs["first_step"], 1.0)
             # Over the share is a reason to step aside only when the fixed schedule it falls back to costs less:
-            # a fixed run evaluates the whole dev set before, in between and after (and the test set with dev
-            # and test apart), where the governor's plan reads a sample of dev.
+            # a fixed run evaluates the whole dev set before and in between, and after training the test set
+            # (dev and test apart) or dev, where the governor's plan reads a sample of dev.
             fixed_evals = fixed_schedule_flops(cfg, costs)
             if eval_plan.get("note") and evals > fixed_evals:
                 why_fixed = (f"its evaluations would cost {eval_plan['share']:.0%} of the budget, over the "
@@ -84,10 +84,11 @@ def choose(plan, cfg, given: set[str], data, costs: dict, budget) -> dict:
 
 
 def fixed_schedule_flops(cfg, costs: dict) -> float:
-    """What a fixed run's evaluations cost: the ends (before and after training) and train.eval_points whole-dev
-    evaluations in between (none are planned with train.eval_every: the plan cannot count them)."""
+    """What a fixed run's evaluations cost: before training (dev, and test when apart), after it (test when apart,
+    else dev) and train.eval_points whole-dev evaluations in between (none are planned with train.eval_every: the
+    plan cannot count them)."""
     points = 0 if cfg.train.eval_every else int(cfg.train.eval_points)
-    return costs["before_eval"] + costs["final_reserve"] + points * costs["dev_eval"]
+    return costs["before_eval"] + costs["fixed_final_reserve"] + points * costs["dev_eval"]
 
 
 def _evaluation(plan, cfg, given: set[str], data, costs: dict, eval_plan: dict | None) -> None:
@@ -105,6 +106,7 @@ def _evaluation(plan, cfg, given: set[str], data, costs: dict, eval_plan: dict |
         plan.numbers["eval_plan"] = {k: v for k, v in eval_plan.items() if k != "line"}
     else:
         points = 0 if cfg.train.eval_every else int(cfg.train.eval_points)
+        ends = costs["before_eval"] + costs["fixed_final_reserve"]
         between = fixed_schedule_flops(cfg, costs) - ends
         value = (f"every {cfg.train.eval_every} steps on all {n_dev}" if cfg.train.eval_every
                  else f"{points} x all {n_dev} dev examples")
@@ -113,10 +115,11 @@ def _evaluation(plan, cfg, given: set[str], data, costs: dict, eval_plan: dict |
     total = ends + between
     share = f"; {total / cfg.budget.max_flops:.1%} of the budget" if cfg.budget.max_flops and eval_plan is None else ""
     plan.add("evaluation", value, share_source, reason + share, "--eval-share, --eval-points")
-    reserve = eval_plan["final_flops"] if eval_plan is not None else costs["final_reserve"]
+    reserve = eval_plan["final_flops"] if eval_plan is not None else costs["fixed_final_reserve"]
     plan.add("final eval", f"{reserve:.3g} FLOPs reserved", CHOSEN,
              ("the test set and the generation evaluation" if eval_plan is not None and data.apart else
-              "the whole dev set" + (" and the test set" if data.apart else "")) + " after training, kept back from the budget so the reported loss is always measured", "")
+              "the test set" if data.apart else "the whole dev set") + " after training, kept back from the budget "
+             "so the reported loss is always measured", "")
     plan.flops["eval"] = float(total)
     plan.numbers["eval_between"] = float(between)
 

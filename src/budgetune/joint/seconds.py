@@ -225,12 +225,12 @@ def fit_schedule(plan, cfg, r: dict | None, costs: dict, n_dev: int) -> None:
     if cfg.budget.max_flops is not None and (seconds - r["seconds"]) * r["train"] >= cfg.budget.max_flops:
         return  # the FLOP budget binds
     points = int(cfg.train.eval_points)
-    ends = (costs["before_eval"] + costs["final_reserve"]) / r["eval"]
+    ends = (costs["before_eval"] + costs["fixed_final_reserve"]) / r["eval"]
     if cfg.train.max_steps and r["seconds"] + ends + cfg.train.max_steps * costs["first_step"] / r["train"] < seconds:
         return  # the step limit ends the run first
     each = costs["dev_eval"] / r["eval"]
-    room = cfg.train.eval_share * seconds - MARGIN * costs["final_reserve"] / r["eval"] - costs["before_eval"] / r[
-        "eval"]
+    room = cfg.train.eval_share * seconds - MARGIN * costs["fixed_final_reserve"] / r["eval"] \
+        - costs["before_eval"] / r["eval"]
     keep = max(0, min(points, int(room // each) if each > 0 else points))
     if keep == points:
         return
@@ -255,7 +255,7 @@ def record(plan, cfg, r: dict | None, costs: dict) -> None:
     plan.config["budget.flops_per_second"] = planning_rate(r)
     plan.numbers["probe"] = {k: v for k, v in r.items() if k != "source"}
     plan.numbers["minimum_seconds"] = minimum_seconds(costs, r)
-    reserve = (plan.numbers.get("eval_plan") or {}).get("final_flops", costs["final_reserve"])
+    reserve = (plan.numbers.get("eval_plan") or {}).get("final_flops", costs["fixed_final_reserve"])
     final = plan.get("final eval")
     if final is not None:
         final.value += f", {MARGIN * reserve / r['eval']:.0f} s"

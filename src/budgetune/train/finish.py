@@ -34,7 +34,7 @@ class RunResult:
 def finish(s: Session, evals: list[dict], evaluate: Callable, train_seconds: float) -> RunResult:
     """`evaluate(indices=None)` is the loop's held-out evaluation (charged and logged like every other)."""
     state, ledger, data, stepper, accelerator = s.state, s.ledger, s.data, s.stepper, s.accelerator
-    if governed.final_dev_eval(state["eval_plan"], evals[-1], state["step"]):  # the final loss: the whole set
+    if governed.final_dev_eval(state["eval_plan"], evals[-1], state["step"], data.apart):  # the whole set
         evals.append(evaluate())
     evals[-1]["final"] = True
     after_loss = reported_loss(stepper.model, data, ledger, s.pad_id, s.cfg, accelerator,
@@ -53,7 +53,8 @@ def finish(s: Session, evals: list[dict], evaluate: Callable, train_seconds: flo
                "artefact": str(artefact) if artefact else None, "method": s.cfg.train.method,
                "model": s.cfg.model.model, "processes": s.world, "train_seconds_this_session": train_seconds,
                "pool_size": len(s.pool), "target_size": len(data.target), "cooldown": state["cooldown"],
-               "divergence": guard.divergence(evals, state["before_loss"]), "rollbacks": state.get("rollbacks", 0)}
+               "divergence": guard.divergence(_on_reported(evals, after_loss, state["step"], data.apart),
+                                              state["before_loss"]), "rollbacks": state.get("rollbacks", 0)}
     summary.update(ranks.summary_fields(s.layout, s.plan))
     summary["n_params"] = scaling.base_params(stepper.model)  # the N of `budgetune scaling fit`
     s.run.write_json("summary.json", summary)
@@ -63,6 +64,12 @@ def finish(s: Session, evals: list[dict], evaluate: Callable, train_seconds: flo
                                   "tokenizer": s.tokenizer, "data": data,
                                   "token_accuracy": state.get("token_accuracy"),
                                   "sharded": s.layout["sharding"] != "none"})
+
+
+def _on_reported(evals: list[dict], after_loss, step: int, apart: bool) -> list[dict]:
+    """The evaluations as the divergence check reads them: with dev and test apart the losses before and after
+    training are both the test set's, so the last one is the reported loss."""
+    return [*evals, {"step": step, "eval_loss": after_loss}] if apart else evals
 
 
 def save_result(run_dir: Path, stepper, tokenizer) -> Path:

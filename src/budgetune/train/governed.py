@@ -113,18 +113,21 @@ def origin_sample(plan: dict | None):
     return sample(plan) if plan is not None and plan.get("origin_on_sample") else None
 
 
-def final_reserve(plan: dict | None, measured_first: float, reported_estimate: float) -> float:
-    """FLOPs the run keeps back for its final evaluation: the plan's, else the first evaluation's measured cost
-    plus the test set's (an ungoverned run evaluates its held-out set whole at the end)."""
-    return float(plan["final_flops"]) if plan is not None and "final_flops" in plan else (
-        measured_first + reported_estimate)
+def final_reserve(plan: dict | None, measured_first: float, reported_estimate: float, apart: bool = False) -> float:
+    """FLOPs the run keeps back for its final evaluation: the plan's; else, with dev and test apart, the test set's
+    (an ungoverned run's final dev evaluation would be read by nothing, final_dev_eval); else the first
+    evaluation's measured cost (an ungoverned run evaluates its held-out set whole at the end)."""
+    if plan is not None and "final_flops" in plan:
+        return float(plan["final_flops"])
+    return reported_estimate if apart and plan is None else measured_first + reported_estimate
 
 
-def final_dev_eval(plan: dict | None, last: dict, step: int) -> bool:
+def final_dev_eval(plan: dict | None, last: dict, step: int, apart: bool = False) -> bool:
     """Whether the run ends with an evaluation of the governor's set: not when a governed run reports on a test
-    set apart (its final test evaluation is the reported one); else when the last one was not the whole set at
-    this step (or it read weights since restored, train/best.py)."""
-    if plan is not None and plan.get("origin_on_sample"):
+    set apart (its final test evaluation is the reported one), nor when an ungoverned one does (no decision reads
+    dev after training: at 3e12 FLOPs such an evaluation cost 6.5% of the budget); else when the last one was not
+    the whole set at this step (or it read weights since restored, train/best.py)."""
+    if plan is not None and plan.get("origin_on_sample") or plan is None and apart:
         return False
     return last["step"] != step or "eval_indices" in last or bool(last.get("restored_after"))
 

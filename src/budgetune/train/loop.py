@@ -89,7 +89,8 @@ def _begin(s: Session, evaluate: Callable, refresher, progress: bool) -> tuple[l
             state["before_loss"] = reported_loss(s.stepper.model, data, ledger, s.pad_id, cfg, s.accelerator,
                                                  state.setdefault("token_accuracy", {}), "before")
     eval_cost = evals[0]["eval_flops"] if evals else 0.0
-    eval_cost = governed.final_reserve(state["eval_plan"], eval_cost, reported_loss_flops(state, data, eval_cost))
+    eval_cost = governed.final_reserve(state["eval_plan"], eval_cost, reported_loss_flops(state, data, eval_cost),
+                                       data.apart)
     if not resumed:
         from ..governor import (
             check_inputs,  # a budget smaller than one evaluation: one clear line
