@@ -106,8 +106,8 @@ def _evaluation(plan, cfg, given: set[str], data, costs: dict, eval_plan: dict |
         plan.numbers["eval_plan"] = {k: v for k, v in eval_plan.items() if k != "line"}
     else:
         points = 0 if cfg.train.eval_every else int(cfg.train.eval_points)
-        ends = costs["before_eval"] + costs["fixed_final_reserve"]
-        between = fixed_schedule_flops(cfg, costs) - ends
+        ends = costs["before_eval"] + costs["fixed_final_reserve"]  # fixed_schedule_flops' ends
+        between = points * costs["dev_eval"]
         value = (f"every {cfg.train.eval_every} steps on all {n_dev}" if cfg.train.eval_every
                  else f"{points} x all {n_dev} dev examples")
         reason = "fixed schedule (--eval-points / --eval-every) on the whole dev set"

@@ -47,10 +47,7 @@ def save(run_dir: Path, step: int, weights: dict[str, torch.Tensor], method_stat
 def load_step(run_dir: Path, step: int) -> tuple[dict, dict] | None:
     """(weights, method state) of step's checkpoint, or None when it is not on disk."""
     path = Path(run_dir) / "checkpoints" / f"step-{step:08d}"
-    if not (path / "weights.safetensors").exists():
-        return None
-    return load_file(str(path / "weights.safetensors")), torch.load(path / "state.pt", weights_only=True,
-                                                                    map_location="cpu")
+    return _read(path)[:2] if path.is_dir() else None
 
 
 def load_latest(run_dir: Path) -> tuple[dict, dict, dict] | None:
@@ -58,7 +55,11 @@ def load_latest(run_dir: Path) -> tuple[dict, dict, dict] | None:
     dirs = checkpoint_dirs(run_dir)
     if not dirs:
         return None
-    path = dirs[-1]
+    return _read(dirs[-1])
+
+
+def _read(path: Path) -> tuple[dict, dict, dict]:
+    """(weights, method state, loop state) of one checkpoint directory, or the one-line error for a damaged one."""
     try:
         weights = load_file(str(path / "weights.safetensors"))
         method_state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
