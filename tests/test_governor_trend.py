@@ -6,7 +6,14 @@ import math
 
 import numpy as np
 import pytest
-from known_curves import B, drive, evaluations, flat, slow_after_fast
+from known_curves import (
+    B,
+    drive,
+    evaluations,
+    flat,
+    slow_after_fast,
+    slow_after_fast_for,
+)
 
 from budgetune.errors import UserError
 from budgetune.governor import make
@@ -71,10 +78,13 @@ REST = {"rule": "rest", "threshold": 0.005, "trend_z": 1.0}
 @pytest.mark.parametrize("options", [{}, REST], ids=["defaults", "trend_z=1"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_slow_steady_decline_after_a_fast_drop_is_not_stopped(seed, options):
-    at, decisions = drive(make("marginal", options), evaluations(slow_after_fast, seed=seed))
+    # a decline that buys 2.5 times the governor's own price to the end (the price is the threshold's)
+    governor = make("marginal", options)
+    curve = slow_after_fast_for(governor.config.threshold, price_rise=governor.config.price_rise)
+    at, decisions = drive(governor, evaluations(curve, seed=seed))
     assert at is None, decisions[-1].reason
     # ... nor when every evaluation also carries 2% of training noise on 6 examples
-    at, decisions = drive(make("marginal", options), evaluations(slow_after_fast, examples=6, noise=0.03,
+    at, decisions = drive(make("marginal", options), evaluations(curve, examples=6, noise=0.03,
                                                                  common=0.02, seed=seed))
     assert at is None, decisions[-1].reason
 
@@ -130,3 +140,13 @@ def test_a_time_limit_further_spent_than_the_flop_budget_sets_the_horizon():
     assert budget_axis(Budget(max_flops=1e13, max_seconds=600.0), ledger, 2e12) == (4e12, 2e12)
     # seconds 10% spent: the FLOP budget ends the run first
     assert budget_axis(Budget(max_flops=1e13, max_seconds=3000.0), ledger, 2e12) == (1e13, 8e12)
+
+
+def test_the_known_slow_decline_is_scaled_to_the_price_it_must_beat():
+    # at threshold 0.005 it is slow_after_fast itself (a slope of 0.5 over the budget)
+    xs = np.linspace(0.0, 1.0, 11)
+    assert np.allclose(slow_after_fast_for(0.005)(xs), [slow_after_fast(x) for x in xs])
+    # at 0.02 every 10% of the budget buys at least 2.5 times the rising price 0.02 · (1 + spent)
+    curve = slow_after_fast_for(0.02)
+    for x in np.linspace(0.05, 0.9, 18):
+        assert (curve(x) - curve(x + 0.1)) / curve(x) >= 2.5 * 0.02 * (1 + x) - 1e-12

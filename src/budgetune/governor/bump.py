@@ -3,7 +3,7 @@
 On the recorded fine-tuning curves the held-out loss at a constant learning rate moves up and down by several
 percent between evaluations (training noise the paired test cannot see: the examples are the same, the model
 moved). A stop at the top of such a bump keeps it: the decay on stop starts from the bump, and the worst governed
-runs of the suite (docs/benchmarks/governor.md) were stops made on a loss that had risen for two evaluations. A
+runs of the suite (docs/benchmarks/governor_v1.md) were stops made on a loss that had risen for two evaluations. A
 real rise (over-fitting) does not come back, so the wait is bounded.
 """
 

@@ -1,7 +1,7 @@
 """Back to the best evaluation on a governed stop (train.restore_best).
 
 A governed run stops when the rest of its budget is predicted not to pay, often inside a rise of its held-out loss
-(an overfitting bump; docs/benchmarks/governor.md: the worst real stops land 8–17% above the best loss the run had
+(an overfitting bump; docs/benchmarks/governor_v1.md: the worst real stops land 8–17% above the best loss the run had
 reached). Early stopping's usual answer is to return the best weights seen (Prechelt 1998; Keras'
 restore_best_weights), and that is what this does: every governed evaluation whose loss is the lowest so far on the
 same examples saves a checkpoint at once, kept by the rotation (checkpoint.save's `protect`); a stop whose
