@@ -198,6 +198,7 @@ def targets(table, real, fixed, decidable=()) -> list[str]:
             ("hindsight: cheapest stop within 1% of fixed", by.get("hindsight: cheapest stop within 1% of fixed")),
             ("replay, waiting out a bump (not the default)", by.get(gov.BUMP_LABEL)),
             ("replay, restoring the best evaluation on a stop (not the default)", by.get(gov.RESTORE_LABEL))]
+    rows += [(f"replay, {label} (not the default)", by.get(label)) for label in gov.CANDIDATES]
     rows += [(f"{label}, only the runs with evaluations in between", sub.get(policy)) for label, policy in (
         ("replay, default options", f"marginal t={gov.DEFAULT_T:g}"),
         ("hindsight: cheapest stop within 1% of fixed", "hindsight: cheapest stop within 1% of fixed"),
