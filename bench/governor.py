@@ -384,6 +384,8 @@ def main(argv=None) -> int:
                                  governor_real.OLD, train_missing=False) if not args.synthetic else []
     restore_real = governor_real.run(dict(CURVES), len(CURVES), governor_real.RESTORED, train_missing=False) \
         if not args.synthetic else []
+    candidate_real = governor_real.run(dict(CURVES), len(CURVES), governor_real.CANDIDATE, train_missing=False) \
+        if not args.synthetic else []
     from governor_report import render
 
     # Where the share leaves room for evaluations in between: the runs a governor can decide on at all.
@@ -391,7 +393,7 @@ def main(argv=None) -> int:
     subset = [{"policy": label, **summarise(rows, fixed, bound, decidable)} for label, rows in rows_all.items()] \
         if decidable and len(decidable) < len(CURVES) else []
     md = render(table, per, fixed, coverage, cal_rows, calib, real, split, no_cooldown, old_real, bump_real,
-                restore_real, subset)
+                restore_real, subset, candidate_real)
     print(md)
     OUT.mkdir(parents=True, exist_ok=True)
     if args.synthetic:
@@ -402,7 +404,7 @@ def main(argv=None) -> int:
                                                    "cooldown_fraction": COOLDOWN, "per_run": per, "fixed": fixed,
                                                    "calibration": calib, "coverage": coverage, "real": real,
                                                    "real_previous_defaults": old_real, "real_bump": bump_real,
-                                                   "real_restore": restore_real},
+                                                   "real_restore": restore_real, "real_candidate": candidate_real},
                                                   indent=1, default=str))
     DOC.write_text(md)
     return 0

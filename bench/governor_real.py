@@ -22,6 +22,8 @@ BUMPED = suite.OUT / f"governor_governed_bump{suite.TAG}"  # the same runs with 
 RESTORED = suite.OUT / f"governor_governed_restore{suite.TAG}"
 
 
+# bench/governor.py's first CANDIDATES option set (t=0.02 with a bump wait), trained for real: not the default
+CANDIDATE = suite.OUT / f"governor_governed_t02bump{suite.TAG}"
 OLD = suite.OUT / f"governor_governed{suite.TAG}"  # runs trained with an earlier day's defaults: read, never written
 # Each finished run's row, committed (bench/out is not kept between machines): bench/records/<directory>.json.
 RECORDS = suite.ROOT / "bench" / "records"

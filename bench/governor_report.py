@@ -23,7 +23,7 @@ SUITES = {  # what each suite holds out (bench/governor_suite.py), said at the t
 
 
 def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cooldown=(), old_real=(),
-           bump_real=(), restore_real=(), decidable=()) -> str:
+           bump_real=(), restore_real=(), decidable=(), candidate_real=()) -> str:
     out = ["# Benchmark: governor", "",
            ("Produced by `bench/governor.py` over the curves recorded by `bench/governor_suite.py` (numbers as "
            "measured). FLOPs include every evaluation each policy used and, for a stop before the end, the "
@@ -33,7 +33,7 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
            f"committed in bench/records/governor_curves{suite.TAG}/, and each real governed run's row in "
            "bench/records/<its directory>.json, so the tables can be replayed without recording again."), "",
            SUITES[suite.SUITE], "",
-           *targets(table, real, fixed, decidable),
+           *targets(table, real, fixed, decidable, candidate_real),
            "## Recorded curves", "",
            "| run | data | method | lr | budget | seed | evals | held-out examples | loss before → end | lowest (at % of budget) |",
            "|---|---|---|---|---|---|---|---|---|---|"]
@@ -124,11 +124,18 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
                     f"bench/records/governor_governed_restore{suite.TAG}.json), on "
                     "the runs where the default's real stop was worst. The replay column reads a restored stop's loss "
                     "as training on from the restored evaluation, the convention of every replayed cooldown.")
+    first = json.dumps(next(iter(gov.CANDIDATES.values()), {}))
+    candidate_note = (f"The first option set of bench/governor.py's CANDIDATES, {first}, trained for real on the 16x seed-0 settings (run directories in "
+                      f"bench/out/governor_governed_t02bump{suite.TAG}/, rows in "
+                      f"bench/records/governor_governed_t02bump{suite.TAG}.json), on the budget the replay charges the "
+                      "fixed run.")
     for rows, title, note, policy in (
             (real, "Real governed runs with today's defaults (decay on stop)", new_note, f"marginal t={gov.DEFAULT_T:g}"),
             (bump_real, "Real governed runs that wait out a bump (not the default)", bump_note, gov.BUMP_LABEL),
             (restore_real, "Real governed runs that restore the best evaluation (not the default)", restore_note,
              gov.RESTORE_LABEL),
+            (candidate_real, "Real governed runs with a candidate option set (not the default)", candidate_note,
+             next(iter(gov.CANDIDATES), None)),
             (old_real, "Real governed runs with an earlier day's defaults", old_note, None)):
         if not rows:
             continue
@@ -188,7 +195,7 @@ def seed_spread() -> list[str]:
     return out
 
 
-def targets(table, real, fixed, decidable=()) -> list[str]:
+def targets(table, real, fixed, decidable=(), candidate_real=()) -> list[str]:
     """The page in one table: the default governor over the whole suite, replayed and trained for real, against
     the targets it is held to (mean loss ≤ +1%, worst run ≤ +3%, FLOPs ≥ 25% below fixed) and the hindsight bound;
     `decidable`: the same rows over the runs whose evaluation plan has evaluations in between."""
@@ -210,11 +217,14 @@ def targets(table, real, fixed, decidable=()) -> list[str]:
         if s:
             out.append(f"| {label} | {s['runs']} | {100 * s['flops_vs_fixed']:.1f}% | "
                        f"{100 * s['mean_loss_vs_fixed']:+.2f}% | {100 * s['worst_loss_vs_fixed']:+.2f}% |")
-    done = [x for x in real if x["run"] in fixed]
-    if done:
+    for label, group in (("real governed runs, default options", real),
+                         (f"real governed runs, {next(iter(gov.CANDIDATES), '')} (not the default)", candidate_real)):
+        done = [x for x in group if x["run"] in fixed]
+        if not done:
+            continue
         dl = [(x["loss"] - x["fixed_loss"]) / x["fixed_loss"] for x in done]
         spent = sum(x["flops_vs_fixed"] * fixed[x["run"]]["flops"] for x in done)
-        out.append(f"| real governed runs, default options | {len(done)} | "
+        out.append(f"| {label} | {len(done)} | "
                    f"{100 * spent / sum(fixed[x['run']]['flops'] for x in done):.1f}% | "
                    f"{100 * statistics.mean(dl):+.2f}% | {100 * max(dl):+.2f}% |")
     return [*out, ""]
