@@ -271,27 +271,11 @@ def planned_hindsight(curve: dict) -> dict:
 
 def tuning_runs() -> list[str]:
     """The curves the default options were chosen on: in the v1 suite bench/governor_tune.py's budget split (1x and
-    4x, seed 0); in the big suite the threshold (`choose_threshold`) on the seed-0 curves, the seed replicates
+    4x, seed 0); in the big suite the threshold (governor_tune.choose_threshold) on the seed-0 curves, the seed replicates
     left out of sample."""
     if suite.SUITE != "v1":
         return [r for r, c in CURVES.items() if c["seed"] == 0]
     return [r for r, c in CURVES.items() if c["budget_key"] in ("x1", "x4") and c["seed"] == 0]
-
-
-MEAN_MAX, WORST_MAX = 0.01, 0.03  # the issue's loss targets against the fixed budget
-
-
-def choose_threshold(split: list[dict]) -> tuple[float, dict] | None:
-    """The threshold of the sweep that spends the fewest FLOPs on the tuning curves while meeting both loss targets
-    there (mean ≤ +1%, worst ≤ +3%) and passing the known-curve checks (bench/governor_tune.known_curves_pass); a
-    tie goes to the smaller threshold, the more cautious."""
-    from governor_tune import known_curves_pass
-
-    swept = [(float(x["policy"].split("=")[1]), x) for x in split if x["policy"].startswith("marginal t=")]
-    swept = [(t, x) for t, x in swept if known_curves_pass({"threshold": t})]
-    ok = [(t, x) for t, x in swept if x["in_sample"]["mean_loss_vs_fixed"] <= MEAN_MAX
-          and x["in_sample"]["worst_loss_vs_fixed"] <= WORST_MAX]
-    return min(ok, key=lambda p: (round(p[1]["in_sample"]["flops_vs_fixed"], 6), p[0])) if ok else None
 
 
 def summarise(rows: dict, fixed: dict, bound: dict, runs: list[str] | None = None) -> dict:

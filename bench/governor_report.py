@@ -53,7 +53,9 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
                    f"{100 * s['eval_share']:.1f}% | {100 * s['mean_loss_vs_fixed']:+.2f}% | "
                    f"{100 * s['worst_loss_vs_fixed']:+.2f}% | {100 * s['bound_captured']:.0f}% |")
     if split:
-        chosen = gov.choose_threshold(split) if suite.SUITE != "v1" else None
+        from governor_tune import choose_threshold
+
+        chosen = choose_threshold(split) if suite.SUITE != "v1" else None
         how = ("The default options were chosen (bench/governor_tune.py) on the 1x and 4x seed-0 curves only; "
                "the 16x curves and the seed replicates are out of sample.") if suite.SUITE == "v1" else (
             "The default threshold is chosen here on the seed-0 curves: the threshold of the sweep that spends the "

@@ -137,6 +137,17 @@ def known_curves_pass(options: dict) -> bool:
     return _CHECKED[key]
 
 
+def choose_threshold(split: list[dict]) -> tuple[float, dict] | None:
+    """bench/governor.py's threshold choice on the big suite: the threshold of the sweep that spends the fewest
+    FLOPs on the tuning curves while meeting both loss targets there and passing known_curves_pass; a tie goes to
+    the smaller threshold, the more cautious."""
+    swept = [(float(x["policy"].split("=")[1]), x) for x in split if x["policy"].startswith("marginal t=")]
+    swept = [(t, x) for t, x in swept if known_curves_pass({"threshold": t})]
+    ok = [(t, x) for t, x in swept if x["in_sample"]["mean_loss_vs_fixed"] <= MEAN_MAX
+          and x["in_sample"]["worst_loss_vs_fixed"] <= WORST_MAX]
+    return min(ok, key=lambda p: (round(p[1]["in_sample"]["flops_vs_fixed"], 6), p[0])) if ok else None
+
+
 def pick(results: list[tuple[dict, dict]], fixed: dict, runs: list[str]) -> tuple[dict, dict]:
     """The options that save most on `runs` within the loss targets (if none meets them, the smallest excess),
     among those that pass the known-curve checks."""
