@@ -47,10 +47,6 @@ OUT = ROOT / "bench/out"
 # 2026-12-03 were kept in bench/out/frontier_runs.jsonl only and are not here.
 RUNS = ROOT / "bench/records/frontier_runs.jsonl"
 SMOKE_RUNS = OUT / "frontier_runs_smoke.jsonl"  # a smoke run's rows (another model) stay out of the records
-
-
-def runs_file(args) -> Path:
-    return RUNS if args.model == MODEL else SMOKE_RUNS
 DOC = ROOT / "docs/benchmarks/frontier.md"
 ARMS = ("default", "selection", "governor", "planned")
 MODEL = "smollm2-135m"
@@ -156,6 +152,10 @@ def fingerprint(args) -> str:
     if args.model != MODEL:
         fields += (args.model,)  # a smoke test's tiny model never mixes with the real rows
     return hashlib.sha1(repr(fields).encode()).hexdigest()[:10]
+
+
+def runs_file(args) -> Path:
+    return RUNS if args.model == MODEL else SMOKE_RUNS
 
 
 def load_done(path: Path = RUNS) -> dict:

