@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import itertools
 
 import governor_suite as suite
+from governor_policies import (BUMP, BUMP_LABEL, CANDIDATES, CAPPED, CAPPED_LABEL, PREVIOUS, PREVIOUS_LABEL, RESTORE,
+                               RESTORE_LABEL)
 from governor_synthetic import synthetic_curves
 
 if __name__ == "__main__":  # governor_report and governor_real read this module's state (CURVES), not a second copy
@@ -61,22 +63,6 @@ def _cooldown_fraction() -> float:
 COOLDOWN = _cooldown_fraction()  # decay on stop (train.cooldown_fraction's default); 0: stop at once (as recorded)
 THRESHOLDS = tuple(sorted({0.005, 0.01, 0.02, 0.04, 0.06, DEFAULT_T}))
 PATIENCE = (3, 5, 10)
-# Last session's defaults (rule "next"), spelled out so the row stays what it was when the defaults move on.
-# Waiting out a bump (governor/bump.py), the options bench/governor_tune.py's budget split picks once bump_tolerance
-# and bump_wait are in its grid (tuned on the 1x and 4x seed-0 curves): not the default (docs/benchmarks/governor_v1.md)
-BUMP = {"threshold": 0.005, "trend_window": 0.5, "bump_tolerance": 0.03, "bump_wait": 1}
-BUMP_LABEL = "waits out a bump (bump_tolerance 0.03, bump_wait 1, trend_window 0.5)"
-RESTORE_LABEL = "default options, restoring the best evaluation on a stop (train.restore_best)"
-# Not the default: the option sets a sweep on the big suite (threshold × bump wait × close wait, 2026-12-03) found
-# cheapest within the loss targets on its seed-0 curves; shown on both suites, out of sample on the seed replicates.
-CANDIDATES = {
-    "t=0.02, waits out a bump (bump_tolerance 0.03, bump_wait 1)":
-        {"threshold": 0.02, "bump_tolerance": 0.03, "bump_wait": 1},
-    "t=0.02, close stops wait for a larger sample (close_wait)": {"threshold": 0.02, "close_wait": True},
-}
-PREVIOUS = {"rule": "next", "threshold": 0.02, "curve_z": 0.0, "min_dof": 1, "eval_points": 10, "eval_min_points": 3,
-            "eval_min_sample": 2, "eval_spacing": 1.5, "confirm": 2, "confirm_by": "paired", "trend_z": None,
-            "max_loss": None, "z": 1.0, "price_rise": 1.0}
 
 
 def _sub(e: dict, sample) -> dict:
@@ -312,12 +298,13 @@ def main(argv=None) -> int:
     bound = {r: hindsight(c, 0.01) for r, c in CURVES.items()}
     oracle = {r: hindsight(c, None) for r, c in CURVES.items()}
     policies = {f"marginal t={t:g}": ("marginal", {"threshold": t}) for t in THRESHOLDS}
-    policies["last session's default (rule next, t=0.02)"] = ("marginal", PREVIOUS)
+    policies[CAPPED_LABEL] = ("marginal", CAPPED)
+    policies[PREVIOUS_LABEL] = ("marginal", PREVIOUS)
     policies[BUMP_LABEL] = ("marginal", BUMP)
     policies.update({label: ("marginal", o) for label, o in CANDIDATES.items()})
     policies.update({f"patience-{p}": ("patience", {"patience": p}) for p in PATIENCE})
     per = {label: {r: replay(g, o, c) for r, c in CURVES.items()} for label, (g, o) in policies.items()}
-    per[RESTORE_LABEL] = {r: replay("marginal", {}, c, restore=True) for r, c in CURVES.items()}
+    per[RESTORE_LABEL] = {r: replay("marginal", RESTORE, c, restore=True) for r, c in CURVES.items()}
     per.update({f"patience-{p}, every recorded evaluation": {r: replay("patience", {"patience": p}, c, dense=True)
                                                              for r, c in CURVES.items()} for p in PATIENCE})
     planned = {r: planned_hindsight(c) for r, c in CURVES.items()}
@@ -333,7 +320,8 @@ def main(argv=None) -> int:
     global COOLDOWN
     charged, COOLDOWN = COOLDOWN, 0.0  # the same policies as last session replayed them: a stop ends at once
     plain = {label: {r: replay("marginal", o, c) for r, c in CURVES.items()}
-             for label, o in ((f"marginal t={DEFAULT_T:g} (default)", {}), ("last session's default", PREVIOUS))}
+             for label, o in ((f"marginal t={DEFAULT_T:g} (default)", {}), (CAPPED_LABEL, CAPPED),
+                              (PREVIOUS_LABEL, PREVIOUS))}
     plain_bound = {r: hindsight(c, 0.01) for r, c in CURVES.items()}
     plain["hindsight: cheapest stop within 1% of fixed"] = plain_bound
     plain["hindsight on the default plan's own evaluations (within 1%)"] = {r: planned_hindsight(c)
@@ -370,6 +358,8 @@ def main(argv=None) -> int:
         if not args.synthetic else []
     candidate_real = governor_real.run(dict(CURVES), len(CURVES), governor_real.CANDIDATE, train_missing=False) \
         if not args.synthetic else []
+    capped_real = governor_real.run(dict(CURVES), len(CURVES), governor_real.CAPPED, train_missing=False) \
+        if not args.synthetic else []
     from governor_report import render
 
     # Where the share leaves room for evaluations in between: the runs a governor can decide on at all.
@@ -377,7 +367,7 @@ def main(argv=None) -> int:
     subset = [{"policy": label, **summarise(rows, fixed, bound, decidable)} for label, rows in rows_all.items()] \
         if decidable and len(decidable) < len(CURVES) else []
     md = render(table, per, fixed, coverage, cal_rows, calib, real, split, no_cooldown, old_real, bump_real,
-                restore_real, subset, candidate_real)
+                restore_real, subset, candidate_real, capped_real)
     print(md)
     OUT.mkdir(parents=True, exist_ok=True)
     if args.synthetic:
@@ -388,7 +378,8 @@ def main(argv=None) -> int:
                                                    "cooldown_fraction": COOLDOWN, "per_run": per, "fixed": fixed,
                                                    "calibration": calib, "coverage": coverage, "real": real,
                                                    "real_previous_defaults": old_real, "real_bump": bump_real,
-                                                   "real_restore": restore_real, "real_candidate": candidate_real},
+                                                   "real_restore": restore_real, "real_candidate": candidate_real,
+                                                   "real_capped": capped_real},
                                                   indent=1, default=str))
     DOC.write_text(md)
     return 0

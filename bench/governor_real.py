@@ -17,6 +17,7 @@ import shutil
 import governor_suite as suite
 
 GOVERNED = suite.OUT / f"governor_governed_v3{suite.TAG}"
+CAPPED = suite.OUT / f"governor_governed_capped{suite.TAG}"  # bench/governor_policies.py's CAPPED: not the default
 BUMPED = suite.OUT / f"governor_governed_bump{suite.TAG}"  # the same runs with bench/governor.py's BUMP options
 # the default governor with train.restore_best (train/best.py)
 RESTORED = suite.OUT / f"governor_governed_restore{suite.TAG}"

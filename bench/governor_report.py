@@ -23,7 +23,7 @@ SUITES = {  # what each suite holds out (bench/governor_suite.py), said at the t
 
 
 def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cooldown=(), old_real=(),
-           bump_real=(), restore_real=(), decidable=(), candidate_real=()) -> str:
+           bump_real=(), restore_real=(), decidable=(), candidate_real=(), capped_real=()) -> str:
     out = ["# Benchmark: governor", "",
            ("Produced by `bench/governor.py` over the curves recorded by `bench/governor_suite.py` (numbers as "
            "measured). FLOPs include every evaluation each policy used and, for a stop before the end, the "
@@ -33,7 +33,7 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
            f"committed in bench/records/governor_curves{suite.TAG}/, and each real governed run's row in "
            "bench/records/<its directory>.json, so the tables can be replayed without recording again."), "",
            SUITES[suite.SUITE], "",
-           *targets(table, real, fixed, decidable, candidate_real),
+           *targets(table, real, fixed, decidable, candidate_real, capped_real),
            "## Recorded curves", "",
            "| run | data | method | lr | budget | seed | evals | held-out examples | loss before → end | lowest (at % of budget) |",
            "|---|---|---|---|---|---|---|---|---|---|"]
@@ -104,6 +104,10 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
                 f"bench/records/governor_governed_v3{suite.TAG}.json) with the "
                 "governor's defaults of this page, on the budget the replay charges the fixed run; the fixed loss is "
                 "the recorded run's.")
+    capped_note = (f"The capped option set (bench/governor_policies.py, chosen by bench/governor_tune_capped.py), "
+                   f"{json.dumps(gov.CAPPED)}, trained for real on the 16x seed-0 settings (run directories in "
+                   f"bench/out/governor_governed_capped{suite.TAG}/, rows in "
+                   f"bench/records/governor_governed_capped{suite.TAG}.json).")
     old_note = ("Cached in bench/out/governor_governed/: trained with the governor's defaults of their day (t = 0.01, "
                 "before the evaluation plan bound its share), not with today's defaults; kept for comparison, not "
                 "rerun.")
@@ -134,6 +138,8 @@ def render(table, per, fixed, coverage, cal_rows, calib, real, split=(), no_cool
                       "fixed run.")
     for rows, title, note, policy in (
             (real, "Real governed runs with today's defaults (decay on stop)", new_note, f"marginal t={gov.DEFAULT_T:g}"),
+            (capped_real, "Real governed runs with the capped option set (not the default)", capped_note,
+             gov.CAPPED_LABEL),
             (bump_real, "Real governed runs that wait out a bump (not the default)", bump_note, gov.BUMP_LABEL),
             (restore_real, "Real governed runs that restore the best evaluation (not the default)", restore_note,
              gov.RESTORE_LABEL),
@@ -198,7 +204,7 @@ def seed_spread() -> list[str]:
     return out
 
 
-def targets(table, real, fixed, decidable=(), candidate_real=()) -> list[str]:
+def targets(table, real, fixed, decidable=(), candidate_real=(), capped_real=()) -> list[str]:
     """The page in one table: the default governor over the whole suite, replayed and trained for real, against
     the targets it is held to (mean loss ≤ +1%, worst run ≤ +3%, FLOPs ≥ 25% below fixed) and the hindsight bound;
     `decidable`: the same rows over the runs whose evaluation plan has evaluations in between."""
@@ -206,11 +212,13 @@ def targets(table, real, fixed, decidable=(), candidate_real=()) -> list[str]:
     sub = {s["policy"]: s for s in decidable}
     rows = [("replay, default options", by.get(f"marginal t={gov.DEFAULT_T:g}")),
             ("hindsight: cheapest stop within 1% of fixed", by.get("hindsight: cheapest stop within 1% of fixed")),
+            (f"replay, {gov.CAPPED_LABEL} (not the default)", by.get(gov.CAPPED_LABEL)),
             ("replay, waiting out a bump (not the default)", by.get(gov.BUMP_LABEL)),
             ("replay, restoring the best evaluation on a stop (not the default)", by.get(gov.RESTORE_LABEL))]
     rows += [(f"replay, {label} (not the default)", by.get(label)) for label in gov.CANDIDATES]
     rows += [(f"{label}, only the runs with evaluations in between", sub.get(policy)) for label, policy in (
         ("replay, default options", f"marginal t={gov.DEFAULT_T:g}"),
+        (f"replay, {gov.CAPPED_LABEL} (not the default)", gov.CAPPED_LABEL),
         ("hindsight: cheapest stop within 1% of fixed", "hindsight: cheapest stop within 1% of fixed"),
         ("patience-5", "patience-5"))]
     out = ["## Against the targets", "",
@@ -221,6 +229,7 @@ def targets(table, real, fixed, decidable=(), candidate_real=()) -> list[str]:
             out.append(f"| {label} | {s['runs']} | {100 * s['flops_vs_fixed']:.1f}% | "
                        f"{100 * s['mean_loss_vs_fixed']:+.2f}% | {100 * s['worst_loss_vs_fixed']:+.2f}% |")
     for label, group in (("real governed runs, default options", real),
+                         (f"real governed runs, {gov.CAPPED_LABEL} (not the default)", capped_real),
                          (f"real governed runs, {next(iter(gov.CANDIDATES), '')} (not the default)", candidate_real)):
         done = [x for x in group if x["run"] in fixed]
         if not done:

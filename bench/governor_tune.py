@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import governor as gov
 import governor_suite as suite
+from governor_policies import UNCAPPED
 
 GRID = {  # rule "next" (last session's grid): the next 10% of the budget against its price, paired confirmations
     "rule": ("next",),
@@ -180,7 +181,7 @@ def grid_options() -> list[dict]:
     out, seen = [], set()
     for grid in GRIDS:
         for values in itertools.product(*grid.values()):
-            options = dict(zip(grid, values))
+            options = {**UNCAPPED, **dict(zip(grid, values))}  # on the defaults these grids were drawn around
             if options.get("trend_z") is None and "trend_window" in options:
                 options["trend_window"] = grid["trend_window"][0]
             if "close_wait" in options and (options.get("trend_z") is None or options["confirm_by"] != "trend"):
@@ -231,7 +232,7 @@ def random_frontier(curves: dict, fixed: dict, n: int, seed: int = 0) -> dict:
     rng = random.Random(seed)
     runs, scored = list(curves), []
     for _ in range(n):
-        options = {k: rng.choice(v) for k, v in RANDOM.items()}
+        options = {**UNCAPPED, **{k: rng.choice(v) for k, v in RANDOM.items()}}
         rows = {r: gov.replay("marginal", options, c) for r, c in curves.items()}
         scored.append({"options": options, "eligible": known_curves_pass(options), **score(rows, fixed, runs)})
 
@@ -251,11 +252,9 @@ def bump_split(curves: dict, fixed: dict) -> dict:
     """BUMP_GRID replayed on every curve; the budget split's pick (tuned on 1x + 4x seed 0) in and out of sample."""
     scored = []
     for values in itertools.product(*BUMP_GRID.values()):
-        options = dict(zip(BUMP_GRID, values))
-        if options["bump_tolerance"] is None:
-            if options["bump_wait"] != BUMP_GRID["bump_wait"][0]:
-                continue  # without the option its wait is not read
-            del options["bump_tolerance"], options["bump_wait"]
+        options = {**UNCAPPED, **dict(zip(BUMP_GRID, values))}
+        if options["bump_tolerance"] is None and options["bump_wait"] != BUMP_GRID["bump_wait"][0]:
+            continue  # without the option its wait is not read
         if known_curves_pass(options):
             scored.append((options, {r: gov.replay("marginal", options, c) for r, c in curves.items()}))
     everything = list(curves)

@@ -126,6 +126,7 @@ def test_the_plan_line_states_the_rule_and_its_price():
     assert make("marginal", {}).rule_text() == (
         "stops when the rest of the budget is predicted (by the curve families and the recent trend) to buy less "
         "than 0.5% lower held-out loss per 10% of the budget it would use")
+    assert make("marginal", {"max_loss": 0.02}).rule_text().endswith("it would use (or less than 2% in all)")
     assert "next 10% of the budget" in make("marginal", {"rule": "next", "threshold": 0.02}).rule_text()
 
 
