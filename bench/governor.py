@@ -31,8 +31,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import itertools
 
 import governor_suite as suite
-from governor_policies import (BUMP, BUMP_LABEL, CANDIDATES, CAPPED, CAPPED_LABEL, PREVIOUS, PREVIOUS_LABEL, RESTORE,
-                               RESTORE_LABEL)
+from governor_policies import (
+    BUMP,
+    BUMP_LABEL,
+    CANDIDATES,
+    CAPPED,
+    CAPPED_LABEL,
+    PREVIOUS,
+    PREVIOUS_LABEL,
+    RESTORE,
+    RESTORE_LABEL,
+)
 from governor_synthetic import synthetic_curves
 
 if __name__ == "__main__":  # governor_report and governor_real read this module's state (CURVES), not a second copy

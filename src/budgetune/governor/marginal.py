@@ -150,8 +150,7 @@ class MarginalGain:
         if c.rule == "rest":
             by = "the curve families and the recent trend" if c.trend_z is not None else "the curve families"
             cap = f" (or less than {100 * c.max_loss:g}% in all)" if c.max_loss is not None else ""
-            return (f"stops when the rest of the budget is predicted (by {by}) to buy less than {each} it would "
-                    f"use{cap}")
+            return f"stops when the rest of the budget is predicted (by {by}) to buy less than {each} it would use{cap}"
         return (f"stops when the next {c.horizon:.0%} of the budget is predicted to buy less than "
                 f"{100 * c.threshold:g}% lower held-out loss")
 
