@@ -18,6 +18,8 @@ import governor_suite as suite
 
 GOVERNED = suite.OUT / f"governor_governed_v3{suite.TAG}"
 CAPPED = suite.OUT / f"governor_governed_capped{suite.TAG}"  # bench/governor_policies.py's CAPPED: not the default
+GATED = suite.OUT / f"governor_governed_gated{suite.TAG}"  # bench/governor_policies.py's GATED: not the default
+HALF = suite.OUT / f"governor_governed_half{suite.TAG}"  # bench/governor_policies.py's HALF: not the default
 BUMPED = suite.OUT / f"governor_governed_bump{suite.TAG}"  # the same runs with bench/governor.py's BUMP options
 # the default governor with train.restore_best (train/best.py)
 RESTORED = suite.OUT / f"governor_governed_restore{suite.TAG}"
@@ -92,16 +94,26 @@ def run(curves: dict, n: int, directory: Path | None = None, train_missing: bool
 
 
 def main() -> int:
-    """Train the named recorded runs with the default governor and train.restore_best (rows in
-    bench/records/governor_governed_restore.json; bench/governor.py shows them beside the default's)."""
+    """Train the named recorded runs, in the order named: with the default governor and train.restore_best (rows in
+    bench/records/governor_governed_restore.json), or with --policy gated / half, bench/governor_policies.py's GATED /
+    HALF (rows in bench/records/governor_governed_gated_big.json / governor_governed_half_big.json)."""
     import argparse
+
+    from governor_policies import GATED as GATED_OPTIONS
+    from governor_policies import HALF as HALF_OPTIONS
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--runs", required=True, help="comma-separated recorded runs (bench/records/governor_curves)")
+    ap.add_argument("--policy", choices=("restore", "gated", "half"), default="restore")
     args = ap.parse_args()
     curves = suite.load_curves()
     chosen = {r: curves[r] for r in args.runs.split(",") if r}
-    for row in run(chosen, len(chosen), RESTORED, options={}, train_options={"restore_best": True}):
+    if args.policy == "restore":
+        rows = run(chosen, len(chosen), RESTORED, options={}, train_options={"restore_best": True})
+    else:
+        rows = run(chosen, len(chosen), GATED if args.policy == "gated" else HALF,
+                   options=GATED_OPTIONS if args.policy == "gated" else HALF_OPTIONS)
+    for row in rows:
         print(json.dumps(row))
     return 0
 

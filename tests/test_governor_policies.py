@@ -145,3 +145,21 @@ def test_halving_keeps_the_best_third():
     amounts, d = g.allocate(arms, 0.4, 1.0)
     assert {k for k, v in amounts.items() if v > 0} == {"a5", "a1"}
     assert d.action == "reallocate"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_min_spent_holds_every_action_until_that_share_of_the_budget_is_spent(seed):
+    # a flat noisy curve is stopped early by the defaults (the test above); with min_spent 0.6 the same curve may
+    # only be stopped once 60% of the budget is spent, and each earlier decision names the gate
+    evals = evaluations(flat, points=14, seed=seed)
+    at, decisions = drive(make("marginal", {"min_spent": 0.6}), evals)
+    assert at is not None and decisions[at].action == "stop"
+    assert decisions[at].inputs["budget_spent"] >= 0.6
+    early = [d for d in decisions if d.inputs.get("budget_spent", 1.0) < 0.6]
+    assert early and all(d.action == "continue" for d in early)
+    assert any("before any action" in d.reason for d in early)
+
+
+def test_min_spent_outside_a_share_is_refused():
+    with pytest.raises(UserError, match="min_spent"):
+        make("marginal", {"min_spent": 1.0})

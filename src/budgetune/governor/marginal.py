@@ -53,6 +53,7 @@ class Config:
     z: float = 1.0  # optimism: standard deviations added to a measured (paired) gain before comparing
     curve_z: float | None = 0.0  # standard deviations added to the curve's predicted gain; unset: z
     min_evals: int = 4  # evaluations (since start or refresh) before any action
+    min_spent: float = 0.0  # share of the budget spent before any action (a gate against early plateaus)
     min_dof: int = 1  # no action on a curve fit with fewer degrees of freedom (points − parameters)
     min_evals_between: int = 2  # evaluations between two actions
     confirm: int = 1  # confirmations before acting (confirm_by: paired intervals, or evaluations that agree)
@@ -100,6 +101,8 @@ class Config:
         if self.rule not in ("next", "rest") or self.confirm_by not in ("paired", "trend"):
             raise UserError(f"governor options rule={self.rule!r} must be 'next' or 'rest' and confirm_by="
                             f"{self.confirm_by!r} 'paired' or 'trend'")
+        if not 0 <= self.min_spent < 1:
+            raise UserError(f"governor option min_spent={self.min_spent} must be a share of the budget in [0, 1)")
         if (self.max_loss is not None and not 0 < self.max_loss < 1) or not 0 < self.trend_window <= 1 \
                 or (self.trend_z is not None and self.trend_z < 0):
             raise UserError("governor options max_loss must be a share in (0, 1), trend_window in (0, 1] and "
@@ -199,10 +202,11 @@ class MarginalGain:
         inputs = {"eval_loss": float(loss), **sig.to_inputs(), "optimistic_gain": _finite(optimistic),
                   "price": price, "resume_price": resume, "budget_spent": spent, "flops_left": remaining}
         n_window = len(window)
-        if n_window < c.min_evals or sig.source != "fit" or sig.dof < c.min_dof:
+        if n_window < c.min_evals or spent < c.min_spent or sig.source != "fit" or sig.dof < c.min_dof:
             self.below, self.anchor = 0, None
             inputs["below_count"] = 0
             why = (f"{n_window} of {c.min_evals} evaluations" if n_window < c.min_evals else
+                   f"{spent:.0%} of the budget spent, {c.min_spent:.0%} before any action" if spent < c.min_spent else
                    "no curve family has enough degrees of freedom" if sig.source != "fit" else
                    f"the fit has {sig.dof} degrees of freedom, {c.min_dof} needed")
             return self._emit("continue", f"gathering evaluations ({why})", inputs)
