@@ -102,17 +102,16 @@ def main() -> int:
     from governor_policies import GATED as GATED_OPTIONS
     from governor_policies import HALF as HALF_OPTIONS
 
+    policies = {"restore": (RESTORED, {}, {"restore_best": True}), "gated": (GATED, GATED_OPTIONS, None),
+                "half": (HALF, HALF_OPTIONS, None)}  # directory, governor options, train options
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--runs", required=True, help="comma-separated recorded runs (bench/records/governor_curves)")
-    ap.add_argument("--policy", choices=("restore", "gated", "half"), default="restore")
+    ap.add_argument("--policy", choices=tuple(policies), default="restore")
     args = ap.parse_args()
     curves = suite.load_curves()
     chosen = {r: curves[r] for r in args.runs.split(",") if r}
-    if args.policy == "restore":
-        rows = run(chosen, len(chosen), RESTORED, options={}, train_options={"restore_best": True})
-    else:
-        rows = run(chosen, len(chosen), GATED if args.policy == "gated" else HALF,
-                   options=GATED_OPTIONS if args.policy == "gated" else HALF_OPTIONS)
+    directory, options, train_options = policies[args.policy]
+    rows = run(chosen, len(chosen), directory, options=options, train_options=train_options)
     for row in rows:
         print(json.dumps(row))
     return 0

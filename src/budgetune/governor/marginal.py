@@ -101,12 +101,10 @@ class Config:
         if self.rule not in ("next", "rest") or self.confirm_by not in ("paired", "trend"):
             raise UserError(f"governor options rule={self.rule!r} must be 'next' or 'rest' and confirm_by="
                             f"{self.confirm_by!r} 'paired' or 'trend'")
-        if not 0 <= self.min_spent < 1:
-            raise UserError(f"governor option min_spent={self.min_spent} must be a share of the budget in [0, 1)")
         if (self.max_loss is not None and not 0 < self.max_loss < 1) or not 0 < self.trend_window <= 1 \
-                or (self.trend_z is not None and self.trend_z < 0):
-            raise UserError("governor options max_loss must be a share in (0, 1), trend_window in (0, 1] and "
-                            "trend_z non-negative")
+                or (self.trend_z is not None and self.trend_z < 0) or not 0 <= self.min_spent < 1:
+            raise UserError(f"governor options max_loss must be a share in (0, 1), trend_window in (0, 1], trend_z "
+                            f"non-negative and min_spent in [0, 1) (got min_spent={self.min_spent})")
         if (self.bump_tolerance is not None and self.bump_tolerance < 0) or self.bump_wait < 0:
             raise UserError("governor options bump_tolerance and bump_wait must be non-negative")
         if not 0 < self.round_share <= 1:
